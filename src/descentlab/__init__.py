@@ -1,0 +1,57 @@
+"""descentlab: train classifiers with minibatch SGD and the optimizers of Deep Learning ch. 8.
+
+The public API, importable from the top level::
+
+    import descentlab as dl
+    result = dl.fit("mlp", "mnist", optimizer="adam", lr=1e-3, batch_size=128, max_epochs=20)
+    run = dl.load_run("runs/...")
+
+Submodules by concept: ``data``, ``models``, ``losses``, ``metrics``, ``optim``,
+``train``, ``experiments``, ``bench``, ``sklearn``.  Names are loaded lazily so
+``import descentlab`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from descentlab._version import __version__
+from descentlab.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DescentlabError,
+    DivergenceError,
+)
+
+_LAZY = {
+    "fit": "descentlab.train",
+    "Trainer": "descentlab.train",
+    "TrainConfig": "descentlab.train",
+    "FitResult": "descentlab.train",
+    "Callback": "descentlab.train",
+    "load_run": "descentlab.train",
+    "evaluate": "descentlab.train",
+    "load_dataset": "descentlab.data",
+    "Dataset": "descentlab.data",
+    "Batches": "descentlab.data",
+    "build_model": "descentlab.models",
+    "build_optimizer": "descentlab.optim",
+}
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "DescentlabError",
+    "DivergenceError",
+    "__version__",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'descentlab' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+import sys
+
+from descentlab.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``descentlab`` command line (nothing outside this package imports it)."""

@@ -1,0 +1,81 @@
+"""``fit``: the one-call Python API over :class:`~descentlab.train.trainer.Trainer`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from descentlab.data import Dataset
+from descentlab.train.callbacks import (
+    Callback,
+    Checkpointer,
+    ConsoleLogger,
+    MetricsFiles,
+    ProgressBar,
+    TensorBoardLogger,
+)
+from descentlab.train.config import TrainConfig, from_mapping
+from descentlab.train.run_dir import RunDirectory, prepare_run_dir
+from descentlab.train.trainer import FitResult, Trainer
+
+
+def default_callbacks(cfg: TrainConfig, run_dir: Path | None) -> list[Callback]:
+    """Console lines and progress bar (unless quiet), run files and checkpoints (with a run dir)."""
+    callbacks: list[Callback] = []
+    if not cfg.quiet:
+        callbacks += [ConsoleLogger(), ProgressBar()]
+    if run_dir is not None:
+        callbacks += [MetricsFiles(run_dir), RunDirectory(run_dir),
+                      Checkpointer(every_iterations=cfg.checkpoint_every)]
+        if cfg.tensorboard:
+            callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
+    return callbacks
+
+
+def fit(model: nn.Module | str | None = None, data: Dataset | str | None = None, *,
+        optimizer: str | torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None = None,
+        config: TrainConfig | None = None, callbacks: Sequence[Callback] = (),
+        default_callbacks_: bool = True, resume: bool = False, resume_previous: bool = False,
+        **options: Any) -> FitResult:
+    """Train a classifier the Deep Learning Tutorials' way and return a :class:`FitResult`.
+
+    ``model`` is a model name (``"logreg"``, ``"mlp"``, ``"lenet"``) or any
+    ``nn.Module`` returning logits; ``data`` a dataset name, a file path or a
+    :class:`~descentlab.data.Dataset`; ``optimizer`` a name (``"adam"``,
+    ``"torch.AdamW"``...), an optimizer instance, or a ``params -> Optimizer``
+    callable.  Every other keyword is a :class:`TrainConfig` option
+    (``lr=0.01, batch_size=20, max_epochs=50, out="runs/x"``...).
+
+    Files are written only when ``out`` is given; ``quiet=True`` silences the
+    console.  ``resume=True`` continues the run in ``out`` from its newest checkpoint
+    (``resume_previous=True``: from the one before, if the newest is damaged).
+    """
+    values = config.to_dict() if config is not None else {}
+    if isinstance(model, str):
+        values["model"] = model
+    elif model is not None:
+        values["model"] = type(model).__name__
+    if isinstance(data, str):
+        values["dataset"] = data
+    elif data is not None:
+        values["dataset"] = data.name
+    if isinstance(optimizer, str):
+        values["optimizer"] = optimizer
+    elif optimizer is not None:
+        values["optimizer"] = type(optimizer).__name__ if isinstance(optimizer, torch.optim.Optimizer) \
+            else getattr(optimizer, "__name__", "custom")
+    values.update(options)
+    cfg = from_mapping(values)
+    run_dir = prepare_run_dir(cfg.out, resume=resume) if cfg.out else None
+    cbs = (default_callbacks(cfg, run_dir) if default_callbacks_ else []) + list(callbacks)
+    trainer = Trainer(cfg, data=data if isinstance(data, Dataset) else None,
+                      model=model if isinstance(model, nn.Module) else None,
+                      optimizer=None if optimizer is None or isinstance(optimizer, str) else optimizer,
+                      callbacks=cbs, run_dir=run_dir)
+    if resume:
+        trainer.restore_checkpoint(previous=resume_previous)
+    return trainer.fit()

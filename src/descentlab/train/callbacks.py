@@ -1,0 +1,175 @@
+"""Events of a training run, and the callbacks that turn them into output.
+
+The trainer emits events; everything that is not the arithmetic of training —
+printing, progress bars, metric files, TensorBoard, checkpoints — listens to
+them.  Users subclass :class:`Callback` and pass instances to ``fit`` to add
+or replace behaviour.  ``on_step`` is opt-in: the trainer only calls it for
+callbacks that override it, so the hot loop pays nothing otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from descentlab.train.trainer import FitResult, Trainer
+
+
+class Callback:
+    """Base class: override the events you care about."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """After setup, before the first step (also after a resume)."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """Before the first minibatch of ``epoch`` (1-based)."""
+
+    def on_step(self, trainer: Trainer, iteration: int, loss: Any) -> None:
+        """After every optimizer step (opt-in: costs a call per minibatch)."""
+
+    def on_validation(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        """After each validation; ``row`` is what goes to metrics.jsonl."""
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        """After the last minibatch of ``epoch`` and its validation, if any."""
+
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
+        """After a checkpoint has been written."""
+
+    def on_train_end(self, trainer: Trainer, result: FitResult) -> None:
+        """After training stops (early stopping, max_epochs or interruption)."""
+
+
+def overrides(callback: Callback, name: str) -> bool:
+    return getattr(type(callback), name) is not getattr(Callback, name)
+
+
+class ConsoleLogger(Callback):
+    """One line per validation: epoch, train NLL, valid error, best, test at best, lr, time."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+
+    def on_validation(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        stream = self.stream or sys.stdout
+        test = row.get("test_error_at_best")
+        parts = [
+            f"epoch {row['epoch']:4d}",
+            f"iter {row['iteration'] + 1:7d}",
+            f"train nll {row['train_nll']:.4f}",
+            f"valid {100 * row['valid_error']:6.3f}%",
+            f"best {100 * row['best_valid_error']:6.3f}%",
+            f"test@best {100 * test:6.3f}%" if test is not None else "test@best    -   ",
+            f"lr {row['lr']:.3g}",
+            f"{row['seconds']:7.1f}s",
+        ]
+        if row.get("grad_norm") is not None:
+            parts.append(f"|g| {row['grad_norm']:.3g}")
+        print(" | ".join(parts), file=stream, flush=True)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over the minibatches of an epoch; only on a terminal."""
+
+    def __init__(self, min_batches: int = 200) -> None:
+        self.min_batches = min_batches
+        self._bar: Any = None
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        if not sys.stderr.isatty() or trainer.batches_per_epoch < self.min_batches:
+            return
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=trainer.batches_per_epoch, desc=f"epoch {epoch}", leave=False,
+                         unit="batch", mininterval=0.5)
+
+    def on_step(self, trainer: Trainer, iteration: int, loss: Any) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    on_train_end = on_epoch_end  # type: ignore[assignment]
+
+
+class MetricsFiles(Callback):
+    """``metrics.jsonl`` (one row per validation) and the same rows as ``metrics.csv``."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.jsonl = Path(run_dir) / "metrics.jsonl"
+        self.csv = Path(run_dir) / "metrics.csv"
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        # On resume the files are rewritten from the restored history, so rows
+        # written after the checkpoint (and lost with the crash) never appear twice.
+        self._rewrite(trainer.history)
+
+    def on_validation(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        with open(self.jsonl, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        self._rewrite_csv(trainer.history)
+
+    def _rewrite(self, history: list[dict[str, Any]]) -> None:
+        with open(self.jsonl, "w", encoding="utf-8") as f:
+            for row in history:
+                f.write(json.dumps(row) + "\n")
+        self._rewrite_csv(history)
+
+    def _rewrite_csv(self, history: list[dict[str, Any]]) -> None:
+        if not history:
+            self.csv.write_text("", encoding="utf-8")
+            return
+        keys = list(history[0])
+        with open(self.csv, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(history)
+
+
+class TensorBoardLogger(Callback):
+    """Scalars to TensorBoard event files (needs the optional ``tensorboard`` package)."""
+
+    def __init__(self, log_dir: str | Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:  # tensorboard is an optional extra
+            from descentlab.errors import ConfigError
+
+            raise ConfigError("--tensorboard needs the tensorboard package",
+                              hint="pip install 'descentlab[tensorboard]'") from exc
+        self.writer = SummaryWriter(str(log_dir))
+
+    def on_validation(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        step = row["iteration"] + 1
+        for key in ("train_nll", "valid_error", "valid_nll", "valid_f1", "lr", "grad_norm"):
+            if row.get(key) is not None:
+                self.writer.add_scalar(key, row[key], step)
+        if row.get("test_error") is not None:
+            self.writer.add_scalar("test_error", row["test_error"], step)
+        self.writer.flush()
+
+    def on_train_end(self, trainer: Trainer, result: FitResult) -> None:
+        self.writer.close()
+
+
+class Checkpointer(Callback):
+    """Write a checkpoint every epoch and, optionally, every ``every`` iterations."""
+
+    def __init__(self, every_iterations: int | None = None, every_epoch: bool = True) -> None:
+        self.every_iterations = every_iterations
+        self.every_epoch = every_epoch
+
+    def on_step(self, trainer: Trainer, iteration: int, loss: Any) -> None:
+        if self.every_iterations and (iteration + 1) % self.every_iterations == 0:
+            trainer.save_checkpoint()
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        if self.every_epoch:
+            trainer.save_checkpoint()

@@ -1,0 +1,203 @@
+"""The run directory: everything a finished (or interrupted) run leaves behind.
+
+    RUN_DIR/
+      config.toml          the resolved options (re-run with --config RUN_DIR/config.toml)
+      metrics.jsonl/.csv   one row per validation
+      summary.json         the numbers of the run (errors are fractions in [0, 1])
+      model.safetensors    the best parameters + what is needed to rebuild the model
+      test_predictions.npy predictions on the test set at the best validation point
+      learning_curve.png   train NLL, valid and test error against epochs
+      checkpoint/          the latest resumable state (see checkpoint.py)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from descentlab.errors import CheckpointError
+from descentlab.train.callbacks import Callback
+from descentlab.train.checkpoint import atomic_write_bytes
+from descentlab.train.config import TrainConfig, from_mapping, read_config_file, save_config
+
+if TYPE_CHECKING:
+    from descentlab.train.trainer import FitResult, Trainer
+
+MODEL_FILE = "model.safetensors"
+
+
+def default_run_dir(cfg: TrainConfig, root: str | Path = "runs") -> Path:
+    """``runs/<timestamp>-<name>``; the name defaults to dataset-model-optimizer."""
+    name = cfg.name or f"{cfg.dataset.rsplit('/', 1)[-1]}-{cfg.model}-{cfg.optimizer}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / f"{stamp}-{name}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(root) / f"{stamp}-{name}-{n}"
+    return path
+
+
+def prepare_run_dir(path: str | Path, *, resume: bool = False) -> Path:
+    """Create the run directory, refusing to mix a new run into an old one."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{path} exists and is not a directory", hint="choose another --out")
+    if not resume and ((path / "summary.json").exists() or (path / "checkpoint").exists()):
+        raise CheckpointError(f"{path} already holds a run",
+                              hint="choose another --out, or continue it with --resume")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CheckpointError(f"run directory {path} is not writable ({exc.strerror})",
+                              hint="choose a writable --out directory") from None
+    return path
+
+
+def model_metadata(trainer: Trainer) -> dict[str, Any]:
+    data = trainer.data
+    return {
+        "model_spec": getattr(trainer.model, "descentlab_spec", None),
+        "model": trainer.config.model,
+        "input_shape": list(data.input_shape),
+        "n_classes": data.n_classes,
+        "class_names": data.class_names,
+        "dataset": data.name,
+    }
+
+
+def save_model(path: Path, model: nn.Module, meta: dict[str, Any],
+               preprocessing: dict[str, torch.Tensor] | None = None) -> None:
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for k, v in (preprocessing or {}).items():
+        tensors[f"__preprocessing__.{k}"] = v.detach().cpu().contiguous().float()
+    atomic_write_bytes(path, save(tensors, metadata={"descentlab": json.dumps(meta)}))
+
+
+class RunDirectory(Callback):
+    """Writes config, summary, best model, predictions and the learning curve."""
+
+    def __init__(self, path: str | Path, *, plot: bool = True) -> None:
+        self.path = Path(path)
+        self.plot = plot
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        save_config(trainer.config, self.path / "config.toml")
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        # Refresh the curve now and then so a long run can be watched.
+        if self.plot and epoch % 10 == 0:
+            self._plot(trainer.history)
+
+    def on_train_end(self, trainer: Trainer, result: FitResult) -> None:
+        summary = dict(result.summary)
+        atomic_write_bytes(self.path / "summary.json",
+                           json.dumps(summary, indent=2).encode("utf-8"))
+        model = result.model
+        if result.best_state is not None:
+            model = _with_state(model, result.best_state)
+        save_model(self.path / MODEL_FILE, model, model_metadata(trainer),
+                   getattr(trainer.data, "preprocessing", None) or None)
+        if result.test_predictions is not None:
+            np.save(self.path / "test_predictions.npy", result.test_predictions.numpy())
+        if self.plot:
+            self._plot(result.history)
+
+    def _plot(self, history: list[dict[str, Any]]) -> None:
+        from descentlab.experiments.plots import plot_learning_curve
+
+        plot_learning_curve(history, self.path / "learning_curve.png")
+
+
+def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    import copy
+
+    clone = copy.deepcopy(model)
+    clone.load_state_dict(state)
+    return clone
+
+
+# ------------------------------------------------------------------ reading
+@dataclass
+class Run:
+    """A finished run read back from its directory."""
+
+    path: Path
+    config: TrainConfig
+    summary: dict[str, Any]
+    history: list[dict[str, Any]]
+    model: nn.Module
+    metadata: dict[str, Any]
+    preprocessing: dict[str, torch.Tensor]
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class predictions for raw inputs (the run's preprocessing applied)."""
+        return self.predict_proba(x).argmax(dim=1)
+
+    @torch.inference_mode()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        from descentlab.errors import DataError
+
+        shape = tuple(self.metadata["input_shape"])
+        x = torch.as_tensor(x, dtype=torch.float32)
+        n_in = int(np.prod(shape))
+        if x.ndim < 1 or x[0].numel() != n_in:
+            got = x[0].numel() if x.ndim >= 1 and len(x) else 0
+            raise DataError(f"inputs have {got} features per example but the model expects {n_in} "
+                            f"(shape {shape})", hint="pass data with the training data's shape")
+        x = x.reshape(len(x), *shape)
+        if "mean" in self.preprocessing:
+            x = (x - self.preprocessing["mean"]) / self.preprocessing["std"]
+        self.model.eval()
+        return torch.softmax(self.model(x), dim=1)
+
+
+def load_run(path: str | Path, *, model: nn.Module | None = None) -> Run:
+    """Read a run directory: config, summary, history and the best model.
+
+    ``model`` is needed only for runs of custom modules (no saved spec).
+    """
+    from safetensors import safe_open
+
+    from descentlab.models import build_model
+
+    path = Path(path)
+    if not (path / MODEL_FILE).is_file() or not (path / "config.toml").is_file():
+        raise CheckpointError(f"{path} is not a finished descentlab run (no {MODEL_FILE})",
+                              hint="pass a directory written by 'descentlab train'")
+    config = from_mapping(read_config_file(path / "config.toml"), where=str(path / "config.toml"))
+    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
+    history = []
+    if (path / "metrics.jsonl").exists():
+        history = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()
+                   if line.strip()]
+    try:
+        with safe_open(str(path / MODEL_FILE), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("descentlab", "{}"))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors has its own error types
+        raise CheckpointError(f"cannot read {path / MODEL_FILE}: {exc}") from None
+    pre = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("__preprocessing__.")}
+    state = {k: v for k, v in tensors.items() if not k.startswith("__preprocessing__.")}
+    if model is None:
+        spec = meta.get("model_spec")
+        if not spec:
+            raise CheckpointError(f"{path} holds a custom model with no saved spec",
+                                  hint="pass model=<an instance of the same module> to load_run")
+        model = build_model(**spec)
+    model.load_state_dict(state)
+    model.eval()
+    return Run(path=path, config=config, summary=summary, history=history, model=model,
+               metadata=meta, preprocessing=pre)

@@ -1,0 +1,572 @@
+"""The training loop of the Deep Learning Tutorials, readable top to bottom.
+
+    for each epoch (until early stopping or max_epochs):
+        for each minibatch (x, y):
+            cost = NLL(model(x), y) + λ1·Σ|W| + λ2·ΣW²       (the closure)
+            optimizer.step(closure)                          (θ ← θ + Δθ)
+            every validation_frequency minibatches:
+                score the validation set; on a new best, score the test set
+                and keep the parameters (the test set is never used to choose)
+
+Everything else — printing, files, checkpoints — hangs off the events in
+:mod:`descentlab.train.callbacks`.  The trainer owns all state that a resume
+must restore (:meth:`Trainer.state_dict`), and the data order comes from
+``Batches`` with its own generator, so the loop, data sharding and
+checkpointing stay separable (data-parallel training can wrap each).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from descentlab._version import __version__
+from descentlab.data import Batches, Dataset, load_dataset
+from descentlab.errors import CheckpointError, ConfigError, DataError, DescentlabError, DivergenceError
+from descentlab.losses import get_loss, penalty
+from descentlab.models import build_model
+from descentlab.optim import EMA, PolyakAverage, build_optimizer, clip_grad_norm_, clip_grad_value_
+from descentlab.optim.schedules import build_schedule
+from descentlab.train.callbacks import Callback, overrides
+from descentlab.train.checkpoint import load_checkpoint, save_checkpoint
+from descentlab.train.config import TrainConfig
+from descentlab.train.early_stopping import EpochPatience, NoEarlyStopping, TutorialEarlyStopping
+from descentlab.train.evaluate import Evaluation, evaluate
+
+
+class TrainingInterrupted(DescentlabError):
+    """SIGINT/SIGTERM arrived; a checkpoint was written (exit 130 / 143)."""
+
+    def __init__(self, signum: int, run_dir: Path | None) -> None:
+        self.exit_code = 130 if signum == signal.SIGINT else 143
+        name = signal.Signals(signum).name
+        if run_dir is not None:
+            super().__init__(f"interrupted by {name}; checkpoint written to {run_dir}",
+                             hint=f"continue with: descentlab train --resume {run_dir}")
+        else:
+            super().__init__(f"interrupted by {name}; no run directory, nothing saved",
+                             hint="pass out=... to keep checkpoints")
+
+
+class _NonFinite(Exception):
+    """Raised inside the closure so the optimizer never applies a non-finite step."""
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns: the summary, the per-validation history and the model.
+
+    ``model`` holds the best parameters (by validation) when ``restore_best``
+    is on, else the final ones.  ``best_state`` is always the best.
+    """
+
+    summary: dict[str, Any]
+    history: list[dict[str, Any]]
+    model: nn.Module
+    best_state: dict[str, torch.Tensor] | None
+    config: TrainConfig
+    run_dir: Path | None = None
+    test_predictions: torch.Tensor | None = None
+    data: Dataset | None = field(default=None, repr=False)
+
+    @property
+    def test_error(self) -> float | None:
+        return self.summary.get("test_error")
+
+    @property
+    def best_valid_error(self) -> float | None:
+        return self.summary.get("best_valid_error")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available",
+                          hint="use --device cpu or --device auto")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """One training run: set up from a config, then :meth:`fit`.
+
+    Pieces may be given ready-made (``data``, ``model``, ``optimizer``); the
+    rest are built from ``config``.  ``run_dir`` is where files go (None:
+    nothing is written and no checkpoints are kept).
+    """
+
+    def __init__(self, config: TrainConfig, *, data: Dataset | None = None,
+                 model: nn.Module | None = None,
+                 optimizer: torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None = None,
+                 callbacks: Sequence[Callback] = (), run_dir: str | Path | None = None) -> None:
+        self.config = cfg = config
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        self.device = resolve_device(cfg.device)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+
+        # dataset → batches
+        if data is None:
+            data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, offline=cfg.offline,
+                                standardize=cfg.standardize, label_column=cfg.label_column,
+                                seed=cfg.seed, subset=cfg.subset)
+        self.data = data.to(self.device)
+        n_train = self.data.train.y.shape[0]
+        if cfg.batch_size > n_train:
+            raise ConfigError(f"batch size {cfg.batch_size} is larger than the training set "
+                              f"({n_train} examples)", hint=f"use --batch-size {n_train} or less")
+        self.generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        self.batches = Batches(self.data.train, cfg.batch_size, shuffle=cfg.shuffle,
+                               generator=self.generator, drop_last=cfg.drop_last)
+        self.batches_per_epoch = len(self.batches)
+
+        # model
+        if model is None:
+            model = build_model(cfg.model, self.data.input_shape, self.data.n_classes,
+                                hidden=cfg.hidden, activation=cfg.activation, dropout=cfg.dropout,
+                                batch_norm=cfg.batch_norm, init=cfg.init)
+        self.model = model.to(self.device)
+        self.model.train()
+
+        # loss (the surrogate being minimized) and the penalty terms
+        self.loss_fn = get_loss(cfg.loss)
+        self.has_penalty = cfg.l1 > 0 or cfg.l2 > 0
+
+        # optimizer, schedule, averaging
+        params = list(self.model.parameters())
+        if optimizer is None:
+            self.optimizer = build_optimizer(cfg.optimizer, params, **cfg.optimizer_hparams())
+        elif isinstance(optimizer, torch.optim.Optimizer):
+            self.optimizer = optimizer
+        else:
+            self.optimizer = optimizer(params)
+        self.schedule = build_schedule(cfg.schedule, self.optimizer,
+                                       steps_per_epoch=self.batches_per_epoch)
+        self.averager: PolyakAverage | EMA | None = None
+        if cfg.polyak_start is not None:
+            self.averager = PolyakAverage(self.model, start=cfg.polyak_start)
+        elif cfg.ema is not None:
+            self.averager = EMA(self.model, decay=cfg.ema)
+
+        # early stopping
+        self.stopper: TutorialEarlyStopping | EpochPatience
+        if cfg.early_stopping == "tutorial":
+            self.stopper = TutorialEarlyStopping(
+                self.batches_per_epoch, patience=cfg.patience, patience_increase=cfg.patience_increase,
+                improvement_threshold=cfg.improvement_threshold,
+                validation_frequency=cfg.validation_frequency)
+        elif cfg.early_stopping == "epochs":
+            self.stopper = EpochPatience(patience=cfg.patience, min_delta=cfg.min_delta)
+        else:
+            self.stopper = NoEarlyStopping()
+
+        self.callbacks: list[Callback] = list(callbacks)
+        self._step_callbacks = [cb for cb in self.callbacks if overrides(cb, "on_step")]
+
+        # progress (all of it is restored on resume)
+        self.epoch = 0                  # epochs completed
+        self.batch_in_epoch = 0         # minibatches done in the current epoch
+        self.iteration = -1             # 0-based index of the last minibatch done (tutorial's `iter`)
+        self.history: list[dict[str, Any]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best: dict[str, Any] = {}
+        self.stopped_because: str | None = None
+        self.elapsed = 0.0              # seconds spent in fit() before this process (resume)
+        self._epoch_rng_state = self.generator.get_state()
+        self._loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._loss_count = 0
+        self._grad_max = torch.zeros((), device=self.device)
+        self._interrupt: int | None = None
+        self._t0 = time.perf_counter()
+        self._target_reached: dict[str, Any] | None = None
+
+    # ================================================================ the loop
+    def fit(self) -> FitResult:
+        """Train until early stopping, ``max_epochs`` or an interruption."""
+        cfg = self.config
+        self._t0 = time.perf_counter()
+        with self._signals_caught():
+            self._emit("on_train_start")
+            while self.epoch < cfg.max_epochs and self.stopped_because is None:
+                self._run_epoch(self.epoch + 1)
+        if self.stopped_because is None:
+            self.stopped_because = "max_epochs"
+        result = self._finish()
+        self._emit("on_train_end", result)
+        return result
+
+    def _run_epoch(self, epoch: int) -> None:
+        if self.batch_in_epoch == 0:
+            self._epoch_rng_state = self.generator.get_state()
+        else:  # resuming mid-epoch: replay the same permutation, skip what was done
+            self.generator.set_state(self._epoch_rng_state)
+        self._emit("on_epoch_start", epoch)
+        last = self.batches_per_epoch - 1
+        for x, y in self.batches.iter_from(self.batch_in_epoch):
+            loss = self._step(x, y)
+            self.iteration += 1
+            self.batch_in_epoch += 1
+            end_of_epoch = self.batch_in_epoch > last
+            for cb in self._step_callbacks:
+                cb.on_step(self, self.iteration, loss)
+            if self.stopper.validation_due(self.iteration, end_of_epoch):
+                self._validate(epoch)
+            if self.iteration >= self.stopper.stop_iteration:
+                self.stopped_because = "early_stopping"
+                break
+            if self._interrupt is not None:
+                self._handle_interrupt()
+        else:
+            self.epoch = epoch
+            self.batch_in_epoch = 0
+            if self.schedule is not None and self.schedule.interval == "epoch":
+                self._step_epoch_schedule()
+            if self.stopper.should_stop_after_epoch():
+                self.stopped_because = "early_stopping"
+            self._emit("on_epoch_end", epoch)
+            return
+        # stopped inside the epoch: it still counts as run
+        self.epoch, self.batch_in_epoch = epoch, 0
+        self._emit("on_epoch_end", epoch)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One minibatch: θ ← θ + Δθ(∇(cost)), with the cost built in a closure."""
+        cfg = self.config
+        model, opt = self.model, self.optimizer
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            cost = self.loss_fn(model(x), y)
+            if self.has_penalty:
+                cost = cost + penalty(model, l1=cfg.l1, l2=cfg.l2)
+            if self._check_finite and not torch.isfinite(cost):
+                raise _NonFinite("loss")
+            cost.backward()
+            if cfg.clip_norm is not None:
+                norm = clip_grad_norm_(model.parameters(), cfg.clip_norm)
+                self._grad_max = torch.maximum(self._grad_max, norm.detach())
+            elif cfg.log_grad_norm:
+                norm = torch.linalg.vector_norm(torch.stack(
+                    [torch.linalg.vector_norm(p.grad) for p in model.parameters() if p.grad is not None]))
+                self._grad_max = torch.maximum(self._grad_max, norm)
+            if cfg.clip_value is not None:
+                clip_grad_value_(model.parameters(), cfg.clip_value)
+            return cost
+
+        try:
+            loss = opt.step(closure)
+        except _NonFinite:
+            return self._non_finite(x)
+        assert loss is not None, "optimizer.step(closure) must return the closure's loss"
+        if self.schedule is not None and self.schedule.interval == "step":
+            self.schedule.step()
+        if self.averager is not None:
+            self.averager.update(self.iteration + 1)
+        loss = loss.detach()
+        self._loss_sum += loss
+        self._loss_count += 1
+        return loss
+
+    @property
+    def _check_finite(self) -> bool:
+        # A per-step host sync is free on the CPU; on a GPU the check moves to validation.
+        return self.device.type == "cpu" or self.config.on_nan != "stop"
+
+    def _non_finite(self, x: torch.Tensor) -> torch.Tensor:
+        """A minibatch gave a non-finite cost: stop, skip it, or skip it and halve the lr."""
+        cfg = self.config
+        where = _first_non_finite(self.model)
+        lr = self.optimizer.param_groups[0]["lr"]
+        message = (f"non-finite loss at iteration {self.iteration + 2} (epoch {self.epoch + 1}, "
+                   f"lr {lr:.3g}){'; ' + where if where else ''}")
+        if cfg.on_nan == "stop" or where:
+            ckpt = f"; the last good checkpoint is in {self.run_dir}" if self.run_dir else ""
+            raise DivergenceError(message + ckpt,
+                                  hint="lower --lr, add --clip-norm, or use --on-nan lr-backoff")
+        if cfg.on_nan == "lr-backoff":
+            for group in self.optimizer.param_groups:
+                group["lr"] *= 0.5
+            if self.schedule is not None and hasattr(self.schedule, "base_lrs"):
+                self.schedule.base_lrs = [lr * 0.5 for lr in self.schedule.base_lrs]
+        self.optimizer.zero_grad(set_to_none=True)
+        return torch.full((), math.nan, device=x.device)
+
+    def _step_epoch_schedule(self) -> None:
+        if getattr(self.schedule, "needs_metric", False):
+            if self.history:
+                self.schedule.step(self.history[-1]["valid_error"])  # type: ignore[union-attr]
+        else:
+            self.schedule.step()  # type: ignore[union-attr]
+
+    # ============================================================ validation
+    def _averaged(self) -> contextlib.AbstractContextManager[Any]:
+        if self.averager is not None:
+            return self.averager.applied(self.model)
+        return contextlib.nullcontext()
+
+    def _validate(self, epoch: int) -> dict[str, Any]:
+        cfg = self.config
+        train_nll = (self._loss_sum / max(self._loss_count, 1)).item()
+        grad_max = self._grad_max.item() if (cfg.clip_norm or cfg.log_grad_norm) else None
+        self._loss_sum.zero_()
+        self._loss_count = 0
+        self._grad_max.zero_()
+        if not math.isfinite(train_nll) and cfg.on_nan == "stop":
+            where = _first_non_finite(self.model)
+            raise DivergenceError(f"non-finite training loss before iteration {self.iteration + 1}"
+                                  f"{'; ' + where if where else ''}",
+                                  hint="lower --lr or add --clip-norm")
+        with self._averaged():
+            valid = self._evaluate(self.data.valid)
+            monitored = {"valid_error": valid.error, "valid_nll": valid.nll,
+                         "valid_f1": 1.0 - valid.f1}[cfg.monitor]
+            improved = self.stopper.update(self.iteration, monitored)
+            test: Evaluation | None = None
+            if improved:
+                # The test set is scored only at a new best validation point.
+                test = self._evaluate(self.data.test)
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.best = {"epoch": epoch, "iteration": self.iteration, "valid_error": valid.error,
+                             "valid_nll": valid.nll, "valid_f1": valid.f1, "test_error": test.error,
+                             "test_nll": test.nll, "test_f1": test.f1,
+                             "test_predictions": test.predictions}
+        seconds = self.elapsed + time.perf_counter() - self._t0
+        if (test is not None and cfg.target_error is not None and self._target_reached is None
+                and test.error <= cfg.target_error):
+            self._target_reached = {"iteration": self.iteration, "epoch": epoch, "seconds": seconds}
+        row = {
+            "epoch": epoch,
+            "iteration": self.iteration,
+            "examples_seen": (self.iteration + 1) * cfg.batch_size,
+            "train_nll": train_nll,
+            "valid_error": valid.error,
+            "valid_nll": valid.nll,
+            "valid_f1": valid.f1,
+            "best_valid_error": self.best.get("valid_error", valid.error),
+            "test_error": test.error if test is not None else None,
+            "test_error_at_best": self.best.get("test_error"),
+            "improved": improved,
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
+            "seconds": seconds,
+            "grad_norm": grad_max,
+        }
+        self.history.append(row)
+        self._emit("on_validation", row)
+        return row
+
+    def _evaluate(self, split: Any) -> Evaluation:
+        return evaluate(self.model, split, n_classes=self.data.n_classes,
+                        batch_size=self.config.eval_batch_size)
+
+    # ================================================================ results
+    def _finish(self) -> FitResult:
+        cfg = self.config
+        if not self.history:  # stopped before any validation: validate once so there is a result
+            self._validate(max(self.epoch, 1))
+        train_seconds = self.elapsed + time.perf_counter() - self._t0
+        if cfg.restore_best and self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        epochs_run = self.epoch
+        summary = {
+            "dataset": self.data.name,
+            "model": cfg.model,
+            "optimizer": cfg.optimizer,
+            "lr": cfg.lr,
+            "batch_size": cfg.batch_size,
+            "best_valid_error": self.best.get("valid_error"),
+            "test_error": self.best.get("test_error"),
+            "best_valid_nll": self.best.get("valid_nll"),
+            "test_nll": self.best.get("test_nll"),
+            "test_f1": self.best.get("test_f1"),
+            "best_epoch": self.best.get("epoch"),
+            "best_iteration": self.best.get("iteration"),
+            "epochs_run": epochs_run,
+            "iterations": self.iteration + 1,
+            "stopped_because": self.stopped_because,
+            "train_seconds": train_seconds,
+            "seconds_per_epoch": train_seconds / max(epochs_run, 1),
+            "seconds_to_target": (self._target_reached or {}).get("seconds"),
+            "iterations_to_target": (self._target_reached or {}).get("iteration"),
+            "target_error": cfg.target_error,
+            "n_train": int(self.data.train.y.shape[0]),
+            "n_valid": int(self.data.valid.y.shape[0]),
+            "n_test": int(self.data.test.y.shape[0]),
+            "n_parameters": sum(p.numel() for p in self.model.parameters()),
+            "seed": cfg.seed,
+            "device": str(self.device),
+            "descentlab_version": __version__,
+            "torch_version": torch.__version__,
+        }
+        return FitResult(summary=summary, history=self.history, model=self.model,
+                         best_state=self.best_state, config=cfg, run_dir=self.run_dir,
+                         test_predictions=self.best.get("test_predictions"), data=self.data)
+
+    # ============================================================ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs to continue bit-identically."""
+        best = {k: v for k, v in self.best.items()}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict() if self.schedule is not None else None,
+            "averager": self.averager.state_dict() if self.averager is not None else None,
+            "stopper": self.stopper.state_dict(),
+            "counters": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                         "iteration": self.iteration},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": _numpy_rng_state(),
+                "python": _python_rng_state(),
+                "shuffle_epoch_start": self._epoch_rng_state,
+                "shuffle": self.generator.get_state(),
+            },
+            "best": best,
+            "best_state": self.best_state,
+            "accumulators": {"loss_sum": self._loss_sum, "loss_count": self._loss_count,
+                             "grad_max": self._grad_max},
+            "history": self.history,
+            "elapsed": self.elapsed + time.perf_counter() - self._t0,
+            "target_reached": self._target_reached,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.schedule is not None and state["schedule"] is not None:
+            self.schedule.load_state_dict(state["schedule"])
+        if self.averager is not None and state["averager"] is not None:
+            self.averager.load_state_dict(state["averager"])
+        self.stopper.load_state_dict(state["stopper"])
+        counters = state["counters"]
+        self.epoch = counters["epoch"]
+        self.batch_in_epoch = counters["batch_in_epoch"]
+        self.iteration = counters["iteration"]
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        _set_numpy_rng_state(rng["numpy"])
+        _set_python_rng_state(rng["python"])
+        self._epoch_rng_state = rng["shuffle_epoch_start"]
+        self.generator.set_state(rng["shuffle"])
+        self.best = dict(state["best"])
+        self.best_state = state["best_state"]
+        acc = state["accumulators"]
+        self._loss_sum = acc["loss_sum"].to(self.device)
+        self._loss_count = acc["loss_count"]
+        self._grad_max = acc["grad_max"].to(self.device)
+        self.history = list(state["history"])
+        self.elapsed = state["elapsed"]
+        self._target_reached = state["target_reached"]
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"model": self.config.model, "optimizer": self.config.optimizer,
+                "parameter_shapes": {k: list(v.shape) for k, v in self.model.state_dict().items()},
+                "iteration": self.iteration + 1, "epoch": self.epoch,
+                "descentlab_version": __version__}
+
+    def save_checkpoint(self) -> Path | None:
+        """Write a checkpoint into ``run_dir/checkpoint`` (atomic; keeps the previous one)."""
+        if self.run_dir is None:
+            return None
+        path = save_checkpoint(self.run_dir / "checkpoint", self.state_dict(), self.checkpoint_meta())
+        self._emit("on_checkpoint", path)
+        return path
+
+    def restore_checkpoint(self, *, previous: bool = False) -> None:
+        """Load the newest checkpoint of ``run_dir`` (refusing one of another model/optimizer)."""
+        if self.run_dir is None:
+            raise CheckpointError("no run directory to resume from")
+        state, meta = load_checkpoint(self.run_dir / "checkpoint", previous=previous)
+        mine = self.checkpoint_meta()
+        for key in ("model", "optimizer", "parameter_shapes"):
+            if meta.get(key) != mine[key]:
+                raise CheckpointError(
+                    f"checkpoint in {self.run_dir} is for a different {key.replace('_', ' ')} "
+                    f"({meta.get(key)!r} vs {mine[key]!r})",
+                    hint="resume with the run's own config, or start a new run")
+        self.load_state_dict(state)
+
+    # ============================================================== plumbing
+    def _emit(self, event: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(self, *args)
+
+    @contextlib.contextmanager
+    def _signals_caught(self) -> Iterator[None]:
+        """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints and stops."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            self._interrupt = signum
+
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def _handle_interrupt(self) -> None:
+        # After the last minibatch of an epoch, batch_in_epoch == batches_per_epoch: a resume
+        # replays the (empty) rest of the epoch and then does the epoch-end work.
+        signum = self._interrupt
+        assert signum is not None
+        self.save_checkpoint()
+        raise TrainingInterrupted(signum, self.run_dir)
+
+
+def _first_non_finite(model: nn.Module) -> str:
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            return f"parameter {name} is non-finite"
+        if p.grad is not None and not torch.isfinite(p.grad).all():
+            return f"gradient of {name} is non-finite"
+    return ""
+
+
+def _numpy_rng_state() -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _set_numpy_rng_state(state: dict[str, Any]) -> None:
+    np.random.set_state((state["name"], state["keys"].numpy().astype(np.uint32), state["pos"],
+                         state["has_gauss"], state["cached"]))
+
+
+def _python_rng_state() -> list[Any]:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _set_python_rng_state(state: list[Any]) -> None:
+    random.setstate((state[0], tuple(state[1]), state[2]))
+
+
+__all__ = ["DataError", "FitResult", "Trainer", "TrainingInterrupted", "resolve_device"]
