@@ -138,6 +138,8 @@ def test_spec_round_trips_through_json(name):
     spec = json.loads(json.dumps(model.descentlab_spec))
     rebuilt = build_model_from_spec(spec)
     assert rebuilt.descentlab_spec == model.descentlab_spec
+    # The spec's keys are build_model's parameter names (train/run_dir.py relies on it).
+    assert build_model(**spec).descentlab_spec == model.descentlab_spec
     rebuilt.load_state_dict(model.state_dict())  # identical architecture
     model.eval()
     rebuilt.eval()
