@@ -28,9 +28,11 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> Parser:
     import importlib
 
-    parser = Parser(prog="descentlab",
-                    description="Train classifiers with minibatch SGD and the optimizers of "
-                                "Deep Learning ch. 8, and study how they behave.")
+    parser = Parser(
+        prog="descentlab",
+        description="Train classifiers with minibatch SGD and the optimizers of "
+        "Deep Learning ch. 8, and study how they behave.",
+    )
     parser.add_argument("--version", action="version", version=f"descentlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMAND_MODULES:
@@ -63,9 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug of ours: still no traceback unless asked for
         if os.environ.get("DESCENTLAB_DEBUG"):
             raise
-        print(f"descentlab: internal error: {type(exc).__name__}: {exc} "
-              "(rerun with DESCENTLAB_DEBUG=1 for the traceback, and please report it)",
-              file=sys.stderr)
+        print(
+            f"descentlab: internal error: {type(exc).__name__}: {exc} "
+            "(rerun with DESCENTLAB_DEBUG=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
         return 1
 
 

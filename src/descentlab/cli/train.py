@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +14,42 @@ def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
 
 
 def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
     """The options of a training run (shared by train, compare and study)."""
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default=S, help="mnist, fashion-mnist, digits, iris, wine, "
-                   "breast-cancer, or a .npz/.csv/mnist.pkl.gz path (default mnist)")
-    g.add_argument("--data-dir", default=S, help="folder holding mnist/, fashion-mnist/ ... "
-                   "(default: $DESCENTLAB_DATA, then the user cache, then /usr/share/datasets)")
+    g.add_argument(
+        "--dataset",
+        default=S,
+        help="mnist, fashion-mnist, digits, iris, wine, "
+        "breast-cancer, or a .npz/.csv/mnist.pkl.gz path (default mnist)",
+    )
+    g.add_argument(
+        "--data-dir",
+        default=S,
+        help="folder holding mnist/, fashion-mnist/ ... "
+        "(default: $DESCENTLAB_DATA, then the user cache, then /usr/share/datasets)",
+    )
     g.add_argument("--offline", action="store_true", default=S, help="never download")
-    g.add_argument("--standardize", action="store_true", default=S,
-                   help="zero mean, unit variance per feature (train statistics)")
+    g.add_argument(
+        "--standardize",
+        action="store_true",
+        default=S,
+        help="zero mean, unit variance per feature (train statistics)",
+    )
     g.add_argument("--subset", type=int, default=S, help="keep the first N examples of each split")
     g.add_argument("--label-column", default=S, help="label column of a CSV file (default label)")
     g = p.add_argument_group("model")
@@ -49,60 +64,127 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--l1", type=float, default=S, help="λ1 of the L1 penalty λ1·Σ|W|")
     g.add_argument("--l2", type=float, default=S, help="λ2 of the L2 penalty λ2·ΣW² (in the loss)")
     g = p.add_argument_group("optimizer")
-    g.add_argument("--optimizer", default=S, help="sgd, momentum, nesterov, adagrad, rmsprop, "
-                   "rmsprop-nesterov, adam, adadelta, or torch.<Name>")
+    g.add_argument(
+        "--optimizer",
+        default=S,
+        help="sgd, momentum, nesterov, adagrad, rmsprop, "
+        "rmsprop-nesterov, adam, adadelta, or torch.<Name>",
+    )
     g.add_argument("--lr", type=float, default=S, help="learning rate ε")
     g.add_argument("--momentum", type=float, default=S, help="momentum α")
     g.add_argument("--rho", type=float, default=S, help="decay rate ρ (RMSProp, AdaDelta)")
     g.add_argument("--betas", type=_floats, default=S, help="Adam's ρ1,ρ2, e.g. 0.9,0.999")
     g.add_argument("--eps", type=float, default=S, help="δ, the small constant for stability")
-    g.add_argument("--weight-decay", type=float, default=S,
-                   help="decoupled weight decay (NOT the L2 penalty: see --l2)")
-    g.add_argument("--schedule", default=S,
-                   help="constant, linear:tau=N,final_ratio=0.01, exp:gamma=G, step:step_size=N,"
-                        "gamma=G, inv:t0=N, plateau:factor=F,patience=N")
+    g.add_argument(
+        "--weight-decay",
+        type=float,
+        default=S,
+        help="decoupled weight decay (NOT the L2 penalty: see --l2)",
+    )
+    g.add_argument(
+        "--schedule",
+        default=S,
+        help="constant, linear:tau=N,final_ratio=0.01, exp:gamma=G, step:step_size=N,"
+        "gamma=G, inv:t0=N, plateau:factor=F,patience=N",
+    )
     g.add_argument("--clip-norm", type=float, default=S, help="clip the gradient's global norm")
     g.add_argument("--clip-value", type=float, default=S, help="clip each gradient component")
-    g.add_argument("--polyak-start", type=int, default=S,
-                   help="validate/test with the Polyak average of the iterates from this step")
-    g.add_argument("--ema", type=float, default=S,
-                   help="validate/test with an exponential moving average of the weights")
+    g.add_argument(
+        "--polyak-start",
+        type=int,
+        default=S,
+        help="validate/test with the Polyak average of the iterates from this step",
+    )
+    g.add_argument(
+        "--ema",
+        type=float,
+        default=S,
+        help="validate/test with an exponential moving average of the weights",
+    )
     g = p.add_argument_group("minibatches and stopping")
     g.add_argument("--batch-size", type=int, default=S, help="minibatch size B (default 600)")
-    g.add_argument("--shuffle", dest="shuffle", action="store_true", default=S,
-                   help="reshuffle the training set every epoch")
-    g.add_argument("--no-shuffle", dest="shuffle", action="store_false", default=S,
-                   help="visit examples in file order (the tutorial's way; default)")
-    g.add_argument("--keep-last", dest="drop_last", action="store_false", default=S,
-                   help="keep the last partial minibatch (the tutorial drops it)")
+    g.add_argument(
+        "--shuffle",
+        dest="shuffle",
+        action="store_true",
+        default=S,
+        help="reshuffle the training set every epoch",
+    )
+    g.add_argument(
+        "--no-shuffle",
+        dest="shuffle",
+        action="store_false",
+        default=S,
+        help="visit examples in file order (the tutorial's way; default)",
+    )
+    g.add_argument(
+        "--keep-last",
+        dest="drop_last",
+        action="store_false",
+        default=S,
+        help="keep the last partial minibatch (the tutorial drops it)",
+    )
     g.add_argument("--max-epochs", type=int, default=S, help="at most this many epochs")
     g.add_argument("--early-stopping", default=S, help="tutorial (default), epochs or none")
-    g.add_argument("--patience", type=int, default=S,
-                   help="tutorial: minibatch iterations (default 5000); epochs: epochs")
+    g.add_argument(
+        "--patience",
+        type=int,
+        default=S,
+        help="tutorial: minibatch iterations (default 5000); epochs: epochs",
+    )
     g.add_argument("--patience-increase", type=float, default=S, help="default 2")
     g.add_argument("--improvement-threshold", type=float, default=S, help="default 0.995")
-    g.add_argument("--validation-frequency", type=int, default=S,
-                   help="validate every N minibatches (default min(batches/epoch, patience//2))")
+    g.add_argument(
+        "--validation-frequency",
+        type=int,
+        default=S,
+        help="validate every N minibatches (default min(batches/epoch, patience//2))",
+    )
     g.add_argument("--min-delta", type=float, default=S, help="epochs mode: minimum improvement")
     g.add_argument("--monitor", default=S, help="valid_error (default), valid_nll or valid_f1")
-    g.add_argument("--target-error", type=float, default=S,
-                   help="record when the test error at the best validation point reaches this")
+    g.add_argument(
+        "--target-error",
+        type=float,
+        default=S,
+        help="record when the test error at the best validation point reaches this",
+    )
     g.add_argument("--on-nan", default=S, help="stop (default), skip-batch or lr-backoff")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=S, help="random seed (default 1234)")
     g.add_argument("--device", default=S, help="auto (default), cpu, cuda, cuda:N")
     g.add_argument("--threads", type=int, default=S, help="torch CPU threads")
-    g.add_argument("--checkpoint-every", type=int, default=S,
-                   help="also checkpoint every N minibatches (always at each epoch's end)")
-    g.add_argument("--log-grad-norm", action="store_true", default=S,
-                   help="log the largest gradient norm between validations")
-    g.add_argument("--tensorboard", action="store_true", default=S,
-                   help="write TensorBoard event files (needs descentlab[tensorboard])")
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=S,
+        help="also checkpoint every N minibatches (always at each epoch's end)",
+    )
+    g.add_argument(
+        "--log-grad-norm",
+        action="store_true",
+        default=S,
+        help="log the largest gradient norm between validations",
+    )
+    g.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=S,
+        help="write TensorBoard event files (needs descentlab[tensorboard])",
+    )
     g.add_argument("--quiet", action="store_true", default=S, help="no per-epoch lines or bars")
 
 
-CONFIG_SOURCE_KEYS = ("config", "preset", "resume", "resume_previous", "command", "func", "out",
-                      "name", "json")
+CONFIG_SOURCE_KEYS = (
+    "config",
+    "preset",
+    "resume",
+    "resume_previous",
+    "command",
+    "func",
+    "out",
+    "name",
+    "json",
+)
 
 
 def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -121,8 +203,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not (run / "config.toml").is_file():
             from descentlab.errors import CheckpointError
 
-            raise CheckpointError(f"{run} is not a descentlab run directory (no config.toml)",
-                                  hint="pass the run directory printed when training started")
+            raise CheckpointError(
+                f"{run} is not a descentlab run directory (no config.toml)",
+                hint="pass the run directory printed when training started",
+            )
         values = read_config_file(run / "config.toml")
         values.update({k: v for k, v in overrides.items() if k in ("quiet", "device", "threads")})
         values["out"] = str(run)
@@ -132,15 +216,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["out"] = args.out
     if getattr(args, "name", None):
         overrides["name"] = args.name
-    cfg = resolve(preset_name=getattr(args, "preset", None), config_file=getattr(args, "config", None),
-                  overrides=overrides)
+    cfg = resolve(
+        preset_name=getattr(args, "preset", None),
+        config_file=getattr(args, "config", None),
+        overrides=overrides,
+    )
     if cfg.out is None:
         from descentlab.train.run_dir import default_run_dir
 
         cfg = cfg.replace(out=str(default_run_dir(cfg)))
     if not cfg.quiet:
-        print(f"descentlab: training {cfg.model} on {cfg.dataset} with {cfg.optimizer} "
-              f"(lr {cfg.lr}, batch {cfg.batch_size}); run directory {cfg.out}", file=sys.stderr)
+        print(
+            f"descentlab: training {cfg.model} on {cfg.dataset} with {cfg.optimizer} "
+            f"(lr {cfg.lr}, batch {cfg.batch_size}); run directory {cfg.out}",
+            flush=True,
+        )
     return _report(fit(config=cfg))
 
 
@@ -148,10 +238,12 @@ def _report(result: Any) -> int:
     s = result.summary
     test = s.get("test_error")
     valid = s.get("best_valid_error")
-    print(f"best validation error {100 * valid:.3f}% at epoch {s['best_epoch']} "
-          f"(iteration {s['best_iteration'] + 1}); test error at that point {100 * test:.3f}%; "
-          f"{s['epochs_run']} epochs in {s['train_seconds']:.1f}s "
-          f"({s['seconds_per_epoch']:.3f}s/epoch); stopped by {s['stopped_because']}")
+    print(
+        f"best validation error {100 * valid:.3f}% at epoch {s['best_epoch']} "
+        f"(iteration {s['best_iteration'] + 1}); test error at that point {100 * test:.3f}%; "
+        f"{s['epochs_run']} epochs in {s['train_seconds']:.1f}s "
+        f"({s['seconds_per_epoch']:.3f}s/epoch); stopped by {s['stopped_because']}"
+    )
     if result.run_dir is not None:
         print(f"run directory: {result.run_dir}")
     return 0
@@ -163,23 +255,38 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     run = load_run(args.run_dir)
     cfg = run.config
-    data = load_dataset(args.dataset or cfg.dataset, data_dir=args.data_dir or cfg.data_dir,
-                        offline=cfg.offline, standardize=cfg.standardize,
-                        label_column=cfg.label_column, seed=cfg.seed, subset=cfg.subset)
+    data = load_dataset(
+        args.dataset or cfg.dataset,
+        data_dir=args.data_dir or cfg.data_dir,
+        offline=cfg.offline,
+        standardize=cfg.standardize,
+        label_column=cfg.label_column,
+        seed=cfg.seed,
+        subset=cfg.subset,
+    )
     split = getattr(data, args.split)
     result = evaluate(run.model, split, n_classes=data.n_classes)
     from descentlab.experiments.stats import wilson_interval
 
     low, high = wilson_interval(result.n_errors, result.n)
-    row = {"run": str(run.path), "split": args.split, "n": result.n, "error": result.error,
-           "errors": result.n_errors, "error_95ci": [low, high], "nll": result.nll,
-           "macro_f1": result.f1}
+    row = {
+        "run": str(run.path),
+        "split": args.split,
+        "n": result.n,
+        "error": result.error,
+        "errors": result.n_errors,
+        "error_95ci": [low, high],
+        "nll": result.nll,
+        "macro_f1": result.f1,
+    }
     if args.json:
         print(json.dumps(row))
     else:
-        print(f"{args.split}: error {100 * result.error:.3f}% ({result.n_errors}/{result.n}, "
-              f"95% CI {100 * low:.2f}–{100 * high:.2f}%), NLL {result.nll:.4f}, "
-              f"macro-F1 {result.f1:.4f}")
+        print(
+            f"{args.split}: error {100 * result.error:.3f}% ({result.n_errors}/{result.n}, "
+            f"95% CI {100 * low:.2f}–{100 * high:.2f}%), NLL {result.nll:.4f}, "
+            f"macro-F1 {result.f1:.4f}"
+        )
     return 0
 
 
@@ -225,17 +332,24 @@ def _dataset_line(row: dict[str, Any]) -> str:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a classifier (default: the tutorial's MNIST logreg)",
-                       description="Train a classifier with minibatch SGD and early stopping. "
-                                   "With no options: the Deep Learning Tutorials' logistic "
-                                   "regression on MNIST (lr 0.13, batch 600, patience 5000).")
+    p = sub.add_parser(
+        "train",
+        help="train a classifier (default: the tutorial's MNIST logreg)",
+        description="Train a classifier with minibatch SGD and early stopping. "
+        "With no options: the Deep Learning Tutorials' logistic "
+        "regression on MNIST (lr 0.13, batch 600, patience 5000).",
+    )
     p.add_argument("--preset", default=None, help="start from a preset: " + _preset_names())
     p.add_argument("--config", default=None, help="TOML or JSON file of options")
     p.add_argument("--out", default=None, help="run directory (default runs/<time>-<name>)")
     p.add_argument("--name", default=None, help="run name used in the default run directory")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
-    p.add_argument("--resume-previous", default=None, metavar="RUN_DIR",
-                   help="continue from the checkpoint before the newest (if that one is damaged)")
+    p.add_argument(
+        "--resume-previous",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue from the checkpoint before the newest (if that one is damaged)",
+    )
     add_train_options(p)
     p.set_defaults(func=cmd_train)
 

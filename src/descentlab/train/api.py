@@ -19,7 +19,7 @@ from descentlab.train.callbacks import (
     TensorBoardLogger,
 )
 from descentlab.train.config import TrainConfig, from_mapping
-from descentlab.train.run_dir import RunDirectory, prepare_run_dir
+from descentlab.train.run_dir import RunDirectory, check_run_dir, prepare_run_dir
 from descentlab.train.trainer import FitResult, Trainer
 
 
@@ -29,18 +29,28 @@ def default_callbacks(cfg: TrainConfig, run_dir: Path | None) -> list[Callback]:
     if not cfg.quiet:
         callbacks += [ConsoleLogger(), ProgressBar()]
     if run_dir is not None:
-        callbacks += [MetricsFiles(run_dir), RunDirectory(run_dir),
-                      Checkpointer(every_iterations=cfg.checkpoint_every)]
+        callbacks += [
+            MetricsFiles(run_dir),
+            RunDirectory(run_dir),
+            Checkpointer(every_iterations=cfg.checkpoint_every),
+        ]
         if cfg.tensorboard:
             callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
     return callbacks
 
 
-def fit(model: nn.Module | str | None = None, data: Dataset | str | None = None, *,
-        optimizer: str | torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None = None,
-        config: TrainConfig | None = None, callbacks: Sequence[Callback] = (),
-        default_callbacks_: bool = True, resume: bool = False, resume_previous: bool = False,
-        **options: Any) -> FitResult:
+def fit(
+    model: nn.Module | str | None = None,
+    data: Dataset | str | None = None,
+    *,
+    optimizer: str | torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None = None,
+    config: TrainConfig | None = None,
+    callbacks: Sequence[Callback] = (),
+    default_callbacks_: bool = True,
+    resume: bool = False,
+    resume_previous: bool = False,
+    **options: Any,
+) -> FitResult:
     """Train a classifier the Deep Learning Tutorials' way and return a :class:`FitResult`.
 
     ``model`` is a model name (``"logreg"``, ``"mlp"``, ``"lenet"``) or any
@@ -66,16 +76,25 @@ def fit(model: nn.Module | str | None = None, data: Dataset | str | None = None,
     if isinstance(optimizer, str):
         values["optimizer"] = optimizer
     elif optimizer is not None:
-        values["optimizer"] = type(optimizer).__name__ if isinstance(optimizer, torch.optim.Optimizer) \
+        values["optimizer"] = (
+            type(optimizer).__name__
+            if isinstance(optimizer, torch.optim.Optimizer)
             else getattr(optimizer, "__name__", "custom")
+        )
     values.update(options)
     cfg = from_mapping(values)
-    run_dir = prepare_run_dir(cfg.out, resume=resume) if cfg.out else None
+    run_dir = check_run_dir(cfg.out, resume=resume) if cfg.out else None
     cbs = (default_callbacks(cfg, run_dir) if default_callbacks_ else []) + list(callbacks)
-    trainer = Trainer(cfg, data=data if isinstance(data, Dataset) else None,
-                      model=model if isinstance(model, nn.Module) else None,
-                      optimizer=None if optimizer is None or isinstance(optimizer, str) else optimizer,
-                      callbacks=cbs, run_dir=run_dir)
+    trainer = Trainer(
+        cfg,
+        data=data if isinstance(data, Dataset) else None,
+        model=model if isinstance(model, nn.Module) else None,
+        optimizer=None if optimizer is None or isinstance(optimizer, str) else optimizer,
+        callbacks=cbs,
+        run_dir=run_dir,
+    )
+    if run_dir is not None:
+        prepare_run_dir(run_dir, resume=resume)
     if resume:
         trainer.restore_checkpoint(previous=resume_previous)
     return trainer.fit()

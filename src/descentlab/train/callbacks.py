@@ -84,8 +84,13 @@ class ProgressBar(Callback):
             return
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=trainer.batches_per_epoch, desc=f"epoch {epoch}", leave=False,
-                         unit="batch", mininterval=0.5)
+        self._bar = tqdm(
+            total=trainer.batches_per_epoch,
+            desc=f"epoch {epoch}",
+            leave=False,
+            unit="batch",
+            mininterval=0.5,
+        )
 
     def on_step(self, trainer: Trainer, iteration: int, loss: Any) -> None:
         if self._bar is not None:
@@ -142,8 +147,10 @@ class TensorBoardLogger(Callback):
         except ImportError as exc:  # tensorboard is an optional extra
             from descentlab.errors import ConfigError
 
-            raise ConfigError("--tensorboard needs the tensorboard package",
-                              hint="pip install 'descentlab[tensorboard]'") from exc
+            raise ConfigError(
+                "--tensorboard needs the tensorboard package",
+                hint="pip install 'descentlab[tensorboard]'",
+            ) from exc
         self.writer = SummaryWriter(str(log_dir))
 
     def on_validation(self, trainer: Trainer, row: dict[str, Any]) -> None:

@@ -45,8 +45,11 @@ def flatten_state(state: Any) -> tuple[Any, dict[str, torch.Tensor]]:
             if any(not isinstance(k, str | int) for k in obj):
                 raise TypeError(f"checkpoint keys must be str or int at {path!r}")
             # int keys (optimizer state is keyed by param index) survive as tagged strings
-            return {"__dict__": [[k, walk(v, f"{path}.{k}" if path else str(k))]
-                                 for k, v in obj.items()]}
+            return {
+                "__dict__": [
+                    [k, walk(v, f"{path}.{k}" if path else str(k))] for k, v in obj.items()
+                ]
+            }
         if isinstance(obj, list | tuple):
             tag = "__tuple__" if isinstance(obj, tuple) else "__list__"
             return {tag: [walk(v, f"{path}.{i}") for i, v in enumerate(obj)]}
@@ -115,11 +118,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def _io_error(path: Path, exc: OSError) -> CheckpointError:
     if exc.errno == errno.ENOSPC:
-        return CheckpointError(f"disk full while writing {path}; the previous checkpoint is intact",
-                               hint="free some space and resume with --resume")
+        return CheckpointError(
+            f"disk full while writing {path}; the previous checkpoint is intact",
+            hint="free some space and resume with --resume",
+        )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return CheckpointError(f"cannot write {path}: permission denied",
-                               hint="choose a writable --out directory")
+        return CheckpointError(
+            f"cannot write {path}: permission denied", hint="choose a writable --out directory"
+        )
     return CheckpointError(f"cannot write {path}: {exc.strerror or exc}")
 
 
@@ -151,8 +157,12 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any], meta: dict[str, A
         "state": skeleton,
     }
     atomic_write_bytes(folder / f"{stem}.json", json.dumps(record).encode("utf-8"))
-    pointer = {"format": "descentlab-checkpoint", "generation": generation, "latest": stem,
-               "meta": meta}
+    pointer = {
+        "format": "descentlab-checkpoint",
+        "generation": generation,
+        "latest": stem,
+        "meta": meta,
+    }
     atomic_write_bytes(folder / MANIFEST, json.dumps(pointer).encode("utf-8"))
     return folder
 
@@ -173,7 +183,9 @@ def _load_generation(folder: Path, stem: str) -> tuple[dict[str, Any], dict[str,
     record = _read_json(folder / f"{stem}.json")
     tensor_path = folder / f"{stem}.safetensors"
     if record is None or record.get("format") != "descentlab-checkpoint":
-        raise CheckpointError(f"checkpoint record {folder / (stem + '.json')} is missing or damaged")
+        raise CheckpointError(
+            f"checkpoint record {folder / (stem + '.json')} is missing or damaged"
+        )
     if not tensor_path.is_file() or _sha256(tensor_path) != record.get("sha256"):
         raise CheckpointError(f"checkpoint {tensor_path} is damaged (checksum mismatch)")
     try:
@@ -186,14 +198,17 @@ def _load_generation(folder: Path, stem: str) -> tuple[dict[str, Any], dict[str,
     return state, record.get("meta", {})
 
 
-def load_checkpoint(folder: str | Path, *, previous: bool = False
-                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_checkpoint(
+    folder: str | Path, *, previous: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read and verify the newest checkpoint (or the one before it); returns ``(state, meta)``."""
     folder = Path(folder)
     pointer = _read_json(folder / MANIFEST)
     if pointer is None or pointer.get("format") != "descentlab-checkpoint":
-        raise CheckpointError(f"no readable checkpoint in {folder}",
-                              hint="pass a run directory written by 'descentlab train'")
+        raise CheckpointError(
+            f"no readable checkpoint in {folder}",
+            hint="pass a run directory written by 'descentlab train'",
+        )
     generation = int(pointer.get("generation", 0))
     if previous:
         if generation < 1:
@@ -212,5 +227,6 @@ def load_checkpoint(folder: str | Path, *, previous: bool = False
             where = meta.get("iteration", "?")
             raise CheckpointError(
                 f"{exc.message}; the previous checkpoint (iteration {where}) is intact",
-                hint="resume from it with --resume-previous") from None
+                hint="resume from it with --resume-previous",
+            ) from None
         raise

@@ -39,7 +39,7 @@ class TrainConfig:
     dataset: str = "mnist"
     data_dir: str | None = None
     offline: bool = False
-    standardize: bool = False
+    standardize: bool | None = None  # None: the dataset's default (tabular: on, images: off)
     subset: int | None = None
     label_column: str = "label"
     # the model
@@ -108,7 +108,9 @@ class TrainConfig:
         def positive(name: str) -> None:
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be > 0, got {value}", hint=f"pass a positive --{_flag(name)}")
+                raise ConfigError(
+                    f"{name} must be > 0, got {value}", hint=f"pass a positive --{_flag(name)}"
+                )
 
         def unit_interval(name: str, *, closed_high: bool = False) -> None:
             value = getattr(self, name)
@@ -117,11 +119,26 @@ class TrainConfig:
             ok = 0 <= value <= 1 if closed_high else 0 <= value < 1
             if not ok:
                 bound = "[0, 1]" if closed_high else "[0, 1)"
-                raise ConfigError(f"{name} must be in {bound}, got {value}", hint=f"fix --{_flag(name)}")
+                raise ConfigError(
+                    f"{name} must be in {bound}, got {value}", hint=f"fix --{_flag(name)}"
+                )
 
-        for name in ("lr", "batch_size", "max_epochs", "patience", "eps", "eval_batch_size",
-                     "clip_norm", "clip_value", "checkpoint_every", "validation_frequency",
-                     "threads", "subset", "patience_increase", "improvement_threshold"):
+        for name in (
+            "lr",
+            "batch_size",
+            "max_epochs",
+            "patience",
+            "eps",
+            "eval_batch_size",
+            "clip_norm",
+            "clip_value",
+            "checkpoint_every",
+            "validation_frequency",
+            "threads",
+            "subset",
+            "patience_increase",
+            "improvement_threshold",
+        ):
             positive(name)
         for name in ("momentum", "rho", "dropout"):
             unit_interval(name)
@@ -129,10 +146,13 @@ class TrainConfig:
             unit_interval(name, closed_high=True)
         if self.ema is not None and not 0 < self.ema < 1:
             raise ConfigError(f"ema must be in (0, 1), got {self.ema}", hint="e.g. --ema 0.999")
-        if self.betas is not None:
-            if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-                raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}",
-                                  hint="e.g. --betas 0.9,0.999")
+        if self.betas is not None and (
+            len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)
+        ):
+            raise ConfigError(
+                f"betas must be two numbers in [0, 1), got {self.betas}",
+                hint="e.g. --betas 0.9,0.999",
+            )
         for name in ("l1", "l2", "min_delta", "weight_decay"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
@@ -140,15 +160,22 @@ class TrainConfig:
         if self.polyak_start is not None and self.polyak_start < 0:
             raise ConfigError(f"polyak_start must be >= 0, got {self.polyak_start}")
         if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ConfigError(f"hidden sizes must be positive integers, got {self.hidden}",
-                              hint="e.g. --hidden 500,300")
-        for name, allowed in (("early_stopping", EARLY_STOPPING_MODES), ("monitor", MONITORS),
-                              ("on_nan", ON_NAN)):
+            raise ConfigError(
+                f"hidden sizes must be positive integers, got {self.hidden}",
+                hint="e.g. --hidden 500,300",
+            )
+        for name, allowed in (
+            ("early_stopping", EARLY_STOPPING_MODES),
+            ("monitor", MONITORS),
+            ("on_nan", ON_NAN),
+        ):
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"unknown {name} {value!r}", hint=did_you_mean(value, allowed))
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
-            raise ConfigError(f"unknown device {self.device!r}", hint="use auto, cpu, cuda or cuda:N")
+            raise ConfigError(
+                f"unknown device {self.device!r}", hint="use auto, cpu, cuda or cuda:N"
+            )
 
     # -------------------------------------------------------------- conversion
     def to_dict(self) -> dict[str, Any]:
@@ -195,8 +222,9 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(name, value, inner[0])
-    bad = ConfigError(f"option {name!r} has the wrong type: {value!r}",
-                      hint=f"expected {_type_name(hint)}")
+    bad = ConfigError(
+        f"option {name!r} has the wrong type: {value!r}", hint=f"expected {_type_name(hint)}"
+    )
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -262,13 +290,25 @@ PRESETS: dict[str, dict[str, Any]] = {
     "dlt-logreg": {},
     # mlp.py: 500 tanh hidden units, L2 1e-4, minibatches of 20
     "dlt-mlp": {
-        "model": "mlp", "hidden": (500,), "activation": "tanh", "lr": 0.01, "l1": 0.0,
-        "l2": 1e-4, "batch_size": 20, "patience": 10000, "max_epochs": 1000,
+        "model": "mlp",
+        "hidden": (500,),
+        "activation": "tanh",
+        "lr": 0.01,
+        "l1": 0.0,
+        "l2": 1e-4,
+        "batch_size": 20,
+        "patience": 10000,
+        "max_epochs": 1000,
     },
     # convolutional_mlp.py (LeNet5): 20 and 50 kernels, 500 hidden units
     "dlt-lenet": {
-        "model": "lenet", "hidden": (500,), "activation": "tanh", "lr": 0.1, "batch_size": 500,
-        "max_epochs": 200, "patience": 10000,
+        "model": "lenet",
+        "hidden": (500,),
+        "activation": "tanh",
+        "lr": 0.1,
+        "batch_size": 500,
+        "max_epochs": 200,
+        "patience": 10000,
     },
 }
 
@@ -301,8 +341,9 @@ def _normalize_key(key: str) -> str:
 def _check_key(key: str, where: str) -> str:
     norm = _normalize_key(key)
     if norm not in FIELD_NAMES:
-        raise ConfigError(f"unknown option {key!r} in {where}",
-                          hint=did_you_mean(norm, list(FIELD_NAMES)))
+        raise ConfigError(
+            f"unknown option {key!r} in {where}", hint=did_you_mean(norm, list(FIELD_NAMES))
+        )
     return norm
 
 
@@ -322,7 +363,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist", hint="check the --config path")
+        raise ConfigError(
+            f"config file {str(path)!r} does not exist", hint="check the --config path"
+        )
     text = path.read_bytes()
     try:
         if path.suffix.lower() == ".json":
@@ -330,8 +373,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         else:
             data = tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot parse config file {str(path)!r}: {exc}",
-                          hint="fix the file's syntax") from None
+        raise ConfigError(
+            f"cannot parse config file {str(path)!r}: {exc}", hint="fix the file's syntax"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a table of options")
     if "train" in data and isinstance(data["train"], dict):
@@ -342,14 +386,20 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         out.update(preset(str(data.pop("preset"))))
     for key, value in data.items():
         if isinstance(value, dict) and _normalize_key(key) != "extra":
-            raise ConfigError(f"unexpected table [{key}] in {str(path)!r}",
-                              hint="put training options at the top level or under [train]")
+            raise ConfigError(
+                f"unexpected table [{key}] in {str(path)!r}",
+                hint="put training options at the top level or under [train]",
+            )
         out[_check_key(key, str(path))] = value
     return out
 
 
-def resolve(*, preset_name: str | None = None, config_file: str | Path | None = None,
-            overrides: dict[str, Any] | None = None) -> TrainConfig:
+def resolve(
+    *,
+    preset_name: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainConfig:
     """Preset, then config file, then explicit overrides (later wins)."""
     values: dict[str, Any] = {}
     if preset_name:

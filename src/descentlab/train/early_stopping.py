@@ -55,19 +55,29 @@ class EarlyStopping(Protocol):
 class TutorialEarlyStopping:
     """Patience counted in minibatch iterations, extended on significant improvements."""
 
-    def __init__(self, n_train_batches: int, *, patience: int = 5000, patience_increase: float = 2.0,
-                 improvement_threshold: float = 0.995,
-                 validation_frequency: int | None = None) -> None:
+    def __init__(
+        self,
+        n_train_batches: int,
+        *,
+        patience: int = 5000,
+        patience_increase: float = 2.0,
+        improvement_threshold: float = 0.995,
+        validation_frequency: int | None = None,
+    ) -> None:
         if patience < 1:
             raise ConfigError(f"patience must be >= 1, got {patience}")
         if n_train_batches < 1:
-            raise ConfigError("the training set yields no minibatch",
-                              hint="use a smaller --batch-size or more data")
+            raise ConfigError(
+                "the training set yields no minibatch",
+                hint="use a smaller --batch-size or more data",
+            )
         self.patience: float = patience
         self.patience_increase = patience_increase
         self.improvement_threshold = improvement_threshold
         # patience // 2 can be 0 for patience 1; validate at least every iteration.
-        self.validation_frequency = validation_frequency or max(1, min(n_train_batches, patience // 2))
+        self.validation_frequency = validation_frequency or max(
+            1, min(n_train_batches, patience // 2)
+        )
         self.best = math.inf
         self.best_iteration = -1
 
@@ -91,8 +101,12 @@ class TutorialEarlyStopping:
         return False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"patience": self.patience, "best": self.best, "best_iteration": self.best_iteration,
-                "validation_frequency": self.validation_frequency}
+        return {
+            "patience": self.patience,
+            "best": self.best,
+            "best_iteration": self.best_iteration,
+            "validation_frequency": self.validation_frequency,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.patience = state["patience"]
@@ -130,8 +144,11 @@ class EpochPatience:
         return self.epochs_without_improvement >= self.patience
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_iteration": self.best_iteration,
-                "epochs_without_improvement": self.epochs_without_improvement}
+        return {
+            "best": self.best,
+            "best_iteration": self.best_iteration,
+            "epochs_without_improvement": self.epochs_without_improvement,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state["best"]

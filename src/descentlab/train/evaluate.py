@@ -31,7 +31,9 @@ class Evaluation:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, *, n_classes: int, batch_size: int = 10000) -> Evaluation:
+def evaluate(
+    model: nn.Module, split: Split, *, n_classes: int, batch_size: int = 10000
+) -> Evaluation:
     """Mean NLL, error rate and macro-F1 of ``model`` on ``split`` (model put in eval mode)."""
     was_training = model.training
     model.eval()
@@ -42,16 +44,19 @@ def evaluate(model: nn.Module, split: Split, *, n_classes: int, batch_size: int 
         nll_sum = torch.zeros((), dtype=torch.float64, device=split.x.device)
         predictions = torch.empty(n, dtype=torch.int64, device=split.x.device)
         for start in range(0, n, batch_size):
-            x = split.x[start:start + batch_size]
-            y = split.y[start:start + batch_size]
+            x = split.x[start : start + batch_size]
+            y = split.y[start : start + batch_size]
             logits = model(x)
-            nll_sum += torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
-            predictions[start:start + batch_size] = logits.argmax(dim=1)
+            nll_sum += torch.nn.functional.cross_entropy(
+                logits.float(), y, reduction="sum"
+            ).double()
+            predictions[start : start + batch_size] = logits.argmax(dim=1)
         wrong = (predictions != split.y).sum()
         _, _, f1 = precision_recall_f1(split.y, predictions, n_classes)
         # one host sync for all three numbers
         nll, n_wrong = torch.stack([nll_sum, wrong.double()]).tolist()
-        return Evaluation(nll=nll / n, error=n_wrong / n, f1=float(f1), predictions=predictions.cpu(),
-                          n=n)
+        return Evaluation(
+            nll=nll / n, error=n_wrong / n, f1=float(f1), predictions=predictions.cpu(), n=n
+        )
     finally:
         model.train(was_training)

@@ -1,13 +1,13 @@
 """The run directory: everything a finished (or interrupted) run leaves behind.
 
-    RUN_DIR/
-      config.toml          the resolved options (re-run with --config RUN_DIR/config.toml)
-      metrics.jsonl/.csv   one row per validation
-      summary.json         the numbers of the run (errors are fractions in [0, 1])
-      model.safetensors    the best parameters + what is needed to rebuild the model
-      test_predictions.npy predictions on the test set at the best validation point
-      learning_curve.png   train NLL, valid and test error against epochs
-      checkpoint/          the latest resumable state (see checkpoint.py)
+RUN_DIR/
+  config.toml          the resolved options (re-run with --config RUN_DIR/config.toml)
+  metrics.jsonl/.csv   one row per validation
+  summary.json         the numbers of the run (errors are fractions in [0, 1])
+  model.safetensors    the best parameters + what is needed to rebuild the model
+  test_predictions.npy predictions on the test set at the best validation point
+  learning_curve.png   train NLL, valid and test error against epochs
+  checkpoint/          the latest resumable state (see checkpoint.py)
 """
 
 from __future__ import annotations
@@ -45,22 +45,31 @@ def default_run_dir(cfg: TrainConfig, root: str | Path = "runs") -> Path:
     return path
 
 
-def prepare_run_dir(path: str | Path, *, resume: bool = False) -> Path:
-    """Create the run directory, refusing to mix a new run into an old one."""
+def check_run_dir(path: str | Path, *, resume: bool = False) -> Path:
+    """Refuse to mix a new run into an old one (checked before any work starts)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise CheckpointError(f"{path} exists and is not a directory", hint="choose another --out")
     if not resume and ((path / "summary.json").exists() or (path / "checkpoint").exists()):
-        raise CheckpointError(f"{path} already holds a run",
-                              hint="choose another --out, or continue it with --resume")
+        raise CheckpointError(
+            f"{path} already holds a run", hint="choose another --out, or continue it with --resume"
+        )
+    return path
+
+
+def prepare_run_dir(path: str | Path, *, resume: bool = False) -> Path:
+    """Create the run directory (after setup succeeded, so a bad option leaves nothing behind)."""
+    path = check_run_dir(path, resume=resume)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise CheckpointError(f"run directory {path} is not writable ({exc.strerror})",
-                              hint="choose a writable --out directory") from None
+        raise CheckpointError(
+            f"run directory {path} is not writable ({exc.strerror})",
+            hint="choose a writable --out directory",
+        ) from None
     return path
 
 
@@ -73,11 +82,16 @@ def model_metadata(trainer: Trainer) -> dict[str, Any]:
         "n_classes": data.n_classes,
         "class_names": data.class_names,
         "dataset": data.name,
+        "input_scale": data.scale,
     }
 
 
-def save_model(path: Path, model: nn.Module, meta: dict[str, Any],
-               preprocessing: dict[str, torch.Tensor] | None = None) -> None:
+def save_model(
+    path: Path,
+    model: nn.Module,
+    meta: dict[str, Any],
+    preprocessing: dict[str, torch.Tensor] | None = None,
+) -> None:
     from safetensors.torch import save
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -103,13 +117,15 @@ class RunDirectory(Callback):
 
     def on_train_end(self, trainer: Trainer, result: FitResult) -> None:
         summary = dict(result.summary)
-        atomic_write_bytes(self.path / "summary.json",
-                           json.dumps(summary, indent=2).encode("utf-8"))
+        atomic_write_bytes(
+            self.path / "summary.json", json.dumps(summary, indent=2).encode("utf-8")
+        )
         model = result.model
         if result.best_state is not None:
             model = _with_state(model, result.best_state)
-        save_model(self.path / MODEL_FILE, model, model_metadata(trainer),
-                   getattr(trainer.data, "preprocessing", None) or None)
+        data = trainer.data
+        stats = {"mean": data.mean, "std": data.std} if data.mean is not None else None
+        save_model(self.path / MODEL_FILE, model, model_metadata(trainer), stats)
         if result.test_predictions is not None:
             np.save(self.path / "test_predictions.npy", result.test_predictions.numpy())
         if self.plot:
@@ -143,7 +159,7 @@ class Run:
     preprocessing: dict[str, torch.Tensor]
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Class predictions for raw inputs (the run's preprocessing applied)."""
+        """Class predictions for raw inputs (the run's scaling and standardization applied)."""
         return self.predict_proba(x).argmax(dim=1)
 
     @torch.inference_mode()
@@ -155,9 +171,14 @@ class Run:
         n_in = int(np.prod(shape))
         if x.ndim < 1 or x[0].numel() != n_in:
             got = x[0].numel() if x.ndim >= 1 and len(x) else 0
-            raise DataError(f"inputs have {got} features per example but the model expects {n_in} "
-                            f"(shape {shape})", hint="pass data with the training data's shape")
+            raise DataError(
+                f"inputs have {got} features per example but the model expects {n_in} "
+                f"(shape {shape})",
+                hint="pass data with the training data's shape",
+            )
         x = x.reshape(len(x), *shape)
+        if self.metadata.get("input_scale"):
+            x = x / self.metadata["input_scale"]
         if "mean" in self.preprocessing:
             x = (x - self.preprocessing["mean"]) / self.preprocessing["std"]
         self.model.eval()
@@ -175,14 +196,21 @@ def load_run(path: str | Path, *, model: nn.Module | None = None) -> Run:
 
     path = Path(path)
     if not (path / MODEL_FILE).is_file() or not (path / "config.toml").is_file():
-        raise CheckpointError(f"{path} is not a finished descentlab run (no {MODEL_FILE})",
-                              hint="pass a directory written by 'descentlab train'")
+        raise CheckpointError(
+            f"{path} is not a finished descentlab run (no {MODEL_FILE})",
+            hint="pass a directory written by 'descentlab train'",
+        )
     config = from_mapping(read_config_file(path / "config.toml"), where=str(path / "config.toml"))
-    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
+    summary = (
+        json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
+    )
     history = []
     if (path / "metrics.jsonl").exists():
-        history = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()
-                   if line.strip()]
+        history = [
+            json.loads(line)
+            for line in (path / "metrics.jsonl").read_text().splitlines()
+            if line.strip()
+        ]
     try:
         with safe_open(str(path / MODEL_FILE), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("descentlab", "{}"))
@@ -194,10 +222,19 @@ def load_run(path: str | Path, *, model: nn.Module | None = None) -> Run:
     if model is None:
         spec = meta.get("model_spec")
         if not spec:
-            raise CheckpointError(f"{path} holds a custom model with no saved spec",
-                                  hint="pass model=<an instance of the same module> to load_run")
+            raise CheckpointError(
+                f"{path} holds a custom model with no saved spec",
+                hint="pass model=<an instance of the same module> to load_run",
+            )
         model = build_model(**spec)
     model.load_state_dict(state)
     model.eval()
-    return Run(path=path, config=config, summary=summary, history=history, model=model,
-               metadata=meta, preprocessing=pre)
+    return Run(
+        path=path,
+        config=config,
+        summary=summary,
+        history=history,
+        model=model,
+        metadata=meta,
+        preprocessing=pre,
+    )

@@ -34,7 +34,13 @@ from torch import nn
 
 from descentlab._version import __version__
 from descentlab.data import Batches, Dataset, load_dataset
-from descentlab.errors import CheckpointError, ConfigError, DataError, DescentlabError, DivergenceError
+from descentlab.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DescentlabError,
+    DivergenceError,
+)
 from descentlab.losses import get_loss, penalty
 from descentlab.models import build_model
 from descentlab.optim import EMA, PolyakAverage, build_optimizer, clip_grad_norm_, clip_grad_value_
@@ -53,11 +59,15 @@ class TrainingInterrupted(DescentlabError):
         self.exit_code = 130 if signum == signal.SIGINT else 143
         name = signal.Signals(signum).name
         if run_dir is not None:
-            super().__init__(f"interrupted by {name}; checkpoint written to {run_dir}",
-                             hint=f"continue with: descentlab train --resume {run_dir}")
+            super().__init__(
+                f"interrupted by {name}; checkpoint written to {run_dir}",
+                hint=f"continue with: descentlab train --resume {run_dir}",
+            )
         else:
-            super().__init__(f"interrupted by {name}; no run directory, nothing saved",
-                             hint="pass out=... to keep checkpoints")
+            super().__init__(
+                f"interrupted by {name}; no run directory, nothing saved",
+                hint="pass out=... to keep checkpoints",
+            )
 
 
 class _NonFinite(Exception):
@@ -96,8 +106,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but CUDA is not available",
-                          hint="use --device cpu or --device auto")
+        raise ConfigError(
+            f"device {name!r} asked for, but CUDA is not available",
+            hint="use --device cpu or --device auto",
+        )
     return device
 
 
@@ -115,10 +127,16 @@ class Trainer:
     nothing is written and no checkpoints are kept).
     """
 
-    def __init__(self, config: TrainConfig, *, data: Dataset | None = None,
-                 model: nn.Module | None = None,
-                 optimizer: torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None = None,
-                 callbacks: Sequence[Callback] = (), run_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        data: Dataset | None = None,
+        model: nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None = None,
+        callbacks: Sequence[Callback] = (),
+        run_dir: str | Path | None = None,
+    ) -> None:
         self.config = cfg = config
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -128,24 +146,44 @@ class Trainer:
 
         # dataset → batches
         if data is None:
-            data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, offline=cfg.offline,
-                                standardize=cfg.standardize, label_column=cfg.label_column,
-                                seed=cfg.seed, subset=cfg.subset)
+            data = load_dataset(
+                cfg.dataset,
+                data_dir=cfg.data_dir,
+                offline=cfg.offline,
+                standardize=cfg.standardize,
+                label_column=cfg.label_column,
+                seed=cfg.seed,
+                subset=cfg.subset,
+            )
         self.data = data.to(self.device)
         n_train = self.data.train.y.shape[0]
         if cfg.batch_size > n_train:
-            raise ConfigError(f"batch size {cfg.batch_size} is larger than the training set "
-                              f"({n_train} examples)", hint=f"use --batch-size {n_train} or less")
+            raise ConfigError(
+                f"batch size {cfg.batch_size} is larger than the training set ({n_train} examples)",
+                hint=f"use --batch-size {n_train} or less",
+            )
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
-        self.batches = Batches(self.data.train, cfg.batch_size, shuffle=cfg.shuffle,
-                               generator=self.generator, drop_last=cfg.drop_last)
+        self.batches = Batches(
+            self.data.train,
+            cfg.batch_size,
+            shuffle=cfg.shuffle,
+            generator=self.generator,
+            drop_last=cfg.drop_last,
+        )
         self.batches_per_epoch = len(self.batches)
 
         # model
         if model is None:
-            model = build_model(cfg.model, self.data.input_shape, self.data.n_classes,
-                                hidden=cfg.hidden, activation=cfg.activation, dropout=cfg.dropout,
-                                batch_norm=cfg.batch_norm, init=cfg.init)
+            model = build_model(
+                cfg.model,
+                self.data.input_shape,
+                self.data.n_classes,
+                hidden=cfg.hidden,
+                activation=cfg.activation,
+                dropout=cfg.dropout,
+                batch_norm=cfg.batch_norm,
+                init=cfg.init,
+            )
         self.model = model.to(self.device)
         self.model.train()
 
@@ -161,8 +199,9 @@ class Trainer:
             self.optimizer = optimizer
         else:
             self.optimizer = optimizer(params)
-        self.schedule = build_schedule(cfg.schedule, self.optimizer,
-                                       steps_per_epoch=self.batches_per_epoch)
+        self.schedule = build_schedule(
+            cfg.schedule, self.optimizer, steps_per_epoch=self.batches_per_epoch
+        )
         self.averager: PolyakAverage | EMA | None = None
         if cfg.polyak_start is not None:
             self.averager = PolyakAverage(self.model, start=cfg.polyak_start)
@@ -173,9 +212,12 @@ class Trainer:
         self.stopper: TutorialEarlyStopping | EpochPatience
         if cfg.early_stopping == "tutorial":
             self.stopper = TutorialEarlyStopping(
-                self.batches_per_epoch, patience=cfg.patience, patience_increase=cfg.patience_increase,
+                self.batches_per_epoch,
+                patience=cfg.patience,
+                patience_increase=cfg.patience_increase,
                 improvement_threshold=cfg.improvement_threshold,
-                validation_frequency=cfg.validation_frequency)
+                validation_frequency=cfg.validation_frequency,
+            )
         elif cfg.early_stopping == "epochs":
             self.stopper = EpochPatience(patience=cfg.patience, min_delta=cfg.min_delta)
         else:
@@ -185,14 +227,14 @@ class Trainer:
         self._step_callbacks = [cb for cb in self.callbacks if overrides(cb, "on_step")]
 
         # progress (all of it is restored on resume)
-        self.epoch = 0                  # epochs completed
-        self.batch_in_epoch = 0         # minibatches done in the current epoch
-        self.iteration = -1             # 0-based index of the last minibatch done (tutorial's `iter`)
+        self.epoch = 0  # epochs completed
+        self.batch_in_epoch = 0  # minibatches done in the current epoch
+        self.iteration = -1  # 0-based index of the last minibatch done (tutorial's `iter`)
         self.history: list[dict[str, Any]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best: dict[str, Any] = {}
         self.stopped_because: str | None = None
-        self.elapsed = 0.0              # seconds spent in fit() before this process (resume)
+        self.elapsed = 0.0  # seconds spent in fit() before this process (resume)
         self._epoch_rng_state = self.generator.get_state()
         self._loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self._loss_count = 0
@@ -267,8 +309,15 @@ class Trainer:
                 norm = clip_grad_norm_(model.parameters(), cfg.clip_norm)
                 self._grad_max = torch.maximum(self._grad_max, norm.detach())
             elif cfg.log_grad_norm:
-                norm = torch.linalg.vector_norm(torch.stack(
-                    [torch.linalg.vector_norm(p.grad) for p in model.parameters() if p.grad is not None]))
+                norm = torch.linalg.vector_norm(
+                    torch.stack(
+                        [
+                            torch.linalg.vector_norm(p.grad)
+                            for p in model.parameters()
+                            if p.grad is not None
+                        ]
+                    )
+                )
                 self._grad_max = torch.maximum(self._grad_max, norm)
             if cfg.clip_value is not None:
                 clip_grad_value_(model.parameters(), cfg.clip_value)
@@ -298,12 +347,15 @@ class Trainer:
         cfg = self.config
         where = _first_non_finite(self.model)
         lr = self.optimizer.param_groups[0]["lr"]
-        message = (f"non-finite loss at iteration {self.iteration + 2} (epoch {self.epoch + 1}, "
-                   f"lr {lr:.3g}){'; ' + where if where else ''}")
+        message = (
+            f"non-finite loss at iteration {self.iteration + 2} (epoch {self.epoch + 1}, "
+            f"lr {lr:.3g}){'; ' + where if where else ''}"
+        )
         if cfg.on_nan == "stop" or where:
             ckpt = f"; the last good checkpoint is in {self.run_dir}" if self.run_dir else ""
-            raise DivergenceError(message + ckpt,
-                                  hint="lower --lr, add --clip-norm, or use --on-nan lr-backoff")
+            raise DivergenceError(
+                message + ckpt, hint="lower --lr, add --clip-norm, or use --on-nan lr-backoff"
+            )
         if cfg.on_nan == "lr-backoff":
             for group in self.optimizer.param_groups:
                 group["lr"] *= 0.5
@@ -334,26 +386,44 @@ class Trainer:
         self._grad_max.zero_()
         if not math.isfinite(train_nll) and cfg.on_nan == "stop":
             where = _first_non_finite(self.model)
-            raise DivergenceError(f"non-finite training loss before iteration {self.iteration + 1}"
-                                  f"{'; ' + where if where else ''}",
-                                  hint="lower --lr or add --clip-norm")
+            raise DivergenceError(
+                f"non-finite training loss before iteration {self.iteration + 1}"
+                f"{'; ' + where if where else ''}",
+                hint="lower --lr or add --clip-norm",
+            )
         with self._averaged():
             valid = self._evaluate(self.data.valid)
-            monitored = {"valid_error": valid.error, "valid_nll": valid.nll,
-                         "valid_f1": 1.0 - valid.f1}[cfg.monitor]
+            monitored = {
+                "valid_error": valid.error,
+                "valid_nll": valid.nll,
+                "valid_f1": 1.0 - valid.f1,
+            }[cfg.monitor]
             improved = self.stopper.update(self.iteration, monitored)
             test: Evaluation | None = None
             if improved:
                 # The test set is scored only at a new best validation point.
                 test = self._evaluate(self.data.test)
-                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                self.best = {"epoch": epoch, "iteration": self.iteration, "valid_error": valid.error,
-                             "valid_nll": valid.nll, "valid_f1": valid.f1, "test_error": test.error,
-                             "test_nll": test.nll, "test_f1": test.f1,
-                             "test_predictions": test.predictions}
+                self.best_state = {
+                    k: v.detach().clone() for k, v in self.model.state_dict().items()
+                }
+                self.best = {
+                    "epoch": epoch,
+                    "iteration": self.iteration,
+                    "valid_error": valid.error,
+                    "valid_nll": valid.nll,
+                    "valid_f1": valid.f1,
+                    "test_error": test.error,
+                    "test_nll": test.nll,
+                    "test_f1": test.f1,
+                    "test_predictions": test.predictions,
+                }
         seconds = self.elapsed + time.perf_counter() - self._t0
-        if (test is not None and cfg.target_error is not None and self._target_reached is None
-                and test.error <= cfg.target_error):
+        if (
+            test is not None
+            and cfg.target_error is not None
+            and self._target_reached is None
+            and test.error <= cfg.target_error
+        ):
             self._target_reached = {"iteration": self.iteration, "epoch": epoch, "seconds": seconds}
         row = {
             "epoch": epoch,
@@ -376,8 +446,9 @@ class Trainer:
         return row
 
     def _evaluate(self, split: Any) -> Evaluation:
-        return evaluate(self.model, split, n_classes=self.data.n_classes,
-                        batch_size=self.config.eval_batch_size)
+        return evaluate(
+            self.model, split, n_classes=self.data.n_classes, batch_size=self.config.eval_batch_size
+        )
 
     # ================================================================ results
     def _finish(self) -> FitResult:
@@ -418,9 +489,16 @@ class Trainer:
             "descentlab_version": __version__,
             "torch_version": torch.__version__,
         }
-        return FitResult(summary=summary, history=self.history, model=self.model,
-                         best_state=self.best_state, config=cfg, run_dir=self.run_dir,
-                         test_predictions=self.best.get("test_predictions"), data=self.data)
+        return FitResult(
+            summary=summary,
+            history=self.history,
+            model=self.model,
+            best_state=self.best_state,
+            config=cfg,
+            run_dir=self.run_dir,
+            test_predictions=self.best.get("test_predictions"),
+            data=self.data,
+        )
 
     # ============================================================ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -432,8 +510,11 @@ class Trainer:
             "schedule": self.schedule.state_dict() if self.schedule is not None else None,
             "averager": self.averager.state_dict() if self.averager is not None else None,
             "stopper": self.stopper.state_dict(),
-            "counters": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                         "iteration": self.iteration},
+            "counters": {
+                "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch,
+                "iteration": self.iteration,
+            },
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -444,8 +525,11 @@ class Trainer:
             },
             "best": best,
             "best_state": self.best_state,
-            "accumulators": {"loss_sum": self._loss_sum, "loss_count": self._loss_count,
-                             "grad_max": self._grad_max},
+            "accumulators": {
+                "loss_sum": self._loss_sum,
+                "loss_count": self._loss_count,
+                "grad_max": self._grad_max,
+            },
             "history": self.history,
             "elapsed": self.elapsed + time.perf_counter() - self._t0,
             "target_reached": self._target_reached,
@@ -482,16 +566,22 @@ class Trainer:
         self._target_reached = state["target_reached"]
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        return {"model": self.config.model, "optimizer": self.config.optimizer,
-                "parameter_shapes": {k: list(v.shape) for k, v in self.model.state_dict().items()},
-                "iteration": self.iteration + 1, "epoch": self.epoch,
-                "descentlab_version": __version__}
+        return {
+            "model": self.config.model,
+            "optimizer": self.config.optimizer,
+            "parameter_shapes": {k: list(v.shape) for k, v in self.model.state_dict().items()},
+            "iteration": self.iteration + 1,
+            "epoch": self.epoch,
+            "descentlab_version": __version__,
+        }
 
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint into ``run_dir/checkpoint`` (atomic; keeps the previous one)."""
         if self.run_dir is None:
             return None
-        path = save_checkpoint(self.run_dir / "checkpoint", self.state_dict(), self.checkpoint_meta())
+        path = save_checkpoint(
+            self.run_dir / "checkpoint", self.state_dict(), self.checkpoint_meta()
+        )
         self._emit("on_checkpoint", path)
         return path
 
@@ -506,7 +596,8 @@ class Trainer:
                 raise CheckpointError(
                     f"checkpoint in {self.run_dir} is for a different {key.replace('_', ' ')} "
                     f"({meta.get(key)!r} vs {mine[key]!r})",
-                    hint="resume with the run's own config, or start a new run")
+                    hint="resume with the run's own config, or start a new run",
+                )
         self.load_state_dict(state)
 
     # ============================================================== plumbing
@@ -551,13 +642,25 @@ def _first_non_finite(model: nn.Module) -> str:
 
 def _numpy_rng_state() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached": float(cached)}
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
 
 
 def _set_numpy_rng_state(state: dict[str, Any]) -> None:
-    np.random.set_state((state["name"], state["keys"].numpy().astype(np.uint32), state["pos"],
-                         state["has_gauss"], state["cached"]))
+    np.random.set_state(
+        (
+            state["name"],
+            state["keys"].numpy().astype(np.uint32),
+            state["pos"],
+            state["has_gauss"],
+            state["cached"],
+        )
+    )
 
 
 def _python_rng_state() -> list[Any]:
