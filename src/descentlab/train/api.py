@@ -19,6 +19,7 @@ from descentlab.train.callbacks import (
     TensorBoardLogger,
 )
 from descentlab.train.config import TrainConfig, from_mapping
+from descentlab.train.early_stopping import EarlyStopping
 from descentlab.train.run_dir import RunDirectory, check_run_dir, prepare_run_dir
 from descentlab.train.trainer import FitResult, Trainer
 
@@ -46,6 +47,7 @@ def fit(
     optimizer: str | torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None = None,
     config: TrainConfig | None = None,
     callbacks: Sequence[Callback] = (),
+    stopper: EarlyStopping | None = None,
     default_callbacks_: bool = True,
     resume: bool = False,
     resume_previous: bool = False,
@@ -61,8 +63,10 @@ def fit(
     (``lr=0.01, batch_size=20, max_epochs=50, out="runs/x"``...).
 
     Files are written only when ``out`` is given; ``quiet=True`` silences the
-    console.  ``resume=True`` continues the run in ``out`` from its newest checkpoint
-    (``resume_previous=True``: from the one before, if the newest is damaged).
+    console.  ``stopper`` replaces the early-stopping rule (see
+    :mod:`descentlab.train.early_stopping`).  ``resume=True`` continues the run
+    in ``out`` from its newest checkpoint (``resume_previous=True``: from the
+    one before, if the newest is damaged).
     """
     values = config.to_dict() if config is not None else {}
     if isinstance(model, str):
@@ -92,6 +96,7 @@ def fit(
         optimizer=None if optimizer is None or isinstance(optimizer, str) else optimizer,
         callbacks=cbs,
         run_dir=run_dir,
+        stopper=stopper,
     )
     if run_dir is not None:
         prepare_run_dir(run_dir, resume=resume)

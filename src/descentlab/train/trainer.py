@@ -48,7 +48,12 @@ from descentlab.optim.schedules import build_schedule
 from descentlab.train.callbacks import Callback, overrides
 from descentlab.train.checkpoint import load_checkpoint, save_checkpoint
 from descentlab.train.config import TrainConfig
-from descentlab.train.early_stopping import EpochPatience, NoEarlyStopping, TutorialEarlyStopping
+from descentlab.train.early_stopping import (
+    EarlyStopping,
+    EpochPatience,
+    NoEarlyStopping,
+    TutorialEarlyStopping,
+)
 from descentlab.train.evaluate import Evaluation, evaluate
 
 
@@ -124,7 +129,9 @@ class Trainer:
 
     Pieces may be given ready-made (``data``, ``model``, ``optimizer``); the
     rest are built from ``config``.  ``run_dir`` is where files go (None:
-    nothing is written and no checkpoints are kept).
+    nothing is written and no checkpoints are kept).  ``stopper`` replaces the
+    configured early-stopping rule with any object following the
+    :class:`~descentlab.train.early_stopping.EarlyStopping` protocol.
     """
 
     def __init__(
@@ -136,6 +143,7 @@ class Trainer:
         optimizer: torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None = None,
         callbacks: Sequence[Callback] = (),
         run_dir: str | Path | None = None,
+        stopper: EarlyStopping | None = None,
     ) -> None:
         self.config = cfg = config
         if cfg.threads:
@@ -208,9 +216,11 @@ class Trainer:
         elif cfg.ema is not None:
             self.averager = EMA(self.model, decay=cfg.ema)
 
-        # early stopping
-        self.stopper: TutorialEarlyStopping | EpochPatience
-        if cfg.early_stopping == "tutorial":
+        # early stopping (a user-supplied rule replaces the configured one)
+        self.stopper: EarlyStopping
+        if stopper is not None:
+            self.stopper = stopper
+        elif cfg.early_stopping == "tutorial":
             self.stopper = TutorialEarlyStopping(
                 self.batches_per_epoch,
                 patience=cfg.patience,
