@@ -293,7 +293,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from descentlab.data import read_features
+    from descentlab.data.features import read_features
     from descentlab.train import load_run
 
     run = load_run(args.run_dir)
