@@ -1,0 +1,1 @@
+"""Benchmarks, each next to its plainly-written baseline."""

@@ -1,0 +1,53 @@
+"""The optimizers of Deep Learning ch. 8, with schedules, clipping and iterate averaging.
+
+Each optimizer is a :class:`torch.optim.Optimizer` written next to its algorithm box:
+
+============  ==========================  ================================================
+class         algorithm                   registry names
+============  ==========================  ================================================
+SGD           8.1, 8.2, 8.3               ``sgd``, ``momentum``, ``nesterov``
+AdaGrad       8.4                         ``adagrad``
+RMSProp       8.5, 8.6                    ``rmsprop``, ``rmsprop-nesterov``
+Adam          8.7                         ``adam``
+AdaDelta      Zeiler (2012)               ``adadelta``
+============  ==========================  ================================================
+
+``build_optimizer(name, params, **hparams)`` builds them (and any ``torch.<Name>``) by
+name; :mod:`descentlab.optim.schedules` has the learning-rate schedules; see
+docs/optimizers.md for the conventions (where δ goes, Nesterov with a closure, decoupled
+weight decay versus an L2 penalty).
+"""
+
+from descentlab.optim import schedules
+from descentlab.optim.adadelta import AdaDelta
+from descentlab.optim.adagrad import AdaGrad
+from descentlab.optim.adam import Adam
+from descentlab.optim.averaging import EMA, PolyakAverage
+from descentlab.optim.clipping import clip_grad_norm_, clip_grad_value_
+from descentlab.optim.registry import (
+    OPTIMIZER_NAMES,
+    build_optimizer,
+    describe_optimizers,
+    optimizer_hyperparameters,
+)
+from descentlab.optim.rmsprop import RMSProp
+from descentlab.optim.schedules import build_schedule
+from descentlab.optim.sgd import SGD
+
+__all__ = [
+    "EMA",
+    "OPTIMIZER_NAMES",
+    "SGD",
+    "AdaDelta",
+    "AdaGrad",
+    "Adam",
+    "PolyakAverage",
+    "RMSProp",
+    "build_optimizer",
+    "build_schedule",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "describe_optimizers",
+    "optimizer_hyperparameters",
+    "schedules",
+]

@@ -1,0 +1,301 @@
+"""Plumbing shared by the chapter-8 optimizers.
+
+:class:`BookOptimizer` is a :class:`torch.optim.Optimizer` that
+
+* validates every hyperparameter of every param group (also groups added later with
+  :meth:`add_param_group`), raising :class:`~descentlab.errors.ConfigError`;
+* calls the closure with gradients enabled and, for Nesterov momentum, first moves the
+  parameters to the look-ahead point θ + αv and back (Algorithms 8.3 and 8.6);
+* dispatches each param group to the optimizer's multi-tensor (``torch._foreach_*``) update,
+  the default, or to its plain per-tensor update (``foreach=False``), which is written to be
+  read next to the algorithm box and serves as the reference in the tests;
+* keeps per-parameter *scratch* buffers for the foreach updates (see :meth:`_scratch_like`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from descentlab.errors import CheckpointError, ConfigError
+
+ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
+
+# Scratch slot that holds θ while the parameters sit at the Nesterov look-ahead point.
+_BACKUP_SLOT = -1
+
+
+def foreach_buckets(*lists: list[Any]) -> Iterator[tuple[list[Any], ...]]:
+    """Split parallel lists into runs whose first list shares one (device, dtype).
+
+    ``torch._foreach_*`` ops need all their tensors on one device with one dtype; in the usual
+    case (one model on one device) the lists are passed through unchanged.
+    """
+    keys = [(t.device, t.dtype) for t in lists[0]]
+    if len(set(keys)) <= 1:
+        yield lists
+        return
+    buckets: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for i, key in enumerate(keys):
+        buckets.setdefault(key, []).append(i)
+    for idx in buckets.values():
+        yield tuple([lst[i] for i in idx] for lst in lists)
+
+
+#: Elements per tensor list in one cache tile of a CPU foreach update (2 MiB of float32).
+TILE_NUMEL = 1 << 19
+
+
+def foreach_tiles(
+    *lists: list[Any], tile_numel: int | None = None
+) -> Iterator[tuple[list[Any], ...]]:
+    """:func:`foreach_buckets`, then cut into cache-sized tiles for large CPU updates.
+
+    A foreach update is a sequence of passes over the same tensors (Adam: lerp, mul,
+    addcmul, sqrt, add, addcdiv). Once the tensors outgrow the CPU caches every pass
+    streams them from main memory again; running the whole sequence tile by tile keeps a
+    tile cached between passes. Each element still sees exactly the same operations, so the
+    results are bit-for-bit those of the untiled update. Tensors larger than a tile are cut
+    into contiguous pieces (views), small ones are grouped; entries of lists that are not
+    tensors (Adam's step counts) are repeated for every piece. On other devices, and when
+    everything fits in about two tiles, the buckets are passed through unchanged.
+    """
+    tile_numel = TILE_NUMEL if tile_numel is None else tile_numel
+    for bucket in foreach_buckets(*lists):
+        first = bucket[0]
+        if first[0].device.type != "cpu" or sum(t.numel() for t in first) <= 2 * tile_numel:
+            yield bucket
+            continue
+        tile: list[list[Any]] = [[] for _ in bucket]
+        filled = 0
+        for i, p in enumerate(first):
+            row = [lst[i] for lst in bucket]
+            n = p.numel()
+            splittable = n > tile_numel and all(
+                not isinstance(x, Tensor) or (x.shape == p.shape and x.is_contiguous()) for x in row
+            )
+            if splittable:
+                n_pieces = -(-n // tile_numel)  # ⌈n / tile_numel⌉, the length of split()
+                columns = [
+                    x.view(-1).split(tile_numel) if isinstance(x, Tensor) else [x] * n_pieces
+                    for x in row
+                ]
+            else:
+                columns = [[x] for x in row]
+            for k in range(len(columns[0])):
+                for j, column in enumerate(columns):
+                    tile[j].append(column[k])
+                filled += columns[0][k].numel()
+                if filled >= tile_numel:
+                    yield tuple(tile)
+                    tile = [[] for _ in bucket]
+                    filled = 0
+        if tile[0]:
+            yield tuple(tile)
+
+
+def sqrt_into(out: list[Tensor], xs: list[Tensor]) -> list[Tensor]:
+    """``out[i] = √xs[i]`` without allocating (torch._foreach_sqrt would allocate)."""
+    for o, x in zip(out, xs):
+        torch.sqrt(x, out=o)
+    return out
+
+
+def add_scalar_into(out: list[Tensor], xs: list[Tensor], c: float) -> list[Tensor]:
+    """``out[i] = xs[i] + c`` without allocating."""
+    for o, x in zip(out, xs):
+        torch.add(x, c, out=o)
+    return out
+
+
+class BookOptimizer(torch.optim.Optimizer):
+    """Base class of the chapter-8 optimizers (validation, closure, look-ahead, foreach).
+
+    Subclasses set :attr:`_checks` (hyperparameter name → check from
+    :mod:`descentlab.optim._validate`), :attr:`_state_keys`, and implement
+    :meth:`_update_group`; optionally :meth:`_check_group` for constraints between
+    hyperparameters.
+    """
+
+    _checks: ClassVar[dict[str, Callable[..., Any]]] = {}
+    _state_keys: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
+        owner = type(self).__name__
+        for name, check in self._checks.items():
+            defaults[name] = check(name, defaults[name], owner=owner)
+        self._check_group(defaults)
+        # Scratch buffers live outside ``self.state`` so that they never reach a checkpoint.
+        self._scratch: dict[tuple[Tensor, int], Tensor] = {}
+        super().__init__(params, defaults)
+
+    # ----------------------------------------------------------------- validation
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """Constraints between hyperparameters of one group (override in subclasses)."""
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group after validating its hyperparameters (see torch's docs)."""
+        if isinstance(param_group, dict):
+            owner = type(self).__name__
+            for name, check in self._checks.items():
+                if name in param_group:
+                    param_group[name] = check(name, param_group[name], owner=owner)
+            self._check_group({**self.defaults, **param_group})
+            params = param_group.get("params")
+            params = [params] if isinstance(params, Tensor) else list(params or [])
+            param_group["params"] = params
+            for p in params:
+                if isinstance(p, Tensor) and p.is_complex():
+                    raise ConfigError(
+                        f"{owner} does not support complex parameters",
+                        hint="split them into real and imaginary parts (torch.view_as_real)",
+                    )
+        super().add_param_group(param_group)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state saved by :meth:`state_dict`; refuse state from another optimizer."""
+        for key in {k for st in state_dict.get("state", {}).values() for k in st}:
+            if key not in self._state_keys:
+                raise CheckpointError(
+                    f"optimizer state has a {key!r} entry that {type(self).__name__} does not use",
+                    hint="was the checkpoint saved with a different optimizer? "
+                    "resume with the same --optimizer",
+                )
+        try:
+            super().load_state_dict(state_dict)
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(
+                f"cannot load {type(self).__name__} state: {exc}",
+                hint="the checkpoint belongs to a model with different parameters",
+            ) from exc
+        # Re-validate what was loaded: a hand-edited checkpoint must not bypass the checks.
+        owner = type(self).__name__
+        for group in self.param_groups:
+            for name, check in self._checks.items():
+                if name in group:
+                    group[name] = check(name, group[name], owner=owner)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_scratch", {})
+
+    # ----------------------------------------------------------------- helpers
+    def _gather(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor], list[dict]]:
+        """The parameters of ``group`` that have a gradient, their gradients and states."""
+        params: list[Tensor] = []
+        grads: list[Tensor] = []
+        states: list[dict] = []
+        for p in group["params"]:
+            g = p.grad
+            if g is None:
+                continue
+            if g.is_sparse:
+                raise ConfigError(
+                    f"{type(self).__name__} does not support sparse gradients",
+                    hint="use dense embeddings (sparse=False) or torch.SparseAdam",
+                )
+            params.append(p)
+            grads.append(g)
+            states.append(self.state[p])
+        return params, grads, states
+
+    def _scratch_like(self, params: list[Tensor], slot: int = 0) -> list[Tensor]:
+        """Reusable buffers shaped like ``params`` for intermediate results (e.g. √r + δ).
+
+        ``torch._foreach_sqrt`` and friends allocate a fresh parameter-sized result on every
+        step; on CPU the allocator often hands such large blocks back to the OS and the next
+        step pays the page faults again, which costs more than the arithmetic. Keeping one
+        buffer per parameter (and slot) makes the steady-state step allocation-free. Peak
+        memory is the same as torch.optim's foreach path, which needs the same temporaries.
+        """
+        out = []
+        for p in params:
+            key = (p, slot)
+            buf = self._scratch.get(key)
+            if (
+                buf is None
+                or buf.shape != p.shape
+                or buf.dtype != p.dtype
+                or buf.device != p.device
+            ):
+                buf = torch.empty_like(p, memory_format=torch.preserve_format)
+                self._scratch[key] = buf
+            out.append(buf)
+        return out
+
+    def release_scratch(self) -> None:
+        """Free the scratch buffers (they are re-created on the next foreach step)."""
+        self._scratch.clear()
+
+    def _move_to_lookahead(self) -> list[tuple[list[Tensor], list[Tensor], bool]]:
+        """θ → θ + αv for every Nesterov group; returns what :meth:`_restore` needs.
+
+        θ is saved in a scratch buffer and copied back afterwards, so the parameters hold
+        exactly θ again (subtracting αv would be off by a rounding error).
+        """
+        saved = []
+        with torch.no_grad():
+            for group in self.param_groups:
+                alpha = group.get("momentum", 0.0)
+                if not (group.get("nesterov") and alpha > 0.0):
+                    continue
+                ps, vs = [], []
+                for p in group["params"]:
+                    state = self.state.get(p)
+                    if state and "velocity" in state:  # no velocity yet: v = 0, θ + αv = θ
+                        ps.append(p)
+                        vs.append(state["velocity"])
+                if not ps:
+                    continue
+                backups = self._scratch_like(ps, slot=_BACKUP_SLOT)
+                if group["foreach"]:
+                    for bp, bv, bb in foreach_buckets(ps, vs, backups):
+                        torch._foreach_copy_(bb, bp)
+                        torch._foreach_add_(bp, bv, alpha=alpha)
+                else:
+                    for p, v, b in zip(ps, vs, backups):
+                        b.copy_(p)
+                        p.add_(v, alpha=alpha)
+                saved.append((ps, backups, group["foreach"]))
+        return saved
+
+    @staticmethod
+    def _restore(saved: list[tuple[list[Tensor], list[Tensor], bool]]) -> None:
+        """θ + αv → θ for what :meth:`_move_to_lookahead` moved."""
+        with torch.no_grad():
+            for ps, backups, foreach in saved:
+                if foreach:
+                    for bp, bb in foreach_buckets(ps, backups):
+                        torch._foreach_copy_(bp, bb)
+                else:
+                    for p, b in zip(ps, backups):
+                        p.copy_(b)
+
+    # ----------------------------------------------------------------- the step
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """Perform one update and return the closure's loss (``None`` without a closure).
+
+        With a closure and Nesterov momentum the closure runs at the look-ahead point
+        θ + αv (the parameters are moved there and back), as in Algorithms 8.3 and 8.6, so
+        the returned loss is the loss *at the look-ahead point*. Afterwards the parameters
+        hold θ. Without a closure, Nesterov groups use the reformulation in which the
+        parameters hold the look-ahead point itself (see the optimizer's docstring).
+        """
+        loss = None
+        if closure is not None:
+            saved = self._move_to_lookahead()
+            try:
+                with torch.enable_grad():
+                    loss = closure()
+            finally:
+                self._restore(saved)  # also when the closure raised
+        with torch.no_grad():
+            for group in self.param_groups:
+                self._update_group(group, closure_given=closure is not None)
+        return loss
+
+    def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
+        raise NotImplementedError
