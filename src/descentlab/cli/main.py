@@ -13,16 +13,47 @@ import sys
 from collections.abc import Sequence
 
 from descentlab._version import __version__
-from descentlab.errors import DescentlabError
+from descentlab.errors import DescentlabError, closest
 
 COMMAND_MODULES = ("train", "bench", "experiments")
+
+# Spellings from other tools that difflib would not map to ours.
+FLAG_SYNONYMS = {
+    "--learning-rate": "--lr",
+    "--learning_rate": "--lr",
+    "--epochs": "--max-epochs",
+    "--n-epochs": "--max-epochs",
+    "--batch": "--batch-size",
+    "--bs": "--batch-size",
+    "--opt": "--optimizer",
+    "--weight_decay": "--weight-decay",
+    "--data": "--dataset",
+    "--output": "--out",
+}
 
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line naming the problem and where to look."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        hint = f"see '{self.prog} --help'"
+        if message.startswith("unrecognized arguments:"):
+            unknown = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
+            flags = [o for a in self._all_actions() for o in a.option_strings]
+            word = unknown[0].split("=")[0] if unknown else ""
+            best = FLAG_SYNONYMS.get(word) or (closest(word, flags) if word else None)
+            if best:
+                hint = f"did you mean {best}?"
+        self.exit(2, f"{self.prog}: error: {message} ({hint})\n")
+
+    def _all_actions(self) -> list[argparse.Action]:
+        # unknown flags are reported by the top parser: look inside the sub-commands too
+        actions = list(self._actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for parser in action.choices.values():
+                    actions.extend(parser._actions)
+        return actions
 
 
 def build_parser() -> Parser:
