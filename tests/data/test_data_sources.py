@@ -66,6 +66,16 @@ def test_data_dir_may_be_the_dataset_folder_and_files_uncompressed(
     assert found.files["train_images"].name == "train-images-idx3-ubyte"
 
 
+def test_builtin_name_wins_over_a_folder_in_cwd(
+    tmp_path: Path, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_idx_folder(tmp_path / "mnist", n_train=60, n_test=10)  # not the real MNIST
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match="mnist files not found"):
+        load_dataset("mnist", offline=True)
+    assert [len(s) for _, s in load_dataset("./mnist")] == [50, 10, 10]
+
+
 def test_torchvision_layout_recognised(tmp_path: Path, isolated: Path) -> None:
     make_idx_folder(tmp_path / "MNIST" / "raw")
     found = find_dataset_files("mnist", data_dir=tmp_path, offline=True)
@@ -93,6 +103,9 @@ def test_one_message_listing_every_place(
         "train-images-idx3-ubyte.gz",
     ):
         assert expected in msg, expected
+    # In search order, and without the alternative spellings that do not exist.
+    assert msg.index(str(partial)) < msg.index("$DESCENTLAB_DATA") < msg.index(str(isolated))
+    assert "MNIST/raw" not in msg
     monkeypatch.setenv("DESCENTLAB_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(DataError, match="nowhere"):
         find_dataset_files("fashion-mnist", offline=True)

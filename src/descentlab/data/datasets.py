@@ -903,8 +903,11 @@ def load_dataset(
     if valid_fraction is not None:
         holdout_fractions(valid_fraction, with_test=False)  # validates the value
     text = os.fspath(name_or_path)
+    # A built-in name always means the built-in dataset (found by the search order),
+    # even if the working directory happens to hold a folder of that name: write
+    # "./mnist" to load such a folder as a path.
     canonical = _canonical_name(text) if isinstance(name_or_path, str) else None
-    if canonical is not None and not os.path.exists(text):
+    if canonical is not None:
         info = DATASETS[canonical]
         return info.loader(
             name=canonical,

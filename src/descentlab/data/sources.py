@@ -223,18 +223,23 @@ def find_dataset_files(
     """
     spec = SPECS[name] if isinstance(name, str) else name
     looked: list[str] = []
+    env_set = bool(os.environ.get("DESCENTLAB_DATA"))
     for label, root in search_locations(data_dir):
+        if label == "user cache" and not env_set:
+            looked.append("$DESCENTLAB_DATA (not set)")
         folders = [root / sub for sub in spec.subfolders()]
         if label == "data_dir":
             folders.append(root)  # data_dir may point straight at the dataset folder
+        reasons = []
         for folder in folders:
             found, why = _look_in(spec, folder)
             if found is not None:
                 found.where = label
                 return found
-            looked.append(f"{label} {folder} ({why})")
-    if not os.environ.get("DESCENTLAB_DATA"):
-        looked.insert(1 if data_dir is not None else 0, "$DESCENTLAB_DATA (not set)")
+            if why != "no such folder":
+                reasons.append(f"{label} {folder} ({why})")
+        # Alternative folder spellings that do not exist are not worth a mention.
+        looked.extend(reasons or [f"{label} {folders[0]} (no such folder)"])
 
     dest = cache_dir() / spec.name
     if offline:
