@@ -324,11 +324,15 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _dataset_line(row: dict[str, Any]) -> str:
-    name = row.get("name", "?")
-    where = row.get("location") or row.get("where") or "not found"
-    status = row.get("checksums") or row.get("status") or ""
-    extra = f" [{status}]" if status else ""
-    return f"{name:15s} {where}{extra}"
+    where = row.get("where") or "not found"
+    via = f" (via {row['found_via']})" if row.get("found_via") else ""
+    sizes = row.get("sizes") or {}
+    split = "/".join(str(sizes[k]) for k in ("train", "valid", "test") if k in sizes)
+    status = row.get("status") or ""
+    return (
+        f"{row.get('name', '?'):14s} {status:10s} {row.get('n_classes', '?'):>3} classes  "
+        f"{split:17s} {where}{via}"
+    )
 
 
 def register(sub: Any) -> None:
