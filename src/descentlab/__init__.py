@@ -26,19 +26,42 @@ from descentlab.errors import (
 )
 
 _LAZY = {
+    # training
     "fit": "descentlab.train",
     "Trainer": "descentlab.train",
     "TrainConfig": "descentlab.train",
     "FitResult": "descentlab.train",
     "Callback": "descentlab.train",
     "load_run": "descentlab.train",
+    "Run": "descentlab.train",
     "evaluate": "descentlab.train",
+    # data
     "load_dataset": "descentlab.data",
     "Dataset": "descentlab.data",
+    "Split": "descentlab.data",
     "Batches": "descentlab.data",
+    # models, optimizers, schedules, metrics
     "build_model": "descentlab.models",
     "build_optimizer": "descentlab.optim",
+    "build_schedule": "descentlab.optim",
+    "classification_report": "descentlab.metrics",
+    "confusion_matrix": "descentlab.metrics",
+    # scikit-learn
+    "DescentClassifier": "descentlab.sklearn",
 }
+
+# Submodules, reachable as attributes after a bare ``import descentlab``.
+_SUBMODULES = (
+    "bench",
+    "data",
+    "experiments",
+    "losses",
+    "metrics",
+    "models",
+    "optim",
+    "sklearn",
+    "train",
+)
 
 __all__ = [
     "CheckpointError",
@@ -54,4 +77,10 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"descentlab.{name}")
     raise AttributeError(f"module 'descentlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})

@@ -139,31 +139,60 @@ class MetricsFiles(Callback):
 
 
 class TensorBoardLogger(Callback):
-    """Scalars to TensorBoard event files (needs the optional ``tensorboard`` package)."""
+    """Scalars to TensorBoard event files (needs the optional ``tensorboard`` package).
+
+    One scalar per number of each validation row, under the row's own names
+    (``train_nll``, ``valid_error``, ``best_valid_error``, ``test_error_at_best``, ``lr``,
+    ...), at step = minibatch iterations done.  ``test_error`` appears only at the steps
+    where a new best validation error made the trainer score the test set.
+    """
+
+    SCALARS = (
+        "train_nll",
+        "valid_error",
+        "valid_nll",
+        "valid_f1",
+        "best_valid_error",
+        "test_error",
+        "test_error_at_best",
+        "lr",
+        "grad_norm",
+    )
 
     def __init__(self, log_dir: str | Path) -> None:
-        try:
+        try:  # fail before any work when the optional extra is missing
             from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:  # tensorboard is an optional extra
+        except ImportError as exc:
             from descentlab.errors import ConfigError
 
             raise ConfigError(
                 "--tensorboard needs the tensorboard package",
                 hint="pip install 'descentlab[tensorboard]'",
             ) from exc
-        self.writer = SummaryWriter(str(log_dir))
+        self.log_dir = Path(log_dir)
+        self._writer_class = SummaryWriter
+        self.writer: Any = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        # The writer creates its folder, so it is opened only once setup has succeeded
+        # (a bad option must leave no run directory behind).  On a resume, events logged
+        # after the checkpoint are purged so no step appears twice.
+        purge = trainer.iteration + 2 if trainer.iteration >= 0 else None
+        self.writer = self._writer_class(str(self.log_dir), purge_step=purge)
 
     def on_validation(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        if self.writer is None:
+            self.on_train_start(trainer)
         step = row["iteration"] + 1
-        for key in ("train_nll", "valid_error", "valid_nll", "valid_f1", "lr", "grad_norm"):
+        for key in self.SCALARS:
             if row.get(key) is not None:
                 self.writer.add_scalar(key, row[key], step)
-        if row.get("test_error") is not None:
-            self.writer.add_scalar("test_error", row["test_error"], step)
         self.writer.flush()
 
     def on_train_end(self, trainer: Trainer, result: FitResult) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 class Checkpointer(Callback):
