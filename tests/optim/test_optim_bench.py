@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from descentlab.bench.optim import CASES, format_optim_table, run_optim_bench
 from descentlab.errors import ConfigError
@@ -36,3 +37,14 @@ def test_bench_subset_and_bad_arguments():
         run_optim_bench(sizes=(10,), n_tensors=50)
     with pytest.raises(ConfigError, match="repeats"):
         run_optim_bench(sizes=(500,), repeats=0)
+    with pytest.raises(ConfigError, match="threads"):
+        run_optim_bench(sizes=(500,), threads=0)
+
+
+def test_bench_threads_option_is_restored():
+    before = torch.get_num_threads()
+    rows = run_optim_bench(
+        sizes=(500,), n_tensors=2, repeats=1, warmup=0, threads=1, optimizers=["sgd"]
+    )
+    assert rows[0]["threads"] == 1
+    assert torch.get_num_threads() == before

@@ -152,6 +152,7 @@ def test_spec_details():
         ("inv:t0=-3", "t0"),
         ("plateau:factor=2", "factor"),
         ("plateau:patience=-1", "patience"),
+        ("plateau:mode=up", "mode"),
         ("linear:tau=10,interval=batch", "interval"),
         ("constant:tau=3", "takes no options"),
         ("exp:gamma=0.9,gamma=0.8", "twice"),

@@ -118,6 +118,7 @@ def run_optim_bench(
     *,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """Time one ``step()`` of each descentlab optimizer and its torch.optim counterpart.
 
@@ -125,8 +126,30 @@ def run_optim_bench(
     torch side is configured), ``size``, ``n_tensors``, ``ours_ms``, ``torch_ms`` (medians
     over ``repeats`` interleaved steps after ``warmup`` untimed ones), ``ratio``
     (ours/torch: below 1 means descentlab is faster), ``repeats``, ``device`` and
-    ``threads``.
+    ``threads`` (torch's intra-op threads during the run; ``threads=`` sets them for the
+    duration of the benchmark, e.g. 1 for steadier timings on a busy machine).
     """
+    if threads is None:
+        return _run(sizes, n_tensors, repeats, warmup, optimizers, torch.device(device), seed)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"benchmark threads must be an integer >= 1, got {threads!r}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _run(sizes, n_tensors, repeats, warmup, optimizers, torch.device(device), seed)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(
+    sizes: Iterable[int],
+    n_tensors: int,
+    repeats: int,
+    warmup: int,
+    optimizers: Iterable[str] | None,
+    device: torch.device,
+    seed: int,
+) -> list[dict[str, Any]]:
     names = list(CASES) if optimizers is None else list(optimizers)
     for name in names:
         if name not in CASES:
@@ -140,7 +163,6 @@ def run_optim_bench(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"benchmark {label} must be an integer >= {low}, got {value!r}")
-    device = torch.device(device)
     rows = []
     for size in sizes:
         if isinstance(size, bool) or not isinstance(size, int) or size < n_tensors:

@@ -145,9 +145,11 @@ class BookOptimizer(torch.optim.Optimizer):
                     param_group[name] = check(name, param_group[name], owner=owner)
             self._check_group({**self.defaults, **param_group})
             params = param_group.get("params")
-            params = [params] if isinstance(params, Tensor) else list(params or [])
-            param_group["params"] = params
-            for p in params:
+            if not isinstance(params, set):  # torch refuses unordered sets itself
+                # Materialize generators here: the complex check below would consume them.
+                params = [params] if isinstance(params, Tensor) else list(params or [])
+                param_group["params"] = params
+            for p in params or []:
                 if isinstance(p, Tensor) and p.is_complex():
                     raise ConfigError(
                         f"{owner} does not support complex parameters",

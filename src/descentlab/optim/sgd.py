@@ -64,10 +64,11 @@ class SGD(BookOptimizer):
     learning rate. With a constant learning rate both give the same iterates (and the same
     Nesterov iterates, PyTorch's parameters holding φ). When ε changes between steps, the
     book's v ← αv − ε_k g keeps the past steps at the learning rates they were taken with,
-    while PyTorch rescales all of the accumulated velocity by the new lr: the update at step
-    k differs by ``−Σ_{j<k} α^{k−j} (ε_k − ε_j) g_j``. PyTorch's ``weight_decay`` adds λθ to
-    the gradient (an L2 penalty) where ours decays θ directly; for plain SGD the two agree.
-    Keras's SGD uses the book's form (velocity in parameter units).
+    while PyTorch rescales all of the accumulated velocity by the new lr: the book's step
+    minus PyTorch's at iteration k is ``Σ_{j<k} α^{k−j} (ε_k − ε_j) g_j``. PyTorch's
+    ``weight_decay`` adds λθ to the gradient (an L2 penalty) where ours decays θ directly;
+    for plain SGD the two agree. Keras's SGD uses the book's form (velocity in parameter
+    units) and, for Nesterov, the same reformulation as PyTorch.
     """
 
     _checks: ClassVar[dict[str, Callable[..., Any]]] = {
