@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import random
-import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -142,7 +141,9 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
     stopped_because_ : str
         ``"early_stopping"``, ``"max_epochs"`` or ``"partial_fit"``.
     history_ : list of dict
-        The trainer's row per validation (early stopping only; see ``metrics.jsonl``).
+        The trainer's row per epoch (early stopping only; the columns of
+        ``metrics.jsonl``, where the ``test_*`` numbers repeat the validation split:
+        the estimator holds no test set).
     model_ : torch.nn.Module
         The trained network (returns logits).
     optimizer_ : torch.optim.Optimizer
@@ -326,7 +327,15 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit_early_stopping(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> None:
         """The trainer's loop with Keras-style epoch patience on a stratified hold-out."""
-        from descentlab.train import ConsoleLogger, TrainConfig, Trainer
+        from descentlab.train import Callback, TrainConfig, Trainer
+
+        class PrintEpoch(Callback):
+            def on_validation(self, trainer: Trainer, row: dict[str, Any]) -> None:
+                print(
+                    f"epoch {row['epoch']:4d} | train loss {row['train_nll']:.4f} | "
+                    f"validation accuracy {1.0 - row['valid_error']:.2%}",
+                    flush=True,
+                )
 
         n = len(y)
         f = float(self.validation_fraction)
@@ -375,7 +384,7 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
             data=data,
             model=self.model_,
             optimizer=self.optimizer_,
-            callbacks=[ConsoleLogger()] if self.verbose else [],
+            callbacks=[PrintEpoch()] if self.verbose else [],
         )
         result = trainer.fit()
         self.model_ = result.model
@@ -415,7 +424,7 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
         self.t_ += len(y)
         self.loss_curve_.append(mean)
         if self.verbose:
-            print(f"epoch {self.n_iter_:4d} | train loss {mean:.4f}", file=sys.stdout, flush=True)
+            print(f"epoch {self.n_iter_:4d} | train loss {mean:.4f}", flush=True)
         return mean
 
     def _step(self, loss_fn: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
