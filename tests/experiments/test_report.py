@@ -1,0 +1,179 @@
+"""The sweep report on a hand-made sweep directory: table, Wilson intervals, McNemar, plots."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from descentlab.cli.main import main
+from descentlab.errors import CheckpointError
+from descentlab.experiments.grid import SweepPlan, run_name
+from descentlab.experiments.report import (
+    ReportContext,
+    build_report,
+    compare_top_two,
+    configuration_summaries,
+)
+from descentlab.experiments.stats import mcnemar, wilson_interval
+from descentlab.experiments.sweep import collect_results
+
+N_TEST = 400
+N_VALID = 300
+
+
+def _predictions(labels, wrong, rng):
+    """Predictions equal to ``labels`` except at the indices ``wrong``."""
+    pred = labels.copy()
+    pred[wrong] = (labels[wrong] + 1 + rng.integers(0, 8, size=len(wrong))) % 10
+    return pred
+
+
+def make_sweep(tmp_path, configs, seeds=(0, 1)):
+    """A sweep directory as run_sweep writes it, without training anything.
+
+    ``configs``: optimizer -> (valid errors per seed, test wrong-index arrays per seed).
+    """
+    fixed = {"dataset": "digits", "model": "mlp"}
+    plan = SweepPlan.build({"optimizer": list(configs)}, fixed, seeds=list(seeds))
+    labels = np.arange(N_TEST) % 10
+    runs = []
+    for opt, (valid, wrong) in configs.items():
+        for i, seed in enumerate(seeds):
+            options = {**fixed, "optimizer": opt, "lr": 0.1, "seed": seed}
+            name = run_name(options, plan.name_keys)
+            run_dir = tmp_path / "runs" / name
+            run_dir.mkdir(parents=True)
+            test_err = len(wrong[i]) / N_TEST
+            history = [
+                {
+                    "epoch": e,
+                    "iteration": 10 * e - 1,
+                    "examples_seen": 640 * e,
+                    "train_nll": 1.0 / e,
+                    "valid_error": valid[i] + 0.1 / e,
+                    "valid_nll": 0.5 / e,
+                    "valid_f1": 0.8,
+                    "seconds": 0.5 * e,
+                    "lr": 0.1,
+                }
+                for e in range(1, 4)
+            ]
+            history[-1]["valid_error"] = valid[i]
+            summary = {
+                "best_valid_error": valid[i],
+                "test_error": test_err,
+                "best_valid_nll": 0.2,
+                "best_epoch": 3,
+                "best_iteration": 29,
+                "epochs_run": 3,
+                "iterations": 30,
+                "train_seconds": 1.5,
+                "n_train": 1000,
+                "n_valid": N_VALID,
+                "n_test": N_TEST,
+            }
+            status = {
+                "status": "ok",
+                "error": None,
+                "wall_seconds": 2.0,
+                "seconds_to_best": 1.5,
+                "valid_errors": round(valid[i] * N_VALID),
+                "test_errors": len(wrong[i]),
+            }
+            (run_dir / "summary.json").write_text(json.dumps(summary))
+            (run_dir / "sweep_run.json").write_text(json.dumps(status))
+            (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(h) for h in history))
+            rng = np.random.default_rng(seed)
+            np.save(run_dir / "test_predictions.npy", _predictions(labels, wrong[i], rng))
+            np.save(run_dir / "test_labels.npy", labels.astype(np.int16))
+            runs.append({"name": name, "label": None, "stages": ["final"], "options": options})
+    manifest = {"format": 1, "plan": plan.to_dict(), "runs": runs, "selection": []}
+    (tmp_path / "sweep.json").write_text(json.dumps(manifest))
+    return tmp_path
+
+
+def _wrong(start, count):
+    return np.arange(start, start + count)
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    # adam: best on validation; sgd second; rmsprop is best on TEST but worst on
+    # validation, so it must not be among the two configurations tested.
+    return make_sweep(
+        tmp_path,
+        {
+            "sgd": ([0.060, 0.070], [_wrong(0, 60), _wrong(0, 64)]),
+            "adam": ([0.030, 0.034], [_wrong(0, 20), _wrong(0, 22)]),
+            "rmsprop": ([0.200, 0.210], [_wrong(0, 4), _wrong(0, 5)]),
+        },
+    )
+
+
+def test_top_two_by_validation_and_seed_matched_mcnemar(sweep):
+    plan, rows, selection = collect_results(sweep)
+    ctx = ReportContext(sweep, plan, rows, selection, sweep / "figures")
+    summaries = configuration_summaries(ctx)
+    result = compare_top_two(ctx, summaries)
+    assert (result["a"]["label"], result["b"]["label"]) == ("adam", "sgd")
+    assert result["pairing"] == "seed-matched runs"
+    first = result["pairs"][0]
+    # adam wrong on examples 0..19, sgd on 0..59: b = 40 (adam right, sgd wrong), c = 0
+    assert (first["b"], first["c"]) == (40, 0)
+    assert first["rule_of_30"] and first["significant"]
+    labels = np.arange(N_TEST) % 10
+    ok_a = np.ones(N_TEST, bool)
+    ok_a[:20] = False
+    ok_b = np.ones(N_TEST, bool)
+    ok_b[:60] = False
+    assert first["p_value"] == pytest.approx(mcnemar(ok_a, ok_b)["p_value"])
+    assert len(labels) == first["n"]
+
+
+def test_report_files_table_and_intervals(sweep):
+    html, md = build_report(sweep)
+    text = md.read_text(encoding="utf-8")
+    # the configuration table: adam wins validation, rmsprop has the lowest test error
+    adam = next(line for line in text.splitlines() if line.startswith("| adam |"))
+    rmsprop = next(line for line in text.splitlines() if line.startswith("| rmsprop |"))
+    assert "3.20 ± 0.28% ★" in adam  # mean ± std of 3.0% and 3.4%
+    assert "1.12 ± 0.18% ★" in rmsprop
+    # Wilson interval of adam's pooled test errors: 42 of 800
+    low, high = wilson_interval(42, 2 * N_TEST)
+    assert f"[{100 * low:.2f}, {100 * high:.2f}]%" in adam
+    assert "McNemar" in text and "rule of 30" in text
+    assert "2 found a significant difference" in text
+    for stem in ("valid_error_vs_epoch", "valid_error_vs_seconds", "train_nll_vs_iteration"):
+        assert (sweep / "figures" / f"{stem}.png").is_file()
+        assert (sweep / "figures" / f"{stem}.svg").is_file()
+    page = html.read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") >= 3
+    assert 'src="figures/' not in page  # self-contained
+
+
+def test_indistinguishable_configurations(tmp_path):
+    # Both wrong on 30 examples, 10 of them different: b = c = 10, nothing to see.
+    sweep = make_sweep(
+        tmp_path,
+        {
+            "sgd": ([0.050], [_wrong(0, 30)]),
+            "adam": ([0.051], [_wrong(10, 30)]),
+        },
+        seeds=(0,),
+    )
+    _, md = build_report(sweep)
+    text = md.read_text(encoding="utf-8")
+    assert "0 found a significant difference" in text
+    assert "cannot be told apart" in text
+
+
+def test_report_cli_and_errors(sweep, tmp_path, capsys):
+    assert main(["report", str(sweep)]) == 0
+    assert "report:" in capsys.readouterr().out
+    assert (sweep / "results.csv").is_file()
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "not a sweep directory" in capsys.readouterr().err
+    with pytest.raises(CheckpointError):
+        build_report(tmp_path / "nothing")
