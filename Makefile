@@ -22,8 +22,8 @@ train: install
 	$(VENV)/bin/descentlab train $(ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check src tests examples
-	$(VENV)/bin/ruff format --check src tests examples
+	$(VENV)/bin/ruff check src tests examples scripts
+	$(VENV)/bin/ruff format --check src tests examples scripts
 
 typecheck: install
 	$(VENV)/bin/mypy src/descentlab

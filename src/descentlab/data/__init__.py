@@ -14,6 +14,7 @@ from descentlab.data.datasets import (
     describe_datasets,
     load_dataset,
 )
+from descentlab.data.features import read_features
 from descentlab.data.idx import read_idx, write_idx
 from descentlab.data.preprocess import feature_stats, one_hot, scale_images, standardize
 from descentlab.data.safe_pickle import load_mnist_pkl
@@ -34,6 +35,7 @@ __all__ = [
     "load_dataset",
     "load_mnist_pkl",
     "one_hot",
+    "read_features",
     "read_idx",
     "scale_images",
     "standardize",

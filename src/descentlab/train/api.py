@@ -77,6 +77,8 @@ def fit(
         values["dataset"] = data
     elif data is not None:
         values["dataset"] = data.name
+        # the name alone cannot rebuild this data: a resume must be given the object again
+        values["extra"] = {**values.get("extra", {}), "in_memory_dataset": True}
     if isinstance(optimizer, str):
         values["optimizer"] = optimizer
     elif optimizer is not None:
