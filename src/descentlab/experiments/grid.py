@@ -231,7 +231,7 @@ def run_name(options: Mapping[str, Any], name_keys: Sequence[str], label: str | 
     if label:
         parts.append(label)
     for key in name_keys:
-        if key == LABEL_KEY or key not in options:
+        if key == LABEL_KEY or options.get(key) is None:
             continue
         value = format_value(options[key])
         parts.append(value if key in _BARE else f"{_SHORT.get(key, key)}{value}")
