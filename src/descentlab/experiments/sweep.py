@@ -13,8 +13,7 @@ Runs execute in worker processes (``concurrent.futures.ProcessPoolExecutor`` ove
 the ``forkserver`` context where the platform has it, else ``spawn``: never ``fork``,
 which copies a parent's torch thread pools into the children).  Each worker runs
 with ``threads = max(1, cores // jobs)`` torch threads so ``jobs`` workers do not
-oversubscribe the CPU.  A worker keeps the last datasets it loaded, so the runs of a
-grid do not re-read MNIST every time.
+oversubscribe the CPU.
 
 Resuming.  A run whose directory holds a finished run of the same options is
 skipped; one with a checkpoint but no summary (killed, interrupted) continues from
@@ -298,41 +297,6 @@ def run_state(run_dir: Path, options: Mapping[str, Any]) -> str:
     return "fresh"
 
 
-_DATA_CACHE: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_DATA_CACHE_SIZE = 2
-
-
-def _dataset_for(cfg: Any) -> Any:
-    """The run's dataset, loaded once per worker for consecutive runs on the same data."""
-    from descentlab.data import load_dataset
-
-    key = (
-        cfg.dataset,
-        cfg.data_dir,
-        cfg.offline,
-        cfg.standardize,
-        cfg.label_column,
-        cfg.seed,
-        cfg.subset,
-    )
-    if key in _DATA_CACHE:
-        _DATA_CACHE.move_to_end(key)
-        return _DATA_CACHE[key]
-    data = load_dataset(
-        cfg.dataset,
-        data_dir=cfg.data_dir,
-        offline=cfg.offline,
-        standardize=cfg.standardize,
-        label_column=cfg.label_column,
-        seed=cfg.seed,
-        subset=cfg.subset,
-    )
-    _DATA_CACHE[key] = data
-    while len(_DATA_CACHE) > _DATA_CACHE_SIZE:
-        _DATA_CACHE.popitem(last=False)
-    return data
-
-
 def _callbacks(run_dir: Path) -> list[Any]:
     """Run files and checkpoints, without console output or per-run plots.
 
@@ -435,14 +399,12 @@ def execute_run(task: RunTask) -> dict[str, Any]:
         # Marks the run as in progress, so the parent can tell which runs a dead worker held.
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_json(run_dir / RUN_STATUS, {"status": "running", "pid": os.getpid()})
+        # The run loads its data by name (not handed a Dataset object), so its config.toml
+        # alone can rebuild it: `descentlab train --resume RUN_DIR` works on a sweep's runs.
         cfg = from_mapping(task.options)
-        data = _dataset_for(cfg)
-        if data.name != cfg.dataset:  # a path or an alias: let fit load it under its own name
-            data = None
         resume = task.resume
         try:
             result = fit(
-                data=data,
                 config=cfg,
                 callbacks=_callbacks(run_dir),
                 default_callbacks_=False,
@@ -454,9 +416,7 @@ def execute_run(task: RunTask) -> dict[str, Any]:
             # A damaged checkpoint: start the run over rather than lose it.
             shutil.rmtree(run_dir, ignore_errors=True)
             status["resumed"] = False
-            result = fit(
-                data=data, config=cfg, callbacks=_callbacks(run_dir), default_callbacks_=False
-            )
+            result = fit(config=cfg, callbacks=_callbacks(run_dir), default_callbacks_=False)
         status.update(_run_extras(result, cfg))
         if result.data is not None:
             y = result.data.test.y.cpu().numpy()
@@ -601,7 +561,7 @@ def _mp_context() -> multiprocessing.context.BaseContext:
 
 
 class _Workers:
-    """A process pool kept across the stages of a sweep (workers keep their data cache)."""
+    """A process pool kept across the stages of a sweep (started once, workers reused)."""
 
     def __init__(self, jobs: int, threads: int) -> None:
         self.jobs = jobs
