@@ -62,8 +62,9 @@ def test_foreach_and_per_tensor_paths_agree(name):
     a, b = P.TorchProblem(), P.TorchProblem()
     P.run_torch(a, make(a.params, True), 50)
     P.run_torch(b, make(b.params, False), 50)
-    if name == "adam":
-        # The foreach path folds the bias corrections into scalars: equal up to rounding.
+    if name in ("adam", "momentum", "nesterov"):
+        # The foreach path rearranges the arithmetic (Adam folds the bias corrections into
+        # scalars, SGD factors the velocity as c·u): equal up to rounding.
         for x, y in zip(a.params, b.params):
             torch.testing.assert_close(x, y, rtol=1e-13, atol=1e-13)
     else:
@@ -103,14 +104,16 @@ def test_nesterov_closure_runs_at_lookahead_and_leaves_theta(cls, foreach):
         return loss
 
     opt.step(closure)  # v = 0: the look-ahead point is θ itself
+    assert torch.equal(seen[0], torch.tensor([1.0, -2.0], dtype=torch.float64))
     theta = w.detach().clone()
-    v = opt.state[w]["velocity"].clone()
+    v = opt.velocity(w)
     loss = opt.step(closure)
     lookahead = theta + 0.5 * v
-    assert torch.equal(seen[1], lookahead)
+    torch.testing.assert_close(seen[1], lookahead, rtol=0, atol=1e-15)
     assert loss.item() == pytest.approx((lookahead**2).sum().item())
     # After the step the parameters hold θ + v_new (not the look-ahead point).
-    assert torch.equal(w.detach(), theta + opt.state[w]["velocity"])
+    torch.testing.assert_close(w.detach(), theta + opt.velocity(w), rtol=0, atol=1e-15)
+    assert not torch.allclose(w.detach(), lookahead)
 
 
 def test_closure_exception_restores_theta_exactly():
@@ -213,3 +216,21 @@ def test_cache_tiles_do_not_change_a_single_bit(name, monkeypatch):
     tiled = _run_quadratic(CONFIGS[name], _quadratic_params(), 20, skip_small_every=3)
     for a, b in zip(untiled, tiled):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["foreach-then-per-tensor", "reverse"])
+@pytest.mark.parametrize("name", ["momentum", "nesterov"])
+def test_velocity_state_converts_between_paths(name, first):
+    """The two SGD paths store v differently; a state from one continues on the other."""
+    make = CONFIGS[name]
+    ref, mixed = P.TorchProblem(), P.TorchProblem()
+    P.run_torch(ref, make(ref.params, True), 20)
+    opt = make(mixed.params, first)
+    P.run_torch(mixed, opt, 10)
+    v_before = [opt.velocity(p) for p in mixed.params]
+    opt2 = make(mixed.params, not first)
+    opt2.load_state_dict(opt.state_dict())
+    assert all(torch.equal(a, opt2.velocity(p)) for a, p in zip(v_before, mixed.params))
+    P.run_torch(mixed, opt2, 10)
+    for x, y in zip(ref.params, mixed.params):
+        torch.testing.assert_close(x, y, rtol=1e-13, atol=1e-13)

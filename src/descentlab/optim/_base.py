@@ -244,25 +244,38 @@ class BookOptimizer(torch.optim.Optimizer):
                 alpha = group.get("momentum", 0.0)
                 if not (group.get("nesterov") and alpha > 0.0):
                     continue
-                ps, vs = [], []
+                ps, vs, scales = [], [], []
                 for p in group["params"]:
                     state = self.state.get(p)
-                    if state and "velocity" in state:  # no velocity yet: v = 0, θ + αv = θ
+                    parts = self._velocity_parts(state) if state else None
+                    if parts is not None:  # no velocity yet: v = 0, θ + αv = θ
                         ps.append(p)
-                        vs.append(state["velocity"])
+                        vs.append(parts[0])
+                        scales.append(parts[1])
                 if not ps:
                     continue
                 backups = self._scratch_like(ps, slot=_BACKUP_SLOT)
-                if group["foreach"]:
+                if group["foreach"] and len(set(scales)) == 1:
                     for bp, bv, bb in foreach_buckets(ps, vs, backups):
                         torch._foreach_copy_(bb, bp)
-                        torch._foreach_add_(bp, bv, alpha=alpha)
+                        torch._foreach_add_(bp, bv, alpha=alpha * scales[0])
                 else:
-                    for p, v, b in zip(ps, vs, backups):
+                    for p, v, c, b in zip(ps, vs, scales, backups):
                         b.copy_(p)
-                        p.add_(v, alpha=alpha)
+                        p.add_(v, alpha=alpha * c)
                 saved.append((ps, backups, group["foreach"]))
         return saved
+
+    def _velocity_parts(self, state: dict[str, Any]) -> tuple[Tensor, float] | None:
+        """The velocity of one parameter as (tensor, scale), v = scale·tensor; None if none."""
+        v = state.get("velocity")
+        return None if v is None else (v, 1.0)
+
+    def velocity(self, p: Tensor) -> Tensor | None:
+        """The velocity v of parameter ``p`` (a new tensor), or ``None`` if it has none."""
+        state = self.state.get(p)
+        parts = self._velocity_parts(state) if state else None
+        return None if parts is None else parts[0] * parts[1]
 
     @staticmethod
     def _restore(saved: list[tuple[list[Tensor], list[Tensor], bool]]) -> None:
