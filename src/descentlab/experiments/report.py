@@ -35,7 +35,12 @@ import numpy as np
 from descentlab.errors import CheckpointError
 from descentlab.experiments.grid import LABEL_KEY, SweepPlan, config_key, format_value
 from descentlab.experiments.stats import RULE_OF_30, mcnemar, mean_std, wilson_interval
-from descentlab.experiments.sweep import RUNS_DIR, collect_results, describe_selection
+from descentlab.experiments.sweep import (
+    RUNS_DIR,
+    collect_results,
+    describe_selection,
+    selection_group_name,
+)
 
 __all__ = [
     "ReportContext",
@@ -49,6 +54,7 @@ __all__ = [
 
 STAR = "★"
 MAX_CURVES = 8
+_BARE_KEYS = frozenset({LABEL_KEY, "optimizer", "loss", "model", "dataset"})
 
 
 # ====================================================================== building blocks
@@ -147,13 +153,24 @@ class ReportContext:
 
     @property
     def varying_keys(self) -> list[str]:
-        """Configuration keys (not seeds, not tuned options) that differ between final runs."""
+        """Configuration keys (not seeds, not tuned options) that differ between final runs.
+
+        With labelled grid tables, an option counts only if it varies *within* a label
+        (the label already names what its table sets: "early stopping" rather than
+        "early_stopping=epochs, patience=5").
+        """
         keys = []
         for key in self.plan.config_keys:
             if key in self.plan.tune:
                 continue
-            values = {config_key(r, [key]) for r in self.final}
-            if len(values) > 1:
+            if key == LABEL_KEY:
+                varies = len({r.get(LABEL_KEY) for r in self.final}) > 1
+            else:
+                per_label: dict[Any, set[Any]] = {}
+                for r in self.final:
+                    per_label.setdefault(r.get(LABEL_KEY), set()).add(config_key(r, [key]))
+                varies = any(len(v) > 1 for v in per_label.values())
+            if varies:
                 keys.append(key)
         return keys
 
@@ -162,7 +179,7 @@ class ReportContext:
         parts = []
         for key in self.varying_keys:
             value = row.get(key)
-            if key in (LABEL_KEY, "optimizer"):
+            if key in _BARE_KEYS:  # values that name themselves: "adam", "mse", "mnist"
                 parts.append(format_value(value))
             else:
                 parts.append(f"{key}={format_value(value)}")
@@ -600,7 +617,7 @@ def selection_section(ctx: ReportContext, title: str) -> Section | None:
     metric = ctx.plan.select_metric
     rows = []
     for s in ctx.selection:
-        group = ", ".join(format_value(v) for v in s["group"].values()) or "all"
+        group = selection_group_name(s)
         for c in s["candidates"]:
             chosen = s["chosen"] is not None and c["values"] == s["chosen"]
             values = ", ".join(f"{k}={format_value(v)}" for k, v in c["values"].items())

@@ -32,6 +32,7 @@ from typing import Any
 from descentlab.errors import ConfigError, did_you_mean
 from descentlab.experiments.grid import SweepPlan, format_value
 from descentlab.experiments.report import ReportContext, Section, Table, fmt_pct
+from descentlab.experiments.sweep import selection_group_name
 
 __all__ = [
     "KNOWN_GOOD_LR",
@@ -258,9 +259,7 @@ def _optimizers_sections(ctx: ReportContext) -> list[Section]:
         sec.text(
             "The chosen learning rate is at the edge of its grid for: "
             + "; ".join(
-                ", ".join(format_value(v) for v in s["group"].values())
-                + f" (lr {format_value(s['chosen']['lr'])})"
-                for s in edges
+                selection_group_name(s) + f" (lr {format_value(s['chosen']['lr'])})" for s in edges
             )
             + ". Their optimum may lie outside the grid; the full setting uses a wider one."
         )
@@ -543,7 +542,7 @@ def _batch_sections(ctx: ReportContext) -> list[Section]:
 # ============================================================================ losses
 def _losses_plan(settings: StudySettings) -> SweepPlan:
     fast = settings.fast
-    grid = {"loss": ["nll", "mse"], "lr": [0.01, 0.03, 0.1, 0.3, 1.0]}
+    grid = {"loss": ["nll", "mse"], "lr": lr_grid(0.3, 2, 1)}
     if fast:
         fixed = _fixed(
             settings,
@@ -594,7 +593,12 @@ def _losses_sections(ctx: ReportContext) -> list[Section]:
     summaries = {s["label"]: s for s in configuration_summaries(ctx) if s["ok"]}
     ce, mse = summaries.get("nll"), summaries.get("mse")
     if ce and mse:
-        better = "cross-entropy" if ce["test_error"]["mean"] < mse["test_error"]["mean"] else "MSE"
+        diff = ce["test_error"]["mean"] - mse["test_error"]["mean"]
+        verdict = (
+            "the same mean test error"
+            if abs(diff) < 1e-12
+            else f"lower mean test error with {'cross-entropy' if diff < 0 else 'MSE'}"
+        )
         sec.text(
             f"Trained on the same model, cross-entropy (lr {format_value(ce['tuned'].get('lr'))}) "
             f"reached a test error of {fmt_pct(ce['test_error']['mean'])} "
@@ -602,7 +606,7 @@ def _losses_sections(ctx: ReportContext) -> list[Section]:
             f"{ce['best_epoch']['mean']:.1f} epochs) and MSE on the softmax "
             f"(lr {format_value(mse['tuned'].get('lr'))}) {fmt_pct(mse['test_error']['mean'])} "
             f"(valid {fmt_pct(mse['best_valid_error']['mean'])}, best after "
-            f"{mse['best_epoch']['mean']:.1f} epochs): lower test error with {better}. See the "
+            f"{mse['best_epoch']['mean']:.1f} epochs): {verdict}. See the "
             "McNemar test below for whether the difference is more than noise."
         )
     return [sec]
@@ -619,7 +623,7 @@ def _schedules_plan(settings: StudySettings) -> SweepPlan:
         "1/t": "inv:t0=200" if fast else "inv:t0=10000",
     }
     grid = [
-        {"label": label, "schedule": [spec], "lr": [0.03, 0.1, 0.3, 1.0]}
+        {"label": label, "schedule": [spec], "lr": lr_grid(0.3, 1, 2)}
         for label, spec in schedules.items()
     ]
     common = {"optimizer": "sgd", "shuffle": True, "max_epochs": epochs, "early_stopping": "none"}
@@ -903,9 +907,19 @@ def _surrogate_sections(ctx: ReportContext) -> list[Section]:
         lw=1.2,
         label="1 − macro-F1",
     )
+    # log scales: the interesting part is the slow tail after the first few epochs
+    if all(v > 0 for v in [*nll.values(), *train.values()]):
+        ax.set_yscale("log")
+    if all(v > 0 for v in err.values()) and all(v < 1 for v in f1.values()):
+        from matplotlib.ticker import FuncFormatter
+
+        ax2.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax2.yaxis.set_major_formatter(plain)
+        ax2.yaxis.set_minor_formatter(plain)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("NLL (mean per example)")
-    ax2.set_ylabel("error / 1 − F1 (%)")
+    ax.set_ylabel("NLL (mean per example, log scale)")
+    ax2.set_ylabel("error / 1 − F1 (%, log scale)")
     ax.set_title(
         f"mean of {len(hists)} seeds; shaded: valid NLL improved, valid error did not",
         fontsize=9,
@@ -929,8 +943,16 @@ def _surrogate_sections(ctx: ReportContext) -> list[Section]:
     if marks["surrogate_only"]:
         text += (
             "The surrogate kept improving while the error did not at epochs "
-            f"{epoch_ranges(marks['surrogate_only'])} (shaded). "
+            f"{epoch_ranges(marks['surrogate_only'])} (shaded)."
         )
+        late = [e for e in marks["surrogate_only"] if e > best_err_epoch]
+        if late:
+            text += (
+                f" After epoch {best_err_epoch}, where the error was lowest, the NLL still "
+                f"reached a new low at {len(late)} epochs (the last at epoch {late[-1]}) "
+                "without the error ever improving again."
+            )
+        text += " "
     else:
         text += "There was no epoch at which the NLL improved without the error improving. "
     if marks["metric_only"]:
@@ -944,7 +966,7 @@ def _surrogate_sections(ctx: ReportContext) -> list[Section]:
                 else "."
             )
         )
-    sec.text(text)
+    sec.text(text.strip())
     sec.text(
         "This is why the trainer early-stops on the validation *error* (the metric we care "
         "about), not on the loss it minimizes."

@@ -53,6 +53,7 @@ from descentlab.experiments.grid import (
     LABEL_KEY,
     SweepPlan,
     config_key,
+    format_value,
     run_identity,
     run_name,
     train_options,
@@ -824,12 +825,20 @@ def run_sweep(
     return result
 
 
+def selection_group_name(sel: Mapping[str, Any]) -> str:
+    """``optimizer=adam, batch_size=20``; a labelled table's configurations by their label."""
+    group = sel["group"]
+    if group.get(LABEL_KEY) is not None:
+        return str(group[LABEL_KEY])
+    return ", ".join(f"{k}={format_value(v)}" for k, v in group.items() if v is not None) or "all"
+
+
 def describe_selection(sel: Mapping[str, Any]) -> str:
-    """``optimizer=adam: lr=0.001 (valid error 2.31%)`` for one tuning decision."""
-    group = ", ".join(f"{k}={v}" for k, v in sel["group"].items() if v is not None) or "all"
+    """``optimizer=adam: lr=0.001 (best valid error 2.31%)`` for one tuning decision."""
+    group = selection_group_name(sel)
     if sel["chosen"] is None:
         return f"{group}: every candidate failed; nothing to run with more seeds"
-    chosen = ", ".join(f"{k}={v}" for k, v in sel["chosen"].items())
+    chosen = ", ".join(f"{k}={format_value(v)}" for k, v in sel["chosen"].items())
     edge = " (at the edge of the grid: the best value may lie outside it)" if sel["at_edge"] else ""
     metric = str(sel.get("metric", "best_valid_error"))
     score = f"{100 * sel['score']:.2f}%" if metric.endswith("error") else f"{sel['score']:.4g}"
