@@ -169,3 +169,51 @@ def test_read_plan_file_errors(tmp_path):
     odd.write_text("[model]\nname = 'x'\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="unexpected table"):
         read_plan_file(odd)
+
+
+def _compare_plan(argv):
+    from descentlab.cli.experiments import build_compare_plan
+    from descentlab.cli.main import build_parser
+
+    args = build_parser().parse_args(["compare", *argv])
+    return build_compare_plan(args, args._typed, args._flags)
+
+
+def test_compare_command_line_makes_grid_axes_and_fixed_options(tmp_path):
+    plan, _, quiet = _compare_plan(
+        [
+            "--dataset", "digits",
+            "--optimizer", "sgd,adam",
+            "--lr", "0.01", "0.1",
+            "--hidden", "100", "200,100",
+            "--batch-size", "20",
+            "--shuffle",
+            "--quiet",
+            "--seeds", "2",
+            "--select-lr",
+        ]
+    )  # fmt: skip
+    assert quiet is True and "quiet" not in plan.fixed
+    assert plan.grid == [
+        {"optimizer": ["sgd", "adam"], "lr": [0.01, 0.1], "hidden": [[100], [200, 100]]}
+    ]
+    assert plan.fixed == {"dataset": "digits", "batch_size": 20, "shuffle": True}
+    assert plan.tune == ("lr",) and plan.seeds == [0, 1]
+    assert len(plan.runs()) == 2 * 2 * 2 * 2
+
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(
+        'seeds = [5, 6]\ndataset = "iris"\n[[grid]]\noptimizer = ["sgd"]\nlr = [0.1, 0.3]\n'
+        '[[grid]]\noptimizer = ["adam"]\nlr = [0.001]\n',
+        encoding="utf-8",
+    )
+    # the command line overrides the file: one value fixes an option, several make an axis
+    plan, _, _ = _compare_plan(["--config", str(sweep), "--lr", "0.05", "--max-epochs", "3,6"])
+    assert plan.fixed["lr"] == 0.05 and plan.fixed["dataset"] == "iris"
+    assert plan.grid == [
+        {"optimizer": ["sgd"], "max_epochs": [3, 6]},
+        {"optimizer": ["adam"], "max_epochs": [3, 6]},
+    ]
+    assert plan.seeds == [5, 6]
+    with pytest.raises(ConfigError, match="several learning rates"):
+        _compare_plan(["--config", str(sweep), "--lr", "0.05", "--select-lr"])
