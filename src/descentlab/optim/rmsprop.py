@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -58,7 +59,10 @@ class RMSProp(BookOptimizer):
     closure the gradient is taken at θ + αv and the parameters hold θ; without one the
     parameters hold φ = θ + αv and the update is ``φ ← φ + αv_new − ε g/(δ + √r)``.
 
-    State per parameter: ``square_avg`` (r) and, with momentum, ``velocity`` (v).
+    State per parameter: ``square_avg`` (r) and, with momentum, ``velocity`` (v). The foreach
+    path stores r as ``square_avg_scale`` (a float s) times ``square_avg``, which saves a
+    pass over memory per step (see :func:`_rmsprop_foreach`); the per-tensor path folds s
+    back in, so states move freely between the two.
 
     **Differences from torch.optim.RMSprop.** torch's ``alpha`` is our ρ (default 0.99), its
     δ defaults to 1e-8 and sits outside the square root like ours by default; its momentum
@@ -78,7 +82,9 @@ class RMSProp(BookOptimizer):
         "weight_decay": check.nonnegative,
         "foreach": check.boolean,
     }
-    _state_keys: ClassVar[frozenset[str]] = frozenset({"square_avg", "velocity"})
+    _state_keys: ClassVar[frozenset[str]] = frozenset(
+        {"square_avg", "square_avg_scale", "velocity"}
+    )
 
     def __init__(
         self,
@@ -134,16 +140,23 @@ class RMSProp(BookOptimizer):
         }
         if group["foreach"]:
             scratch = self._scratch_like(params)
+            # r = s·square_avg with a float s per parameter (1 if absent; see _rmsprop_foreach).
+            old = [state.get("square_avg_scale", 1.0) for state in states]
+            new = [_next_scale(s, group["rho"], p.dtype) for s, p in zip(old, params)]
+            lists = [params, grads, squares, scratch, old, new]
             if velocities is None:
-                for ps, gs, rs, bs in foreach_tiles(params, grads, squares, scratch):
-                    _rmsprop_foreach(ps, gs, rs, None, bs, **kw)
+                for ps, gs, rs, bs, ss, ns in foreach_tiles(*lists):
+                    _rmsprop_foreach(ps, gs, rs, None, bs, ss, ns, **kw)
             else:
-                for ps, gs, rs, bs, vs in foreach_tiles(
-                    params, grads, squares, scratch, velocities
-                ):
-                    _rmsprop_foreach(ps, gs, rs, vs, bs, **kw)
+                for ps, gs, rs, bs, ss, ns, vs in foreach_tiles(*lists, velocities):
+                    _rmsprop_foreach(ps, gs, rs, vs, bs, ss, ns, **kw)
+            for state, s in zip(states, new):
+                state["square_avg_scale"] = s
         else:
-            for i, (p, g, r) in enumerate(zip(params, grads, squares)):
+            for i, (p, g, r, state) in enumerate(zip(params, grads, squares, states)):
+                scale = state.pop("square_avg_scale", 1.0)  # written by the foreach path
+                if scale != 1.0:
+                    r.mul_(scale)
                 v = None if velocities is None else velocities[i]
                 _rmsprop_single(p, g, r, v, **kw)
 
@@ -178,12 +191,29 @@ def _rmsprop_single(
         p.add_(v)  # θ ← θ + v
 
 
+# The foreach path stores r = s·r̃ (``square_avg`` holds r̃, ``square_avg_scale`` the float s)
+# and replaces r ← ρr + (1 − ρ)g² by s ← ρs; r̃ ← r̃ + ((1 − ρ)/s)·g²: one addcmul instead of
+# a multiply and an addcmul. When s would fall below _MIN_SCALE, r̃ is rescaled to s = 1 in
+# the multiply the plain update does every step, so |r̃| ≤ |r|/_MIN_SCALE. Half precision
+# has too little range for that: there s stays 1.
+_MIN_SCALE = 1e-4
+
+
+def _next_scale(s: float, rho: float, dtype: torch.dtype) -> float:
+    """The scale s of r = s·r̃ after this step."""
+    if dtype in (torch.float32, torch.float64) and rho * s >= _MIN_SCALE:
+        return rho * s
+    return 1.0
+
+
 def _rmsprop_foreach(
     params: list[Tensor],
     grads: list[Tensor],
     squares: list[Tensor],
     velocities: list[Tensor] | None,
     scratch: list[Tensor],
+    old_scales: list[float],
+    new_scales: list[float],
     *,
     lr: float,
     rho: float,
@@ -193,24 +223,46 @@ def _rmsprop_foreach(
     weight_decay: float,
     params_at_lookahead: bool,
 ) -> None:
-    """Same operations as :func:`_rmsprop_single`; the denominator goes into scratch."""
+    """Algorithms 8.5/8.6 over all tensors at once, r stored as s·r̃ (see _MIN_SCALE).
+
+    With r = s·r̃: δ + √r = √s (√r̃ + δ/√s) and √(δ + r) = √s √(r̃ + δ/s), so the step
+    −ε/denom ⊙ g is −(ε/√s)/(√r̃ + δ/√s) ⊙ g: only Python scalars change. The
+    denominator goes into reused scratch buffers.
+    """
     if weight_decay != 0.0:
         torch._foreach_mul_(params, 1.0 - lr * weight_decay)
-    torch._foreach_mul_(squares, rho)
-    torch._foreach_addcmul_(squares, grads, grads, value=1.0 - rho)
-    if eps_inside_sqrt:
-        denom = add_scalar_into(scratch, squares, eps)
-        torch._foreach_sqrt_(denom)
-    else:
-        denom = sqrt_into(scratch, squares)
-        torch._foreach_add_(denom, eps)
-    if velocities is None:
-        torch._foreach_addcdiv_(params, grads, denom, value=-lr)
-        return
-    torch._foreach_mul_(velocities, momentum)
-    torch._foreach_addcdiv_(velocities, grads, denom, value=-lr)
-    if params_at_lookahead:
-        torch._foreach_add_(params, velocities, alpha=momentum)
-        torch._foreach_addcdiv_(params, grads, denom, value=-lr)
-    else:
-        torch._foreach_add_(params, velocities)
+    # Parameters that missed steps (no gradient) have their own s; usually there is one run.
+    runs: dict[tuple[float, float], list[int]] = {}
+    for i, key in enumerate(zip(old_scales, new_scales)):
+        runs.setdefault(key, []).append(i)
+    for (s_old, s_new), idx in runs.items():
+        if len(runs) == 1:
+            ps, gs, rs, bs = params, grads, squares, scratch
+            vs = velocities
+        else:
+            ps, gs = [params[i] for i in idx], [grads[i] for i in idx]
+            rs, bs = [squares[i] for i in idx], [scratch[i] for i in idx]
+            vs = None if velocities is None else [velocities[i] for i in idx]
+        if s_new == rho * s_old:  # s ← ρs, r̃ ← r̃ + ((1 − ρ)/s) g²
+            torch._foreach_addcmul_(rs, gs, gs, value=(1.0 - rho) / s_new)
+        else:  # renormalize to s = 1 while decaying: r̃ ← ρ s r̃ + (1 − ρ) g²
+            torch._foreach_mul_(rs, rho * s_old)
+            torch._foreach_addcmul_(rs, gs, gs, value=1.0 - rho)
+        root = math.sqrt(s_new)
+        if eps_inside_sqrt:
+            denom = add_scalar_into(bs, rs, eps / s_new)
+            torch._foreach_sqrt_(denom)
+        else:
+            denom = sqrt_into(bs, rs)
+            torch._foreach_add_(denom, eps / root)
+        step = lr / root
+        if vs is None:
+            torch._foreach_addcdiv_(ps, gs, denom, value=-step)
+            continue
+        torch._foreach_mul_(vs, momentum)
+        torch._foreach_addcdiv_(vs, gs, denom, value=-step)
+        if params_at_lookahead:
+            torch._foreach_add_(ps, vs, alpha=momentum)
+            torch._foreach_addcdiv_(ps, gs, denom, value=-step)
+        else:
+            torch._foreach_add_(ps, vs)
