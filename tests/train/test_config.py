@@ -19,7 +19,12 @@ def test_defaults_are_the_tutorial_logreg():
     cfg = TrainConfig()
     assert (cfg.dataset, cfg.model, cfg.optimizer) == ("mnist", "logreg", "sgd")
     assert (cfg.lr, cfg.batch_size, cfg.max_epochs) == (0.13, 600, 1000)
-    assert (cfg.patience, cfg.patience_increase, cfg.improvement_threshold) == (5000, 2.0, 0.995)
+    assert (cfg.effective_patience, cfg.patience_increase, cfg.improvement_threshold) == (
+        5000,
+        2.0,
+        0.995,
+    )
+    assert TrainConfig(early_stopping="epochs").effective_patience == 10
     assert cfg.shuffle is False and cfg.drop_last is True
 
 

@@ -74,7 +74,7 @@ class TrainConfig:
     # stopping
     max_epochs: int = 1000
     early_stopping: str = "tutorial"
-    patience: int = 5000
+    patience: int | None = None  # None: 5000 iterations (tutorial mode), 10 epochs (epochs mode)
     patience_increase: float = 2.0
     improvement_threshold: float = 0.995
     validation_frequency: int | None = None
@@ -88,6 +88,7 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"
     threads: int | None = None
+    fast_path: bool = True  # hand-written backward for dense models (train/fast.py)
     eval_batch_size: int = 10000
     checkpoint_every: int | None = None
     log_grad_norm: bool = False
@@ -157,6 +158,15 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {value}", hint=f"fix --{_flag(name)}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(
+                f"seed must be in [0, 2**63), got {self.seed}", hint="e.g. --seed 1234"
+            )
+        if self.threads is not None and self.threads > 4096:
+            raise ConfigError(
+                f"threads must be at most 4096, got {self.threads}",
+                hint="use about the number of CPU cores",
+            )
         if self.polyak_start is not None and self.polyak_start < 0:
             raise ConfigError(f"polyak_start must be >= 0, got {self.polyak_start}")
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -190,6 +200,13 @@ class TrainConfig:
         """A copy with some options changed (validated)."""
         return from_mapping({**self.to_dict(), **changes})
 
+    @property
+    def effective_patience(self) -> int:
+        """``patience`` with its per-mode default filled in (iterations or epochs)."""
+        if self.patience is not None:
+            return self.patience
+        return 5000 if self.early_stopping == "tutorial" else 10
+
     def optimizer_hparams(self) -> dict[str, Any]:
         """The optimizer hyperparameters that were set (None means 'the optimizer's default')."""
         names = ("lr", "momentum", "rho", "betas", "eps", "weight_decay", "nesterov")
@@ -221,6 +238,9 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        # TOML has no null: save_config writes "default" for a numeric option left unset
+        if value == "default" and type(None) in args and inner[0] is not str:
+            return None
         return _coerce(name, value, inner[0])
     bad = ConfigError(
         f"option {name!r} has the wrong type: {value!r}", hint=f"expected {_type_name(hint)}"
@@ -372,6 +392,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             data = json.loads(text)
         else:
             data = tomllib.loads(text.decode("utf-8"))
+    except RecursionError:
+        raise ConfigError(
+            f"config file {str(path)!r} is nested too deeply",
+            hint="a config file is a flat table of options",
+        ) from None
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"cannot parse config file {str(path)!r}: {exc}", hint="fix the file's syntax"
@@ -415,7 +440,16 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Write the resolved config as TOML (None values are left out: they mean 'default')."""
     import tomli_w
 
-    data = {k: v for k, v in cfg.to_dict().items() if v is not None and k != "extra"}
+    defaults = TrainConfig.__dataclass_fields__
+    data: dict[str, Any] = {}
+    for key, value in cfg.to_dict().items():
+        if key == "extra":
+            continue
+        if value is not None:
+            data[key] = value
+        elif defaults[key].default is not None:
+            # None here means "the optimizer's own default", unlike the field's default
+            data[key] = "default"
     if cfg.extra:
         data["extra"] = cfg.extra
     Path(path).write_text(tomli_w.dumps(data), encoding="utf-8")
