@@ -424,6 +424,10 @@ def execute_run(task: RunTask) -> dict[str, Any]:
             np.save(run_dir / "test_labels.npy", y.astype(np.int16 if y.max() < 2**15 else y.dtype))
     except TrainingInterrupted as exc:
         status.update(status="interrupted", error=str(exc))
+    except KeyboardInterrupt:
+        # A second signal: the trainer stopped without a new checkpoint (the previous
+        # one, written atomically, is intact and a re-run resumes from it).
+        status.update(status="interrupted", error="interrupted twice; stopped at once")
     except Exception as exc:  # a failed run is a result, not the end of the sweep
         message = str(exc) if isinstance(exc, DescentlabError) else f"{type(exc).__name__}: {exc}"
         status.update(
@@ -443,7 +447,11 @@ def execute_run(task: RunTask) -> dict[str, Any]:
     }
 
 
-def _worker_init(threads: int) -> None:
+#: Set in each worker by :func:`_worker_init`: the parent's "stop starting runs" flag.
+_STOP: Any = None
+
+
+def _worker_init(threads: int, stop: Any) -> None:
     """Each worker: a fixed number of torch threads; Ctrl-C is left to the trainer.
 
     Between runs SIGINT is ignored (the parent decides what to do); during a run the
@@ -451,11 +459,29 @@ def _worker_init(threads: int) -> None:
     """
     import torch
 
+    global _STOP
+    _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     # Fails if already set or if parallel work already ran; either way it is harmless.
     with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(1)
+
+
+def _guarded(runner: Callable[[RunTask], dict[str, Any]], task: RunTask) -> dict[str, Any]:
+    """Run ``task`` in a worker unless the sweep was interrupted in the meantime.
+
+    The pool hands a task to a worker before the previous one ends, so cancelling the
+    futures is not enough to stop a sweep: a task already queued checks the flag.
+    """
+    if _STOP is not None and _STOP.is_set():
+        return {
+            "name": task.name,
+            "status": "cancelled",
+            "error": "the sweep was interrupted before this run started",
+            "wall_seconds": 0.0,
+        }
+    return runner(task)
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -568,16 +594,37 @@ class _Workers:
         self.jobs = jobs
         self.threads = threads
         self._pool: ProcessPoolExecutor | None = None
+        self._stop: Any = None
 
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            ctx = _mp_context()
+            self._stop = ctx.Event()
             self._pool = ProcessPoolExecutor(
                 max_workers=self.jobs,
-                mp_context=_mp_context(),
+                mp_context=ctx,
                 initializer=_worker_init,
-                initargs=(self.threads,),
+                initargs=(self.threads, self._stop),
             )
         return self._pool
+
+    def interrupt(self, running: Iterable[Future[Any]] = (), grace: float = 3.0) -> None:
+        """Stop everything: no new runs start, and the running ones checkpoint and stop.
+
+        Ctrl-C on a terminal reaches the workers too, and their trainers checkpoint and
+        stop within a step.  A SIGINT sent to this process alone does not: runs still
+        going after ``grace`` seconds get one from here.  (Not at once: a trainer takes
+        a *second* signal as "stop now, skip the checkpoint".)
+        """
+        if self._pool is None:
+            return
+        self._stop.set()
+        _, still = wait(list(running), timeout=grace)
+        if still:
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                with contextlib.suppress(OSError):
+                    os.kill(proc.pid, signal.SIGINT)
+        self.discard()
 
     def discard(self) -> None:
         if self._pool is not None:
@@ -625,7 +672,7 @@ def _execute_tasks(
     while pending:
         pool = workers.pool()
         futures: dict[Future[dict[str, Any]], RunTask] = {
-            pool.submit(runner, t): t for t in pending
+            pool.submit(_guarded, runner, t): t for t in pending
         }
         pending = []
         broken = False
@@ -642,7 +689,7 @@ def _execute_tasks(
                     except Exception as exc:  # e.g. the task could not be sent to the worker
                         done(task, _failure(task, f"{type(exc).__name__}: {exc}"))
         except KeyboardInterrupt:
-            workers.discard()
+            workers.interrupt(running=[f for f in futures if not f.done()])
             raise
         if broken:
             workers.discard()
