@@ -8,6 +8,7 @@ stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -86,22 +87,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DescentlabError as exc:
-        print(f"descentlab: error: {exc}", file=sys.stderr)
+        # An interruption (exit 130/143) is not an error: the line says how to resume.
+        label = "" if exc.exit_code in (130, 143) else "error: "
+        print(f"descentlab: {label}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("descentlab: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 141
-    except Exception as exc:  # a bug of ours: still no traceback unless asked for
-        if os.environ.get("DESCENTLAB_DEBUG"):
-            raise
+    except OSError as exc:
+        if exc.errno not in USER_OS_ERRORS:
+            return _internal_error(exc)
+        where = f" {exc.filename}" if exc.filename else ""
         print(
-            f"descentlab: internal error: {type(exc).__name__}: {exc} "
-            "(rerun with DESCENTLAB_DEBUG=1 for the traceback, and please report it)",
+            f"descentlab: error: cannot write{where}: {exc.strerror} "
+            "(free some space or choose a writable location)",
             file=sys.stderr,
         )
-        return 1
+        return 2
+    except Exception as exc:  # a bug of ours: still no traceback unless asked for
+        return _internal_error(exc)
+
+
+# Operating-system errors a user causes and fixes (full disk, read-only or foreign folder).
+USER_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _internal_error(exc: Exception) -> int:
+    if os.environ.get("DESCENTLAB_DEBUG"):
+        raise exc
+    print(
+        f"descentlab: internal error: {type(exc).__name__}: {exc} "
+        "(rerun with DESCENTLAB_DEBUG=1 for the traceback, and please report it)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

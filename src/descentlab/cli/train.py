@@ -199,6 +199,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = options_from_args(args)
     resume_dir = getattr(args, "resume", None) or getattr(args, "resume_previous", None)
     if resume_dir:
+        _check_resume_args(args, overrides)
         run = Path(resume_dir)
         if not (run / "config.toml").is_file():
             from descentlab.errors import CheckpointError
@@ -232,6 +233,29 @@ def cmd_train(args: argparse.Namespace) -> int:
             flush=True,
         )
     return _report(fit(config=cfg))
+
+
+RESUME_OPTIONS = ("quiet", "device", "threads")  # may differ from the interrupted run
+
+
+def _check_resume_args(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+    """A resumed run continues with its own config.toml: refuse options it would ignore."""
+    from descentlab.errors import ConfigError
+
+    if getattr(args, "resume", None) and getattr(args, "resume_previous", None):
+        raise ConfigError(
+            "--resume and --resume-previous cannot be combined",
+            hint="pass only --resume-previous RUN_DIR to continue from the older checkpoint",
+        )
+    flags = {"drop_last": "--keep-last", "shuffle": "--shuffle/--no-shuffle"}
+    given = [flags.get(k, "--" + k.replace("_", "-")) for k in overrides if k not in RESUME_OPTIONS]
+    given += [f"--{k}" for k in ("config", "preset", "out", "name") if getattr(args, k, None)]
+    if given:
+        raise ConfigError(
+            f"{', '.join(sorted(given))} cannot be given with --resume: the run continues "
+            "with the options in its config.toml",
+            hint="drop them; only --quiet, --device and --threads may change on resume",
+        )
 
 
 def _report(result: Any) -> int:

@@ -8,11 +8,20 @@ RUN_DIR/
   test_predictions.npy predictions on the test set at the best validation point
   learning_curve.png   train NLL, valid and test error against epochs
   checkpoint/          the latest resumable state (see checkpoint.py)
+
+Every file is written atomically (temporary file, fsync, rename), so a crash
+leaves each one either as it was or complete.  ``summary.json`` is written last:
+its presence means the run finished.  A new run refuses a folder that already
+holds any of these files, so it never overwrites someone's work.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +40,19 @@ if TYPE_CHECKING:
     from descentlab.train.trainer import FitResult, Trainer
 
 MODEL_FILE = "model.safetensors"
+# Everything a run writes into its folder (a new run refuses to overwrite any of it).
+RUN_FILES = (
+    "config.toml",
+    "metrics.jsonl",
+    "metrics.csv",
+    "summary.json",
+    MODEL_FILE,
+    "test_predictions.npy",
+    "learning_curve.png",
+    "learning_curve.svg",
+    "checkpoint",
+    "tensorboard",
+)
 
 
 def default_run_dir(cfg: TrainConfig, root: str | Path = "runs") -> Path:
@@ -50,9 +72,17 @@ def check_run_dir(path: str | Path, *, resume: bool = False) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise CheckpointError(f"{path} exists and is not a directory", hint="choose another --out")
-    if not resume and ((path / "summary.json").exists() or (path / "checkpoint").exists()):
+    if resume or not path.is_dir():
+        return path
+    if (path / "summary.json").exists() or (path / "checkpoint").exists():
         raise CheckpointError(
             f"{path} already holds a run", hint="choose another --out, or continue it with --resume"
+        )
+    clashing = [name for name in RUN_FILES if (path / name).exists()]
+    if clashing:
+        raise CheckpointError(
+            f"{path} already holds {', '.join(clashing)}, which a new run would overwrite",
+            hint="choose another --out (a new or empty folder)",
         )
     return path
 
@@ -60,12 +90,16 @@ def check_run_dir(path: str | Path, *, resume: bool = False) -> Path:
 def prepare_run_dir(path: str | Path, *, resume: bool = False) -> Path:
     """Create the run directory (after setup succeeded, so a bad option leaves nothing behind)."""
     path = check_run_dir(path, resume=resume)
+    created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
+        if created:
+            with contextlib.suppress(OSError):
+                path.rmdir()  # leave nothing behind
         raise CheckpointError(
             f"run directory {path} is not writable ({exc.strerror})",
             hint="choose a writable --out directory",
@@ -108,7 +142,17 @@ class RunDirectory(Callback):
         self.plot = plot
 
     def on_train_start(self, trainer: Trainer) -> None:
-        save_config(trainer.config, self.path / "config.toml")
+        # Atomically: a resume rewrites it, and a kill then must not leave half a config.
+        path = self.path / "config.toml"
+        rendered = path.with_name(f".config.toml.render-{os.getpid()}")
+        try:
+            save_config(trainer.config, rendered)
+            atomic_write_bytes(path, rendered.read_bytes())
+        except OSError as exc:
+            raise _write_error(path, exc) from None
+        finally:
+            with contextlib.suppress(OSError):
+                rendered.unlink(missing_ok=True)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
         # Refresh the curve now and then so a long run can be watched.
@@ -116,10 +160,6 @@ class RunDirectory(Callback):
             self._plot(trainer.history)
 
     def on_train_end(self, trainer: Trainer, result: FitResult) -> None:
-        summary = dict(result.summary)
-        atomic_write_bytes(
-            self.path / "summary.json", json.dumps(summary, indent=2).encode("utf-8")
-        )
         model = result.model
         if result.best_state is not None:
             model = _with_state(model, result.best_state)
@@ -127,14 +167,32 @@ class RunDirectory(Callback):
         stats = {"mean": data.mean, "std": data.std} if data.mean is not None else None
         save_model(self.path / MODEL_FILE, model, model_metadata(trainer), stats)
         if result.test_predictions is not None:
-            np.save(self.path / "test_predictions.npy", result.test_predictions.numpy())
+            buffer = io.BytesIO()
+            np.save(buffer, result.test_predictions.numpy(), allow_pickle=False)
+            atomic_write_bytes(self.path / "test_predictions.npy", buffer.getvalue())
         if self.plot:
             self._plot(result.history)
+        # Last: a summary.json means the run finished and everything above is in place.
+        summary = dict(result.summary)
+        atomic_write_bytes(
+            self.path / "summary.json", json.dumps(summary, indent=2).encode("utf-8")
+        )
 
     def _plot(self, history: list[dict[str, Any]]) -> None:
         from descentlab.experiments.plots import plot_learning_curve
 
-        plot_learning_curve(history, self.path / "learning_curve.png")
+        try:
+            plot_learning_curve(history, self.path / "learning_curve.png")
+        except OSError as exc:
+            raise _write_error(self.path / "learning_curve.png", exc) from None
+
+
+def _write_error(path: Path, exc: OSError) -> CheckpointError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return CheckpointError(f"disk full while writing {path}", hint="free some space")
+    return CheckpointError(
+        f"cannot write {path}: {exc.strerror or exc}", hint="choose a writable --out directory"
+    )
 
 
 def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
@@ -146,6 +204,18 @@ def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
 
 
 # ------------------------------------------------------------------ reading
+def _read_json_file(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path} is damaged ({exc})", hint="restore it or delete it"
+        ) from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path} is damaged (not a JSON object)")
+    return value
+
+
 @dataclass
 class Run:
     """A finished run read back from its directory."""
@@ -201,22 +271,24 @@ def load_run(path: str | Path, *, model: nn.Module | None = None) -> Run:
             hint="pass a directory written by 'descentlab train'",
         )
     config = from_mapping(read_config_file(path / "config.toml"), where=str(path / "config.toml"))
-    summary = (
-        json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
-    )
+    summary = _read_json_file(path / "summary.json") if (path / "summary.json").exists() else {}
     history = []
     if (path / "metrics.jsonl").exists():
-        history = [
-            json.loads(line)
-            for line in (path / "metrics.jsonl").read_text().splitlines()
-            if line.strip()
-        ]
+        try:
+            lines = (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+            history = [json.loads(line) for line in lines if line.strip()]
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"{path / 'metrics.jsonl'} is damaged ({exc})", hint="restore it or delete it"
+            ) from None
     try:
         with safe_open(str(path / MODEL_FILE), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("descentlab", "{}"))
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     except Exception as exc:  # safetensors has its own error types
         raise CheckpointError(f"cannot read {path / MODEL_FILE}: {exc}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path / MODEL_FILE} has damaged metadata")
     pre = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("__preprocessing__.")}
     state = {k: v for k, v in tensors.items() if not k.startswith("__preprocessing__.")}
     if model is None:
@@ -226,8 +298,20 @@ def load_run(path: str | Path, *, model: nn.Module | None = None) -> Run:
                 f"{path} holds a custom model with no saved spec",
                 hint="pass model=<an instance of the same module> to load_run",
             )
-        model = build_model(**spec)
-    model.load_state_dict(state)
+        try:
+            model = build_model(**spec)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{path / MODEL_FILE} has a model spec this descentlab cannot build ({exc})"
+            ) from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise CheckpointError(
+            f"the parameters in {path / MODEL_FILE} do not fit the model ({detail})",
+            hint="pass the model the run was trained with",
+        ) from None
     model.eval()
     return Run(
         path=path,

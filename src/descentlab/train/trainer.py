@@ -21,6 +21,7 @@ import contextlib
 import math
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -315,6 +316,8 @@ class Trainer:
             if self._check_finite and not torch.isfinite(cost):
                 raise _NonFinite("loss")
             cost.backward()
+            if cfg.on_nan != "stop" and not _grads_finite(model):
+                raise _NonFinite("gradient")  # skip-batch / lr-backoff: drop it unapplied
             if cfg.clip_norm is not None:
                 norm = clip_grad_norm_(model.parameters(), cfg.clip_norm)
                 self._grad_max = torch.maximum(self._grad_max, norm.detach())
@@ -352,25 +355,53 @@ class Trainer:
         # A per-step host sync is free on the CPU; on a GPU the check moves to validation.
         return self.device.type == "cpu" or self.config.on_nan != "stop"
 
+    MAX_BAD_STREAK = 10  # this many dropped minibatches in a row end the run
+
     def _non_finite(self, x: torch.Tensor) -> torch.Tensor:
-        """A minibatch gave a non-finite cost: stop, skip it, or skip it and halve the lr."""
+        """A minibatch gave a non-finite loss or gradient; nothing was applied yet.
+
+        ``--on-nan stop`` raises :class:`DivergenceError` naming the iteration, the
+        learning rate and the tensor.  ``skip-batch`` drops the minibatch;
+        ``lr-backoff`` drops it and halves every learning rate (schedules included).
+        A non-finite *parameter* means an earlier step was already applied, which no
+        mode can undo, so it always stops; so do ``MAX_BAD_STREAK`` drops in a row.
+        """
         cfg = self.config
-        where = _first_non_finite(self.model)
-        lr = self.optimizer.param_groups[0]["lr"]
-        message = (
-            f"non-finite loss at iteration {self.iteration + 2} (epoch {self.epoch + 1}, "
-            f"lr {lr:.3g}){'; ' + where if where else ''}"
-        )
-        if cfg.on_nan == "stop" or where:
-            ckpt = f"; the last good checkpoint is in {self.run_dir}" if self.run_dir else ""
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        bad = _non_finite_tensor(self.model)
+        what = f"{bad[1]} is non-finite" if bad is not None else "the loss is non-finite"
+        where = f"iteration {self.iteration + 2} (epoch {self.epoch + 1}, lr {lr:.3g})"
+        if cfg.on_nan == "stop" or (bad is not None and bad[0] == "parameter"):
+            hint = "lower --lr, add --clip-norm, or use --on-nan skip-batch or lr-backoff"
+            if cfg.on_nan != "stop":
+                hint = (
+                    f"--on-nan {cfg.on_nan} cannot undo a step already applied; "
+                    "lower --lr or add --clip-norm"
+                )
             raise DivergenceError(
-                message + ckpt, hint="lower --lr, add --clip-norm, or use --on-nan lr-backoff"
+                f"training diverged at {where}: {what}; {self._last_good_checkpoint()}",
+                hint=hint,
             )
+        consecutive = self._last_bad_iteration == self.iteration
+        self._bad_streak = self._bad_streak + 1 if consecutive else 1
+        self._last_bad_iteration = self.iteration + 1
+        self.skipped_batches += 1
+        if self._bad_streak >= self.MAX_BAD_STREAK:
+            raise DivergenceError(
+                f"{self._bad_streak} minibatches in a row gave non-finite values, the last at "
+                f"{where}: {what}; {self._last_good_checkpoint()}",
+                hint="lower --lr, add --clip-norm, or check the data",
+            )
+        action = "skipped it"
         if cfg.on_nan == "lr-backoff":
             for group in self.optimizer.param_groups:
                 group["lr"] *= 0.5
             if self.schedule is not None and hasattr(self.schedule, "base_lrs"):
-                self.schedule.base_lrs = [lr * 0.5 for lr in self.schedule.base_lrs]
+                self.schedule.base_lrs = [base * 0.5 for base in self.schedule.base_lrs]
+            action = f"skipped it and halved the learning rate to {lr * 0.5:.3g}"
+        if not cfg.quiet and self.skipped_batches <= 5:
+            more = " (further skips are not reported)" if self.skipped_batches == 5 else ""
+            print(f"descentlab: warning: at {where} {what}; {action}{more}", file=sys.stderr)
         self.optimizer.zero_grad(set_to_none=True)
         return torch.full((), math.nan, device=x.device)
 
@@ -511,9 +542,25 @@ class Trainer:
         )
 
     # ============================================================ checkpoints
+    # Set on instances when used; class-level defaults keep __init__ (and the loop) as is.
+    _signal: int | None = None  # SIGINT/SIGTERM received, handled at the end of the step
+    _checkpoint_due: bool = False  # a callback asked for a checkpoint at the end of the step
+    _last_checkpoint: int | None = None  # iterations done at the newest checkpoint
+    skipped_batches: int = 0  # minibatches dropped by --on-nan skip-batch / lr-backoff
+    _bad_streak: int = 0  # consecutive dropped minibatches
+    _last_bad_iteration: int = -2  # 0-based iteration of the last dropped minibatch
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resume needs to continue bit-identically."""
-        best = {k: v for k, v in self.best.items()}
+        """Everything a resume needs to continue bit-identically.
+
+        Model, optimizer, schedule, averaging and early-stopping state; the counters;
+        every random generator (torch, CUDA, numpy, python, the shuffling generator
+        and its state at the start of the epoch, from which ``Batches.iter_from``
+        replays the epoch's permutation); the best point so far, the running loss
+        and gradient-norm accumulators of the current validation interval, the
+        history and the fault counters.  Only tensors and JSON values: it is
+        written with safetensors + JSON (:mod:`descentlab.train.checkpoint`).
+        """
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -525,6 +572,7 @@ class Trainer:
                 "batch_in_epoch": self.batch_in_epoch,
                 "iteration": self.iteration,
             },
+            "stopped_because": self.stopped_because,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -533,12 +581,17 @@ class Trainer:
                 "shuffle_epoch_start": self._epoch_rng_state,
                 "shuffle": self.generator.get_state(),
             },
-            "best": best,
+            "best": dict(self.best),
             "best_state": self.best_state,
             "accumulators": {
                 "loss_sum": self._loss_sum,
                 "loss_count": self._loss_count,
                 "grad_max": self._grad_max,
+            },
+            "faults": {
+                "skipped_batches": self.skipped_batches,
+                "bad_streak": self._bad_streak,
+                "last_bad_iteration": self._last_bad_iteration,
             },
             "history": self.history,
             "elapsed": self.elapsed + time.perf_counter() - self._t0,
@@ -546,6 +599,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (the pieces must have the same shapes)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.schedule is not None and state["schedule"] is not None:
@@ -554,9 +608,15 @@ class Trainer:
             self.averager.load_state_dict(state["averager"])
         self.stopper.load_state_dict(state["stopper"])
         counters = state["counters"]
-        self.epoch = counters["epoch"]
-        self.batch_in_epoch = counters["batch_in_epoch"]
-        self.iteration = counters["iteration"]
+        self.epoch = int(counters["epoch"])
+        self.batch_in_epoch = int(counters["batch_in_epoch"])
+        self.iteration = int(counters["iteration"])
+        if not 0 <= self.batch_in_epoch <= self.batches_per_epoch:
+            raise ValueError(
+                f"batch {self.batch_in_epoch} of an epoch of {self.batches_per_epoch} batches"
+            )
+        # A run that stopped early must not train on when its last checkpoint is resumed.
+        self.stopped_because = state["stopped_because"]
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
@@ -566,49 +626,130 @@ class Trainer:
         self._epoch_rng_state = rng["shuffle_epoch_start"]
         self.generator.set_state(rng["shuffle"])
         self.best = dict(state["best"])
-        self.best_state = state["best_state"]
+        self.best_state = (
+            {k: v.to(self.device) for k, v in state["best_state"].items()}
+            if state["best_state"] is not None
+            else None
+        )
         acc = state["accumulators"]
         self._loss_sum = acc["loss_sum"].to(self.device)
-        self._loss_count = acc["loss_count"]
+        self._loss_count = int(acc["loss_count"])
         self._grad_max = acc["grad_max"].to(self.device)
+        faults = state["faults"]
+        self.skipped_batches = int(faults["skipped_batches"])
+        self._bad_streak = int(faults["bad_streak"])
+        self._last_bad_iteration = int(faults["last_bad_iteration"])
         self.history = list(state["history"])
-        self.elapsed = state["elapsed"]
+        self.elapsed = float(state["elapsed"])
         self._target_reached = state["target_reached"]
+        if self.iteration >= 0:
+            # torch warns when a scheduler steps before the optimizer did *in this
+            # process*; after a resume at an epoch's end that is the right order.
+            self.optimizer._opt_called = True  # type: ignore[attr-defined]
 
     def checkpoint_meta(self) -> dict[str, Any]:
+        """What the checkpoint is of: checked on resume, shown in messages."""
         return {
             "model": self.config.model,
             "optimizer": self.config.optimizer,
             "parameter_shapes": {k: list(v.shape) for k, v in self.model.state_dict().items()},
+            "dataset": self.data.name,
+            "batches_per_epoch": self.batches_per_epoch,
             "iteration": self.iteration + 1,
             "epoch": self.epoch,
             "descentlab_version": __version__,
+            "torch_version": torch.__version__,
         }
 
+    def request_checkpoint(self) -> None:
+        """Checkpoint at the end of the current step, after its validation and stopping check.
+
+        Callbacks call this from ``on_step`` instead of :meth:`save_checkpoint`: in
+        ``on_step`` the step's validation has not run yet, so a checkpoint written
+        there would make a resumed run skip that validation (and its early-stopping
+        update).  The request rides on the loop's once-per-step ``_interrupt`` check.
+        """
+        self._checkpoint_due = True
+        if self._interrupt is None:
+            self._interrupt = 0  # not a signal number: "work to do at the end of this step"
+
     def save_checkpoint(self) -> Path | None:
-        """Write a checkpoint into ``run_dir/checkpoint`` (atomic; keeps the previous one)."""
+        """Write a checkpoint into ``run_dir/checkpoint`` (atomic; keeps the previous one).
+
+        Call it where the state is consistent (between steps, after validation).
+        A diverged state is never written: non-finite parameters raise
+        :class:`DivergenceError` and the last good checkpoint stays the newest.
+        """
+        self._checkpoint_due = False
         if self.run_dir is None:
             return None
+        bad = _non_finite_tensor(self.model, grads=False)
+        if bad is not None:
+            raise DivergenceError(
+                f"training diverged by iteration {self.iteration + 1}: {bad[1]} is non-finite; "
+                f"{self._last_good_checkpoint()}",
+                hint="lower --lr or add --clip-norm",
+            )
         path = save_checkpoint(
             self.run_dir / "checkpoint", self.state_dict(), self.checkpoint_meta()
         )
+        self._last_checkpoint = self.iteration + 1
         self._emit("on_checkpoint", path)
         return path
 
     def restore_checkpoint(self, *, previous: bool = False) -> None:
-        """Load the newest checkpoint of ``run_dir`` (refusing one of another model/optimizer)."""
+        """Load the newest checkpoint of ``run_dir`` (``previous``: the one before it).
+
+        Refuses a checkpoint of another model, optimizer, dataset or batch size,
+        and reports a damaged or mismatched one as :class:`CheckpointError`.
+        """
+        from descentlab.train.checkpoint import promote_previous
+
         if self.run_dir is None:
-            raise CheckpointError("no run directory to resume from")
-        state, meta = load_checkpoint(self.run_dir / "checkpoint", previous=previous)
+            raise CheckpointError("no run directory to resume from", hint="pass out=RUN_DIR")
+        folder = self.run_dir / "checkpoint"
+        if not folder.is_dir():
+            raise CheckpointError(
+                f"{self.run_dir} has no checkpoint (the run stopped before its first one)",
+                hint=f"start it again: descentlab train --config {self.run_dir / 'config.toml'}"
+                " --out NEW_DIR",
+            )
+        state, meta = load_checkpoint(folder, previous=previous)
         mine = self.checkpoint_meta()
-        for key in ("model", "optimizer", "parameter_shapes"):
+        for key in ("model", "optimizer", "parameter_shapes", "dataset", "batches_per_epoch"):
             if meta.get(key) != mine[key]:
+                theirs, ours = meta.get(key), mine[key]
+                if key == "parameter_shapes":
+                    theirs, ours = _shape_difference(theirs, ours)
                 raise CheckpointError(
-                    f"checkpoint in {self.run_dir} is for a different {key.replace('_', ' ')} "
-                    f"({meta.get(key)!r} vs {mine[key]!r})",
-                    hint="resume with the run's own config, or start a new run",
+                    f"the checkpoint in {self.run_dir} is of a different "
+                    f"{key.replace('_', ' ')} ({theirs} in the checkpoint, {ours} in this run)",
+                    hint="resume with the run's own config.toml, or start a new run",
                 )
-        self.load_state_dict(state)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise CheckpointError(
+                f"the checkpoint in {self.run_dir} does not fit this run "
+                f"({type(exc).__name__}: {detail})",
+                hint="resume with the descentlab version and config that wrote it",
+            ) from None
+        if previous:
+            # Training continues from the previous generation: make it the newest, so the
+            # next checkpoint replaces the damaged one and never the one resumed from.
+            promote_previous(folder)
+        self._last_checkpoint = self.iteration + 1
+
+    def _last_good_checkpoint(self) -> str:
+        if self.run_dir is None:
+            return "no run directory, so no checkpoint"
+        if self._last_checkpoint is None:
+            return "no checkpoint had been written yet"
+        return (
+            f"the last good checkpoint (iteration {self._last_checkpoint}) is in "
+            f"{self.run_dir / 'checkpoint'}"
+        )
 
     # ============================================================== plumbing
     def _emit(self, event: str, *args: Any) -> None:
@@ -617,12 +758,23 @@ class Trainer:
 
     @contextlib.contextmanager
     def _signals_caught(self) -> Iterator[None]:
-        """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints and stops."""
+        """SIGINT/SIGTERM: finish the current step, checkpoint, stop (exit 130 / 143).
+
+        The handler only records the signal; the loop looks at ``_interrupt`` once
+        per step, where the state is consistent, and :meth:`_handle_interrupt` does
+        the rest.  A second signal while the first is pending (a stuck write, an
+        impatient user) stops at once with KeyboardInterrupt: every checkpoint write
+        is atomic, so the previous checkpoint is still intact.
+        """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
+        self._signal = None
 
         def handler(signum: int, frame: Any) -> None:
+            if self._signal is not None:
+                raise KeyboardInterrupt
+            self._signal = signum
             self._interrupt = signum
 
         old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -633,21 +785,47 @@ class Trainer:
                 signal.signal(s, h)
 
     def _handle_interrupt(self) -> None:
+        """End of a step with something pending: a requested checkpoint and/or a signal."""
         # After the last minibatch of an epoch, batch_in_epoch == batches_per_epoch: a resume
         # replays the (empty) rest of the epoch and then does the epoch-end work.
-        signum = self._interrupt
-        assert signum is not None
-        self.save_checkpoint()
-        raise TrainingInterrupted(signum, self.run_dir)
+        # Reset first, read the signal once: a signal arriving after this read sets
+        # _interrupt again and is handled at the end of the next step.
+        self._interrupt = None
+        signum = self._signal
+        if signum is not None or self._checkpoint_due:
+            self.save_checkpoint()
+        if signum is not None:
+            raise TrainingInterrupted(signum, self.run_dir)
+
+
+def _non_finite_tensor(model: nn.Module, *, grads: bool = True) -> tuple[str, str] | None:
+    """``(kind, description)`` of the first non-finite parameter (or gradient), else None."""
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            return "parameter", f"parameter {name}"
+        if grads and p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+            return "gradient", f"the gradient of {name}"
+    return None
 
 
 def _first_non_finite(model: nn.Module) -> str:
-    for name, p in model.named_parameters():
-        if not torch.isfinite(p).all():
-            return f"parameter {name} is non-finite"
-        if p.grad is not None and not torch.isfinite(p.grad).all():
-            return f"gradient of {name} is non-finite"
-    return ""
+    bad = _non_finite_tensor(model)
+    return f"{bad[1]} is non-finite" if bad is not None else ""
+
+
+def _grads_finite(model: nn.Module) -> bool:
+    """Whether every gradient is finite (one host sync for all of them)."""
+    flags = [torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None]
+    return not flags or bool(torch.stack(flags).all())
+
+
+def _shape_difference(theirs: Any, ours: dict[str, Any]) -> tuple[str, str]:
+    """The first parameter whose shape differs, as two short strings."""
+    theirs = theirs if isinstance(theirs, dict) else {}
+    for name in sorted(set(theirs) | set(ours)):
+        if theirs.get(name) != ours.get(name):
+            return f"{name} {theirs.get(name)}", f"{name} {ours.get(name)}"
+    return "?", "?"
 
 
 def _numpy_rng_state() -> dict[str, Any]:
