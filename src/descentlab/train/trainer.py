@@ -110,7 +110,12 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(
+            f"unknown device {name!r}", hint="use auto, cpu, cuda or cuda:N"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             f"device {name!r} asked for, but CUDA is not available",
@@ -224,13 +229,13 @@ class Trainer:
         elif cfg.early_stopping == "tutorial":
             self.stopper = TutorialEarlyStopping(
                 self.batches_per_epoch,
-                patience=cfg.patience,
+                patience=cfg.effective_patience,
                 patience_increase=cfg.patience_increase,
                 improvement_threshold=cfg.improvement_threshold,
                 validation_frequency=cfg.validation_frequency,
             )
         elif cfg.early_stopping == "epochs":
-            self.stopper = EpochPatience(patience=cfg.patience, min_delta=cfg.min_delta)
+            self.stopper = EpochPatience(patience=cfg.effective_patience, min_delta=cfg.min_delta)
         else:
             self.stopper = NoEarlyStopping()
 
