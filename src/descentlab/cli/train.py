@@ -212,6 +212,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         values.update({k: v for k, v in overrides.items() if k in ("quiet", "device", "threads")})
         values["out"] = str(run)
         cfg = from_mapping(values)
+        if cfg.extra.get("in_memory_dataset"):
+            from descentlab.errors import CheckpointError
+
+            raise CheckpointError(
+                f"{run} was trained on an in-memory dataset that the command line cannot rebuild",
+                hint="resume it from Python: descentlab.fit(data=<the same Dataset>, "
+                "config=..., resume=True)",
+            )
         return _report(fit(config=cfg, resume=True, resume_previous=bool(args.resume_previous)))
     if getattr(args, "out", None):
         overrides["out"] = args.out
