@@ -50,3 +50,43 @@ def test_explain_cli(capsys):
     assert "did you mean 'losses'" in capsys.readouterr().err
     with pytest.raises(ConfigError):
         explain("nothing")
+
+
+def test_landscape_command_wraps_the_landscape_lab(tmp_path, monkeypatch, capsys):
+    """The CLI passes its flags to run_landscape/plot_landscape, whatever else they take."""
+    import sys
+    import types
+
+    calls = {}
+
+    def run_landscape(function, optimizers, steps=100, clip_norm=None, noise=0.0, seed=0):
+        calls["run"] = {"function": function, "optimizers": optimizers, "steps": steps,
+                        "clip_norm": clip_norm, "noise": noise, "seed": seed}  # fmt: skip
+        return "result"
+
+    def plot_landscape(result, out, gif=False):
+        calls["plot"] = (result, str(out), gif)
+        return [out / "paths.png"]
+
+    fake = types.ModuleType("descentlab.experiments.landscape")
+    fake.LANDSCAPES = {"rosenbrock": None, "beale": None}
+    fake.run_landscape = run_landscape
+    fake.plot_landscape = plot_landscape
+    monkeypatch.setitem(sys.modules, "descentlab.experiments.landscape", fake)
+    argv = ["landscape", "--optimizers", "sgd,adam", "--steps", "50", "--clip-norm", "1.5"]
+    assert main([*argv, "--noise", "0.1", "--gif", "--out", str(tmp_path)]) == 0
+    assert calls["run"] == {
+        "function": "rosenbrock",
+        "optimizers": ["sgd", "adam"],
+        "steps": 50,
+        "clip_norm": 1.5,
+        "noise": 0.1,
+        "seed": 0,
+    }
+    assert calls["plot"] == ("result", str(tmp_path), True)
+    assert "paths.png" in capsys.readouterr().out
+    assert main(["landscape", "--function", "rosenbrok", "--out", str(tmp_path)]) == 2
+    assert "did you mean 'rosenbrock'" in capsys.readouterr().err
+    # a flag the lab does not take is an error, not silently dropped
+    assert main(["landscape", "--lr", "0.1", "--out", str(tmp_path)]) == 2
+    assert "--lr" in capsys.readouterr().err

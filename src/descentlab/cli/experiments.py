@@ -228,18 +228,19 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 # ========================================================================= landscape
 def cmd_landscape(args: argparse.Namespace) -> int:
+    import importlib
     import inspect
 
     from descentlab.errors import ConfigError
 
     try:
-        from descentlab.experiments import landscape
+        landscape = importlib.import_module("descentlab.experiments.landscape")
     except ModuleNotFoundError as exc:
         if exc.name != "descentlab.experiments.landscape":
             raise
         raise ConfigError(
-            "the landscape lab is not installed in this build",
-            hint="update descentlab (descentlab/experiments/landscape.py is missing)",
+            "the landscape lab (descentlab.experiments.landscape) is not in this build",
+            hint="update descentlab to a version that has it",
         ) from None
     if args.function not in landscape.LANDSCAPES:
         from descentlab.errors import did_you_mean
