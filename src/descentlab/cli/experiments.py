@@ -79,7 +79,8 @@ def _grid_values(args: argparse.Namespace, typed: dict[str, argparse.Action]) ->
         values = []
         for tok in tokens:
             try:
-                values.append(action.type(tok) if action.type else tok)
+                convert: Any = action.type
+                values.append(convert(tok) if callable(convert) else tok)
             except (argparse.ArgumentTypeError, ValueError) as exc:
                 raise ConfigError(
                     f"bad value {tok!r} for {action.option_strings[0]}: {exc}",

@@ -324,13 +324,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
+    import torch
 
     from descentlab.data.features import read_features
     from descentlab.train import load_run
 
     run = load_run(args.run_dir)
     x = read_features(args.file, label_column=run.config.label_column)
-    proba = run.predict_proba(x)
+    proba = run.predict_proba(torch.from_numpy(x))
     pred = proba.argmax(dim=1).numpy()
     names = run.metadata.get("class_names")
     if args.output:

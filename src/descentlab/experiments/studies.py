@@ -142,8 +142,9 @@ def _mean_curve(histories: Sequence[Sequence[Mapping[str, Any]]], key: str) -> d
 def epoch_ranges(epochs: Sequence[int]) -> str:
     """``[3, 4, 5, 9]`` → ``"3–5, 9"``."""
     epochs = sorted(set(epochs))
-    parts = []
-    start = prev = None
+    parts: list[str] = []
+    start: int | None = None
+    prev = 0
     for e in epochs:
         if start is None:
             start = prev = e
@@ -360,7 +361,7 @@ def batch_size_analysis(ctx: ReportContext) -> list[dict[str, Any]]:
         info: dict[int, dict[str, Any]] = {}
         for b, runs in sorted(by_b.items()):
             hists = [ctx.history(r) for r in runs]
-            best_curve = {}
+            best_curve: dict[int, list[float]] = {}
             for hist in hists:
                 running = math.inf
                 for row in hist:
@@ -389,9 +390,10 @@ def batch_size_analysis(ctx: ReportContext) -> list[dict[str, Any]]:
 
             def acc(x_key: str, budget: float, hists: Sequence = i["hists"]) -> float | None:
                 errs = [best_so_far(h, x_key, budget) for h in hists]
-                if any(e is None for e in errs):
+                known = [e for e in errs if e is not None]
+                if len(known) < len(errs):
                     return None  # some seed had not validated yet within this budget
-                return 1.0 - sum(errs) / len(errs)
+                return 1.0 - sum(known) / len(known)
 
             reach = next((e for e, v in i["mean_best"].items() if v <= target + 1e-12), None)
             table.append(
@@ -622,7 +624,7 @@ def _schedules_plan(settings: StudySettings) -> SweepPlan:
         "exponential": "exp:gamma=0.9" if fast else "exp:gamma=0.97",
         "1/t": "inv:t0=200" if fast else "inv:t0=10000",
     }
-    grid = [
+    grid: list[dict[str, Any]] = [
         {"label": label, "schedule": [spec], "lr": lr_grid(0.3, 1, 2)}
         for label, spec in schedules.items()
     ]
@@ -691,7 +693,7 @@ def _schedules_sections(ctx: ReportContext) -> list[Section]:
 # ==================================================================== regularization
 def _regularization_plan(settings: StudySettings) -> SweepPlan:
     fast = settings.fast
-    grid = [
+    grid: list[dict[str, Any]] = [
         {"label": "none"},
         {"label": "L1", "l1": [1e-5, 1e-4, 1e-3]},
         {"label": "L2", "l2": [1e-5, 1e-4, 1e-3]},
@@ -755,7 +757,7 @@ def _regularization_sections(ctx: ReportContext) -> list[Section]:
         "stopping that is not the model they return.)"
     )
     rows = []
-    stats = []
+    stats: list[tuple[str, float, float, float]] = []
     for s in configuration_summaries(ctx):
         ok = s["ok"]
         if not ok:
@@ -770,7 +772,8 @@ def _regularization_sections(ctx: ReportContext) -> list[Section]:
         gap = valid - train if valid is not None and train is not None else None
         n_test = sum(int(r["n_test"]) for r in ok)
         errs = sum(round(r["model_test_error"] * r["n_test"]) for r in ok)
-        stats.append((s["label"], valid, test, gap))
+        if valid is not None and test is not None and gap is not None:
+            stats.append((s["label"], valid, test, gap))
         rows.append(
             [
                 s["label"],
@@ -925,14 +928,14 @@ def _surrogate_sections(ctx: ReportContext) -> list[Section]:
         fontsize=9,
     )
     lines = ax.get_lines() + ax2.get_lines()
-    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper right")
+    ax.legend(lines, [str(ln.get_label()) for ln in lines], fontsize=8, loc="upper right")
     ax.grid(True, alpha=0.3)
     paths = save_figure(fig, ctx.figures_dir / "surrogate_vs_metric")
     sec.figure(paths[0])
 
-    best_nll_epoch = min(nll, key=nll.get)
-    best_err_epoch = min(err, key=err.get)
-    best_f1_epoch = max(f1, key=f1.get) if f1 else None
+    best_nll_epoch = min(nll, key=lambda e: nll[e])
+    best_err_epoch = min(err, key=lambda e: err[e])
+    best_f1_epoch = max(f1, key=lambda e: f1[e]) if f1 else None
     text = (
         f"Averaged over {len(hists)} seeds, the validation NLL was lowest at epoch "
         f"{best_nll_epoch} ({nll[best_nll_epoch]:.4f}), the validation error at epoch "

@@ -53,6 +53,7 @@ def evaluate(
             predictions[start : start + batch_size] = logits.argmax(dim=1)
         wrong = (predictions != split.y).sum()
         _, _, f1 = precision_recall_f1(split.y, predictions, n_classes)
+        assert not isinstance(f1, list)  # the macro average is one number
         # one host sync for all three numbers
         nll, n_wrong = torch.stack([nll_sum, wrong.double()]).tolist()
         return Evaluation(

@@ -164,7 +164,9 @@ class RunDirectory(Callback):
         if result.best_state is not None:
             model = _with_state(model, result.best_state)
         data = trainer.data
-        stats = {"mean": data.mean, "std": data.std} if data.mean is not None else None
+        stats = None
+        if data.mean is not None and data.std is not None:
+            stats = {"mean": data.mean, "std": data.std}
         save_model(self.path / MODEL_FILE, model, model_metadata(trainer), stats)
         if result.test_predictions is not None:
             buffer = io.BytesIO()
