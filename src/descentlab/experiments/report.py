@@ -714,12 +714,8 @@ def build_report(
 
 def render(title: str, sections: Sequence[Section], out_dir: Path) -> tuple[Path, Path]:
     """Write the report through :func:`descentlab.experiments.render.render_report`."""
-    try:
-        from descentlab.experiments.render import render_report
-    except ModuleNotFoundError as exc:  # the renderer is optional for this module's logic
-        if exc.name != "descentlab.experiments.render":
-            raise
-        return _fallback_render(title, sections, out_dir)
+    from descentlab.experiments.render import render_report
+
     return render_report(title, [_as_render_section(s) for s in sections], out_dir)
 
 
@@ -732,69 +728,3 @@ def _as_render_section(section: Section) -> dict[str, Any]:
             value = str(value)
         blocks.append({"kind": kind, "value": value})
     return {"title": section.title, "blocks": blocks}
-
-
-def _md_table(table: Table) -> list[str]:
-    def esc(text: str) -> str:
-        return str(text).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(esc(c) for c in table.columns) + " |"]
-    lines.append("|" + "---|" * len(table.columns))
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in table.rows]
-    if table.caption:
-        lines += ["", f"*{table.caption}*"]
-    return lines
-
-
-def _fallback_render(title: str, sections: Sequence[Section], out_dir: Path) -> tuple[Path, Path]:
-    """A plain self-contained HTML page (images inlined as base64) and Markdown."""
-    import base64
-    import html
-    import re
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md = [f"# {title}", ""]
-    body = [f"<h1>{html.escape(title)}</h1>"]
-
-    def inline(text: str) -> str:
-        text = html.escape(text)
-        text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-        return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
-
-    for sec in sections:
-        md += [f"## {sec.title}", ""]
-        body.append(f"<h2>{html.escape(sec.title)}</h2>")
-        for kind, value in sec.blocks:
-            if kind == "text":
-                md += [value, ""]
-                body.append(f"<p>{inline(value)}</p>")
-            elif kind == "table":
-                md += [*_md_table(value), ""]
-                head = "".join(f"<th>{html.escape(c)}</th>" for c in value.columns)
-                rows = "".join(
-                    "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                    for row in value.rows
-                )
-                cap = f"<caption>{html.escape(value.caption)}</caption>" if value.caption else ""
-                body.append(f"<table>{cap}<tr>{head}</tr>{rows}</table>")
-            else:
-                fig = Path(value)
-                rel = fig.relative_to(out_dir) if fig.is_relative_to(out_dir) else fig
-                md += [f"![{fig.stem}]({rel.as_posix()})", ""]
-                data = base64.b64encode(fig.read_bytes()).decode("ascii")
-                body.append(
-                    f'<img alt="{html.escape(fig.stem)}" src="data:image/png;base64,{data}">'
-                )
-    style = (
-        "body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-        "padding:.2em .5em;text-align:left}img{max-width:100%}caption{font-size:.85em}"
-    )
-    page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-        f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
-    )
-    html_path, md_path = out_dir / "report.html", out_dir / "report.md"
-    html_path.write_text(page, encoding="utf-8")
-    md_path.write_text("\n".join(md), encoding="utf-8")
-    return html_path, md_path
