@@ -535,7 +535,7 @@ def figures_section(ctx: ReportContext, summaries: Sequence[Mapping[str, Any]]) 
         "previous validation."
     )
     figs = ctx.figures_dir
-    specs = [
+    specs: list[tuple[str, str, str, dict[str, Any], str]] = [
         ("valid_error_vs_epoch", "epoch", "valid_error", {}, "validation error vs epoch"),
         (
             "valid_error_vs_seconds",
