@@ -56,6 +56,7 @@ from descentlab.train.early_stopping import (
     TutorialEarlyStopping,
 )
 from descentlab.train.evaluate import Evaluation, evaluate
+from descentlab.train.fast import DenseFastPath, fast_path_for
 
 
 class TrainingInterrupted(DescentlabError):
@@ -204,6 +205,16 @@ class Trainer:
         # loss (the surrogate being minimized) and the penalty terms
         self.loss_fn = get_loss(cfg.loss)
         self.has_penalty = cfg.l1 > 0 or cfg.l2 > 0
+        # The fast path (train/fast.py) computes the same cost and gradients without
+        # autograd when the model is a plain dense classifier on the NLL; else it is None
+        # and fast_path_reason says why.  It is re-checked at every epoch's start.
+        self.fast_path: DenseFastPath | None = None
+        self.fast_path_reason = "disabled by fast_path=False"
+        self._fuse_sgd = False  # decided at each epoch's start (_sgd_fusable)
+        if cfg.fast_path:
+            self.fast_path, self.fast_path_reason = fast_path_for(
+                self.model, self.loss_fn, l1=cfg.l1, l2=cfg.l2
+            )
 
         # optimizer, schedule, averaging
         params = list(self.model.parameters())
@@ -280,6 +291,10 @@ class Trainer:
         else:  # resuming mid-epoch: replay the same permutation, skip what was done
             self.generator.set_state(self._epoch_rng_state)
         self._emit("on_epoch_start", epoch)
+        if self.fast_path is not None and not self.fast_path.still_valid():
+            # A callback froze parameters or added hooks: autograd from here on.
+            self.fast_path, self.fast_path_reason = None, "the model changed during training"
+        self._fuse_sgd = self.fast_path is not None and self._sgd_fusable()
         last = self.batches_per_epoch - 1
         for x, y in self.batches.iter_from(self.batch_in_epoch):
             loss = self._step(x, y)
@@ -311,16 +326,28 @@ class Trainer:
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One minibatch: θ ← θ + Δθ(∇(cost)), with the cost built in a closure."""
         cfg = self.config
-        model, opt = self.model, self.optimizer
+        model, opt, fast = self.model, self.optimizer, self.fast_path
 
         def closure() -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
-            cost = self.loss_fn(model(x), y)
-            if self.has_penalty:
-                cost = cost + penalty(model, l1=cfg.l1, l2=cfg.l2)
-            if self._check_finite and not torch.isfinite(cost):
-                raise _NonFinite("loss")
-            cost.backward()
+            if fast is not None:
+                # Same cost and gradients, by hand; .grad tensors are overwritten in place.
+                cost = fast.forward(x, y)
+                if self._check_finite and not math.isfinite(cost.item()):
+                    opt.zero_grad(set_to_none=True)  # as the plain path leaves them
+                    raise _NonFinite("loss")
+                rates = fast.sgd_rates(opt) if self._fuse_sgd else None
+                if rates is not None:
+                    fast.backward_sgd_(rates)  # θ ← θ − ε∇ done here; opt.step finds no .grad
+                    return cost
+                fast.backward()
+            else:
+                opt.zero_grad(set_to_none=True)
+                cost = self.loss_fn(model(x), y)
+                if self.has_penalty:
+                    cost = cost + penalty(model, l1=cfg.l1, l2=cfg.l2)
+                if self._check_finite and not torch.isfinite(cost):
+                    raise _NonFinite("loss")
+                cost.backward()
             if cfg.on_nan != "stop" and not _grads_finite(model):
                 raise _NonFinite("gradient")  # skip-batch / lr-backoff: drop it unapplied
             if cfg.clip_norm is not None:
@@ -354,6 +381,22 @@ class Trainer:
         self._loss_sum += loss
         self._loss_count += 1
         return loss
+
+    def _sgd_fusable(self) -> bool:
+        """Whether plain SGD's update may be folded into the fast backward pass.
+
+        Only when nothing between the backward pass and the update looks at ``.grad``:
+        no clipping, no gradient-norm logging, no finiteness check of the gradients
+        (``on_nan`` other than stop), and no step callbacks but descentlab's own.
+        """
+        cfg = self.config
+        return (
+            cfg.clip_norm is None
+            and cfg.clip_value is None
+            and not cfg.log_grad_norm
+            and cfg.on_nan == "stop"
+            and all(type(cb).__module__ == Callback.__module__ for cb in self._step_callbacks)
+        )
 
     @property
     def _check_finite(self) -> bool:

@@ -1,0 +1,167 @@
+"""``descentlab bench optim | train | time-to-target``: timings next to their baselines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _sizes(text: str) -> list[int]:
+    out = []
+    for v in _names(text):
+        scale = 1
+        if v[-1] in "kKmM":
+            scale = 1_000 if v[-1] in "kK" else 1_000_000
+            v = v[:-1]
+        try:
+            out.append(int(float(v) * scale))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected sizes like 1M,25M or 1000000, got {text!r}"
+            ) from None
+    return out
+
+
+def _progress(quiet: bool) -> Any:
+    if quiet:
+        return None
+    return lambda message: print(f"descentlab bench: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_optim(args: argparse.Namespace) -> int:
+    from descentlab.bench.optim import format_optim_table, run_optim_bench
+    from descentlab.bench.timing import thread_limit
+
+    with thread_limit(args.threads):
+        rows = run_optim_bench(
+            sizes=args.sizes,
+            n_tensors=args.tensors,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            optimizers=args.optimizers,
+            device=args.device,
+        )
+    print(json.dumps(rows, indent=2) if args.json else format_optim_table(rows))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from descentlab.bench.train import format_train_table, run_train_bench
+
+    rows = run_train_bench(
+        workloads=args.workloads,
+        contenders=args.contenders,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        subset=args.subset,
+        device=args.device,
+        progress=_progress(args.quiet or args.json),
+    )
+    print(json.dumps(rows, indent=2) if args.json else format_train_table(rows))
+    return 0
+
+
+def cmd_time_to_target(args: argparse.Namespace) -> int:
+    from descentlab.bench.train import format_time_to_target, run_time_to_target
+
+    overrides: dict[str, Any] = {}
+    if args.dataset is not None:
+        overrides["dataset"] = args.dataset
+    if args.subset is not None:
+        overrides["subset"] = args.subset
+    if args.max_epochs is not None:
+        overrides["max_epochs"] = args.max_epochs
+    if args.device is not None:
+        overrides["device"] = args.device
+    result = run_time_to_target(
+        args.target,
+        preset=args.preset,
+        threads=args.threads,
+        data_dir=args.data_dir,
+        **overrides,
+    )
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(format_time_to_target(result))
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks next to their plainly-written baselines",
+        description="Time descentlab against hand-written PyTorch, torch.optim and "
+        "scikit-learn, interleaved in one process (ratios are what to compare).",
+    )
+    bench = p.add_subparsers(dest="bench_command", metavar="BENCH")
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    q = bench.add_parser("optim", help="optimizer step time vs torch.optim")
+    q.add_argument("--sizes", type=_sizes, default=[1_000_000, 25_000_000], help="e.g. 1M,25M")
+    q.add_argument("--tensors", type=int, default=50, help="parameter tensors (default 50)")
+    q.add_argument("--optimizers", type=_names, default=None, help="e.g. sgd,adam (default all)")
+    q.add_argument("--repeats", type=int, default=30, help="timed steps per optimizer")
+    q.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    q.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_optim)
+
+    q = bench.add_parser(
+        "train",
+        help="seconds per epoch vs a hand-written loop, DataLoader and scikit-learn",
+        description="Train each workload with every contender one epoch at a time, "
+        "interleaved, and print the median s/epoch, the range, the speedup over the "
+        "hand-written torch loop and the test error after the timed epochs.",
+    )
+    q.add_argument(
+        "--workloads",
+        type=_names,
+        default=None,
+        help="logreg, mlp-tanh, mlp-adam (default all)",
+    )
+    q.add_argument(
+        "--contenders",
+        type=_names,
+        default=None,
+        help="descentlab, 'descentlab plain', 'torch loop', 'DataLoader loop', scikit-learn "
+        "(default all)",
+    )
+    q.add_argument("--repeats", type=int, default=5, help="timed epochs per contender")
+    q.add_argument("--warmup", type=int, default=1, help="untimed epochs first")
+    q.add_argument("--threads", type=int, default=None, help="CPU threads for every contender")
+    q.add_argument("--dataset", default="mnist", help="dataset name or path (default mnist)")
+    q.add_argument("--data-dir", default=None, help="folder holding mnist/ ...")
+    q.add_argument("--subset", type=int, default=None, help="first N examples of each split")
+    q.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    q.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_train)
+
+    q = bench.add_parser(
+        "time-to-target",
+        help="seconds to reach a test error with the fast preset",
+        description="Train a preset (default fast-mnist) in a child process and report "
+        "when the test error at the best validation point first reached the target, "
+        "the final numbers and the peak memory.",
+    )
+    q.add_argument("--target", type=float, default=0.0165, help="test error (default 0.0165)")
+    q.add_argument("--preset", default="fast-mnist", help="preset to train (default fast-mnist)")
+    q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    q.add_argument("--dataset", default=None, help="override the preset's dataset")
+    q.add_argument("--data-dir", default=None, help="folder holding mnist/ ...")
+    q.add_argument("--subset", type=int, default=None, help="first N examples of each split")
+    q.add_argument("--max-epochs", type=int, default=None, help="override the preset's epochs")
+    q.add_argument("--device", default=None, help="cpu, cuda or auto (default: the preset's)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_time_to_target)

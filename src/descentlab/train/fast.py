@@ -1,0 +1,406 @@
+"""The trainer's fast path: the backward pass of dense classifiers written out by hand.
+
+For descentlab's softmax regression and MLPs trained on the NLL, backpropagation is a
+handful of matrix products.  With ``h⁽⁰⁾ = x`` (flattened), ``L`` hidden layers and
+minibatch size ``N``::
+
+    forward                                   backward (δ = ∂cost/∂·)
+    a⁽ˡ⁾ = h⁽ˡ⁻¹⁾ W⁽ˡ⁾ᵀ + b⁽ˡ⁾                  δz    = (softmax(z) − onehot(y)) / N
+    h⁽ˡ⁾ = dropout(φ(a⁽ˡ⁾))                     ∇W⁽ˡ⁾ = δa⁽ˡ⁾ᵀ h⁽ˡ⁻¹⁾ + 2λ2 W⁽ˡ⁾ + λ1 sign W⁽ˡ⁾
+    z    = h⁽ᴸ⁾ W⁽ᵒᵘᵗ⁾ᵀ + b⁽ᵒᵘᵗ⁾                 ∇b⁽ˡ⁾ = Σ_rows δa⁽ˡ⁾
+    cost = NLL(z, y) + λ1 Σ|W| + λ2 Σ W²         δh⁽ˡ⁻¹⁾ = δa⁽ˡ⁾ W⁽ˡ⁾
+                                                δa⁽ˡ⁾ = φ'(a⁽ˡ⁾) ⊙ mask⁽ˡ⁾ ⊙ δh⁽ˡ⁾
+
+(``φ'`` from the layer's output: ``1 − h²`` for tanh, ``h(1 − h)`` for the sigmoid,
+``[h > 0]`` for relu.)  :class:`DenseFastPath` runs exactly these operations, with the same
+ATen kernels autograd uses for the loss, the nonlinearities and dropout, so the gradients
+equal autograd's up to the rounding of the matrix products.  What it saves, per minibatch:
+
+* autograd's graph: no nodes, no saved tensors, no engine, no ``AccumulateGrad``;
+* allocations: activations and their gradients live in buffers reused every step, and
+  gradients are written into the existing ``.grad`` tensors (``out=``) instead of new ones
+  (the plain path frees them with ``zero_grad(set_to_none=True)`` and allocates again);
+* the L2 term: its gradient ``2λ2·W`` is folded into the weight-gradient product
+  (``addmm(W, δaᵀ, h, beta=2λ2)``), where the plain path builds ``Σ W²`` in the graph and
+  adds a fresh parameter-sized tensor to ``.grad``; its *value* (part of the reported cost)
+  is a BLAS dot product.
+
+Dropout masks are drawn by ``torch.native_dropout``, the kernel behind ``F.dropout``: it
+consumes the same random numbers, so the fast and the plain path stay on the same
+trajectory with dropout too (the tests check it).
+
+The fast path applies to :class:`~descentlab.models.MLP` (without batch norm) and
+:class:`~descentlab.models.LogisticRegression` built by :func:`~descentlab.models.build_model`,
+trained on the NLL, with no hooks on the modules or parameters (nothing that expects
+autograd to run).  :func:`fast_path_for` says why it does not apply otherwise; the trainer
+then uses the plain autograd path, and ``fast_path=False`` forces the plain path.  The
+optimizer is untouched: it is still called as ``optimizer.step(closure)`` and reads
+``.grad``, so Nesterov's look-ahead, clipping, schedules and averaging work as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules import module as _module_globals
+
+from descentlab.losses import nll
+from descentlab.models import MLP, LogisticRegression
+from descentlab.train.config import register_preset
+
+__all__ = ["DenseFastPath", "fast_path_for"]
+
+_aten = torch.ops.aten
+_NLL_MEAN = 1  # ATen's Reduction::Mean
+_IGNORE_INDEX = -100  # F.cross_entropy's default
+
+# ∂h/∂a from the layer's output h, as autograd computes it for each nonlinearity.
+_ACTIVATION_FORWARD: dict[str, Callable[[Tensor], Tensor]] = {
+    "tanh": torch.tanh_,
+    "relu": torch.relu_,
+    "sigmoid": torch.sigmoid_,
+}
+_ACTIVATION_BACKWARD: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "tanh": _aten.tanh_backward.default,
+    "sigmoid": _aten.sigmoid_backward.default,
+    "relu": lambda grad, out: _aten.threshold_backward.default(grad, out, 0),
+}
+
+
+@dataclass
+class _Layer:
+    weight: Tensor
+    bias: Tensor
+    activation: str | None  # None: the output (softmax) layer
+
+
+@dataclass
+class _Buffers:
+    """Per-minibatch-size scratch: pre-activations/outputs and their gradients."""
+
+    hidden: list[Tensor]  # h⁽ˡ⁾ for each hidden layer (a⁽ˡ⁾ is overwritten by φ in place)
+    grad_hidden: list[Tensor]  # δh⁽ˡ⁾, then δa⁽ˡ⁾ in place
+    logits: Tensor
+    log_probs: Tensor
+    one: Tensor  # ∂cost/∂cost, the seed of the backward pass
+
+
+def _global_hooks_present() -> bool:
+    names = (
+        "_global_forward_hooks",
+        "_global_forward_pre_hooks",
+        "_global_backward_hooks",
+        "_global_backward_pre_hooks",
+    )
+    return any(len(getattr(_module_globals, n, {})) for n in names)
+
+
+def _module_hooks_present(model: nn.Module) -> bool:
+    for m in model.modules():
+        for attr in (
+            "_forward_hooks",
+            "_forward_pre_hooks",
+            "_backward_hooks",
+            "_backward_pre_hooks",
+        ):
+            if getattr(m, attr, None):
+                return True
+    return False
+
+
+def _param_hooks_present(params: list[Tensor]) -> bool:
+    return any(
+        getattr(p, "_backward_hooks", None) or getattr(p, "_post_accumulate_grad_hooks", None)
+        for p in params
+    )
+
+
+def fast_path_for(
+    model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], *, l1: float, l2: float
+) -> tuple[DenseFastPath | None, str]:
+    """``(fast_path, "")`` when the fast path applies to ``model``, else ``(None, reason)``."""
+    if loss_fn is not nll:
+        return None, "the loss is not the NLL"
+    if type(model) is LogisticRegression:
+        layers = [_Layer(model.linear.weight, model.linear.bias, None)]
+        dropout = 0.0
+    elif type(model) is MLP:
+        if model.batch_norm:
+            return None, "batch norm needs autograd (its statistics couple the minibatch)"
+        layers = [_Layer(m.weight, m.bias, model.activation) for m in model.hidden_layers]
+        layers.append(_Layer(model.output.weight, model.output.bias, None))
+        dropout = float(model.dropout)
+    else:
+        return None, f"{type(model).__name__} is not a descentlab logreg/mlp model"
+    params = list(model.parameters())
+    if len(params) != 2 * len(layers) or {id(p) for p in params} != {
+        id(t) for layer in layers for t in (layer.weight, layer.bias)
+    }:
+        return None, "the model's parameters were changed after it was built"
+    first = params[0]
+    for p in params:
+        if not p.requires_grad:
+            return None, "some parameters are frozen (requires_grad=False)"
+        if p.layout != torch.strided or not p.is_floating_point() or p.is_complex():
+            return None, "parameters must be dense real floating-point tensors"
+        if p.dtype != first.dtype or p.device != first.device:
+            return None, "parameters must share one dtype and device"
+    if _module_hooks_present(model) or _global_hooks_present() or _param_hooks_present(params):
+        return None, "hooks are registered on the model (they expect autograd)"
+    return DenseFastPath(model, layers, dropout=dropout, l1=l1, l2=l2), ""
+
+
+class DenseFastPath:
+    """Cost and gradients of a dense classifier without autograd (see the module docstring).
+
+    Use as the body of the optimizer's closure::
+
+        cost = fast.forward(x, y)      # keeps what the backward pass needs
+        fast.backward()                # writes every parameter's .grad
+
+    Built by :func:`fast_path_for`, which checks that the model qualifies.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: list[_Layer],
+        *,
+        dropout: float,
+        l1: float,
+        l2: float,
+    ) -> None:
+        self.model = model
+        self.layers = layers
+        self.hidden_layers = layers[:-1]
+        self.output = layers[-1]
+        self.dropout = dropout
+        self.l1 = float(l1)
+        self.l2 = float(l2)
+        self.params = [t for layer in layers for t in (layer.weight, layer.bias)]
+        self.weights = [layer.weight for layer in layers]
+        self._buffers: dict[tuple[int, torch.device, torch.dtype], _Buffers] = {}
+        self._buf: _Buffers | None = None  # those of the last forward()
+        # Saved by forward() for backward().
+        self._x: Tensor | None = None
+        self._y: Tensor | None = None
+        self._masks: list[Tensor | None] = []
+        self._dropped: list[Tensor] = []  # inputs of the next layer (after dropout)
+        self._total_weight: Tensor | None = None
+
+    def still_valid(self) -> bool:
+        """The model still has the parameters and no hooks (checked once per epoch)."""
+        return (
+            [id(p) for p in self.model.parameters()] == [id(p) for p in self.params]
+            and all(p.requires_grad for p in self.params)
+            and not _module_hooks_present(self.model)
+            and not _global_hooks_present()
+            and not _param_hooks_present(self.params)
+        )
+
+    def _buffers_for(self, n: int, like: Tensor) -> _Buffers:
+        key = (n, like.device, like.dtype)
+        buf = self._buffers.get(key)
+        if buf is None:
+            sizes = [layer.weight.shape[0] for layer in self.hidden_layers]
+            k = self.output.weight.shape[0]
+            buf = _Buffers(
+                hidden=[like.new_empty((n, s)) for s in sizes],
+                grad_hidden=[like.new_empty((n, s)) for s in sizes],
+                logits=like.new_empty((n, k)),
+                log_probs=like.new_empty((n, k)),
+                one=like.new_ones(()),
+            )
+            # Keep at most two sizes (the minibatch and a last partial one).
+            if len(self._buffers) >= 2:
+                self._buffers.clear()
+            self._buffers[key] = buf
+        self._buf = buf
+        return buf
+
+    @torch.no_grad()
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """Cost ``NLL(model(x), y) + λ1 Σ|W| + λ2 Σ W²`` (0-dim); keeps what backward needs."""
+        h = x.flatten(1)
+        n = h.shape[0]
+        buf = self._buffers_for(n, self.output.weight)
+        training = self.model.training
+        drop = self.dropout if training else 0.0
+        self._x = h
+        self._masks = []
+        self._dropped = []
+        for layer, out in zip(self.hidden_layers, buf.hidden):
+            torch.addmm(layer.bias, h, layer.weight.t(), out=out)
+            _ACTIVATION_FORWARD[layer.activation](out)  # type: ignore[index]
+            if drop:
+                # native_dropout is the kernel F.dropout runs: same random numbers.
+                h, mask = torch.native_dropout(out, drop, True)
+                self._masks.append(mask)
+            else:
+                h = out
+                self._masks.append(None)
+            self._dropped.append(h)
+        torch.addmm(self.output.bias, h, self.output.weight.t(), out=buf.logits)
+        torch.log_softmax(buf.logits, 1, out=buf.log_probs)
+        cost, self._total_weight = _aten.nll_loss_forward.default(
+            buf.log_probs, y, None, _NLL_MEAN, _IGNORE_INDEX
+        )
+        self._y = y
+        if self.l1 or self.l2:
+            cost = cost + self.penalty_value()
+        return cost
+
+    def penalty_value(self) -> Tensor:
+        """``λ1 Σ|W| + λ2 Σ W²`` over the weight matrices (without building a graph)."""
+        total: Tensor | None = None
+        for w in self.weights:
+            flat = w.detach().reshape(-1)
+            term: Tensor | None = None
+            if self.l2:
+                term = torch.dot(flat, flat) * self.l2
+            if self.l1:
+                l1_term = torch.linalg.vector_norm(flat, 1) * self.l1
+                term = l1_term if term is None else term + l1_term
+            assert term is not None
+            total = term if total is None else total + term
+        assert total is not None
+        return total
+
+    @torch.no_grad()
+    def backward(self) -> None:
+        """Write ∂cost/∂θ into each parameter's ``.grad`` (reusing the tensors there)."""
+        self._backward(None)
+
+    @torch.no_grad()
+    def backward_sgd_(self, rates: list[tuple[float, float]]) -> None:
+        """Backward pass fused with plain SGD (Algorithm 8.1): ``θ ← θ − ε ∇θ``.
+
+        ``rates`` holds ``(ε, λ_wd)`` for each layer, from its optimizer group (the
+        optimizer's decoupled weight decay ``θ ← θ − ελ_wd θ`` included).  Each weight
+        update is done by the gradient's own matrix product,
+        ``W ← (1 − ελ_wd − 2ελ2) W − ε δᵀh  (− ελ1 sign W)``, so neither the gradient
+        nor the update takes a separate pass over ``W``.  The ``.grad`` tensors are
+        released: the optimizer's own step then finds nothing left to apply.
+        """
+        for p in self.params:
+            if p.grad is not None:
+                p.grad = None
+        self._backward(rates)
+
+    def sgd_rates(self, optimizer: torch.optim.Optimizer) -> list[tuple[float, float]] | None:
+        """Per-layer ``(lr, weight_decay)`` if ``optimizer`` is plain SGD on these parameters.
+
+        None when the update cannot be fused: another optimizer, momentum, or a layer's
+        weight and bias in different groups, or parameters it does not hold.
+        """
+        from descentlab.optim import SGD
+
+        if type(optimizer) is not SGD:
+            return None
+        group_of: dict[int, dict] = {}
+        for group in optimizer.param_groups:
+            if group["momentum"] != 0.0 or group["nesterov"]:
+                return None
+            for p in group["params"]:
+                group_of[id(p)] = group
+        rates = []
+        for layer in self.layers:
+            gw, gb = group_of.get(id(layer.weight)), group_of.get(id(layer.bias))
+            if gw is None or gw is not gb:
+                return None
+            rates.append((float(gw["lr"]), float(gw["weight_decay"])))
+        return rates
+
+    def _backward(self, rates: list[tuple[float, float]] | None) -> None:
+        buf = self._buf
+        assert buf is not None and self._x is not None and self._y is not None, "forward() first"
+        g = _aten.nll_loss_backward.default(
+            buf.one,
+            buf.log_probs,
+            self._y,
+            None,
+            _NLL_MEAN,
+            _IGNORE_INDEX,
+            self._total_weight,
+        )
+        # δz = (softmax(z) − onehot(y)) / N, by the kernel autograd would use.
+        delta = torch._log_softmax_backward_data(g, buf.log_probs, 1, buf.log_probs.dtype)
+        inputs = [self._x, *self._dropped]
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            dh: Tensor | None = None
+            if i > 0:
+                # δh⁽ⁱ⁾ = δa⁽ⁱ⁺¹⁾ W⁽ⁱ⁺¹⁾, with W before this step's update.
+                dh = torch.mm(delta, layer.weight, out=buf.grad_hidden[i - 1])
+            if rates is None:
+                self._weight_grad(layer.weight, delta, inputs[i])
+                torch.sum(delta, 0, out=_grad_buffer(layer.bias))
+            else:
+                self._sgd_update(layer, delta, inputs[i], *rates[i])
+            if dh is None:
+                break
+            mask = self._masks[i - 1]
+            if mask is not None:
+                dh = _aten.native_dropout_backward.default(dh, mask, 1.0 / (1.0 - self.dropout))
+            act = self.hidden_layers[i - 1].activation
+            delta = _ACTIVATION_BACKWARD[act](dh, buf.hidden[i - 1])  # type: ignore[index]
+        self._x = self._y = None
+        self._dropped = []
+        self._masks = []
+
+    def _weight_grad(self, weight: Tensor, delta: Tensor, h_in: Tensor) -> None:
+        """``∇W = δᵀ h + 2λ2 W (+ λ1 sign W)`` written into ``weight.grad``."""
+        grad = _grad_buffer(weight)
+        if self.l2:
+            # The L2 gradient rides along in the product's epilogue: no extra pass over W.
+            torch.addmm(weight, delta.t(), h_in, beta=2.0 * self.l2, out=grad)
+        else:
+            torch.mm(delta.t(), h_in, out=grad)
+        if self.l1:
+            grad.add_(torch.sign(weight), alpha=self.l1)
+
+    def _sgd_update(
+        self, layer: _Layer, delta: Tensor, h_in: Tensor, lr: float, weight_decay: float
+    ) -> None:
+        """``θ ← θ − ε(∇θ) − ελ_wd θ`` for one layer, the weight's inside its product."""
+        w, b = layer.weight, layer.bias  # in place: the caller runs under no_grad
+        sign = torch.sign(w) if self.l1 else None  # of θ before the step
+        w.addmm_(delta.t(), h_in, beta=1.0 - lr * weight_decay - 2.0 * lr * self.l2, alpha=-lr)
+        if sign is not None:
+            w.add_(sign, alpha=-lr * self.l1)
+        if weight_decay:
+            b.mul_(1.0 - lr * weight_decay)
+        b.add_(delta.sum(0), alpha=-lr)
+
+
+def _grad_buffer(p: Tensor) -> Tensor:
+    """``p.grad`` to be overwritten; created when absent (e.g. after ``zero_grad(None)``)."""
+    g = p.grad
+    if g is None or g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+        g = torch.empty_like(p, memory_format=torch.contiguous_format)
+        p.grad = g
+    return g
+
+
+# ------------------------------------------------------------------ the fast-MNIST preset
+# The quickest route to the tutorial MLP's 1.65% MNIST test error that this toolkit has,
+# chosen on the validation set only (docs/performance.md has the sweep and the numbers).
+register_preset(
+    "fast-mnist",
+    {
+        "dataset": "mnist",
+        "model": "mlp",
+        "hidden": (800,),
+        "activation": "relu",
+        "optimizer": "adam",
+        "lr": 0.001,
+        "batch_size": 128,
+        "schedule": "linear:tau_epochs=20,final_ratio=0.01",
+        "max_epochs": 20,
+        "early_stopping": "none",
+    },
+    help="MLP 800 relu, Adam, linearly decayed lr, 20 epochs: 1.65% test error fast",
+)

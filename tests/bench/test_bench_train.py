@@ -1,0 +1,152 @@
+"""``bench train`` and ``bench time-to-target`` run end to end at toy size (no timing claims)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from descentlab.bench.timing import interleaved, summarize, thread_limit
+from descentlab.bench.train import (
+    CONTENDERS,
+    format_time_to_target,
+    format_train_table,
+    run_time_to_target,
+    run_train_bench,
+)
+from descentlab.cli.main import main
+from descentlab.errors import ConfigError
+from descentlab.train.config import PRESETS
+
+
+def test_train_bench_rows_are_sane():
+    rows = run_train_bench(
+        workloads=["logreg", "mlp-tanh"], dataset="digits", repeats=2, warmup=0, threads=1
+    )
+    assert [(r["workload"], r["contender"]) for r in rows] == [
+        (w, c) for w in ("logreg", "mlp-tanh") for c in CONTENDERS
+    ]
+    for r in rows:
+        assert 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
+        assert 0.0 <= r["test_error"] <= 1.0
+        assert r["epochs"] == 2 and r["threads"] == 1
+        assert r["speedup"] == pytest.approx(
+            next(
+                q["median_s"]
+                for q in rows
+                if q["workload"] == r["workload"] and q["contender"] == "torch loop"
+            )
+            / r["median_s"]
+        )
+    by = {(r["workload"], r["contender"]): r for r in rows}
+    assert by[("mlp-tanh", "descentlab")]["fast_path"] is True
+    assert by[("mlp-tanh", "descentlab plain")]["fast_path"] is False
+    assert by[("mlp-tanh", "scikit-learn")]["detail"] == "MLPClassifier"
+    # Two epochs of minibatches of 20 on digits learn something (chance is 90% error).
+    for contender in ("descentlab", "descentlab plain", "torch loop", "DataLoader loop"):
+        assert by[("mlp-tanh", contender)]["test_error"] < 0.5, contender
+    table = format_train_table(rows)
+    assert "mlp-tanh" in table and "DataLoader loop" in table and "speedup" in table
+
+
+def test_train_bench_rejects_unknown_names():
+    with pytest.raises(ConfigError, match="workload"):
+        run_train_bench(workloads=["mlp-tahn"], dataset="digits")
+    with pytest.raises(ConfigError, match="contender"):
+        run_train_bench(contenders=["pytorch"], dataset="digits")
+
+
+def test_interleaved_alternates_order_and_counts():
+    calls: list[str] = []
+    times = interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1
+    )
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert [len(v) for v in times.values()] == [3, 3]
+    stats = summarize([3.0, 1.0, 2.0])
+    assert stats == {"median_s": 2.0, "min_s": 1.0, "max_s": 3.0}
+    with pytest.raises(ConfigError):
+        interleaved({"a": lambda: None}, repeats=0)
+
+
+def test_thread_limit_restores_the_setting():
+    import torch
+
+    before = torch.get_num_threads()
+    with thread_limit(1) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ConfigError), thread_limit(0):
+        pass
+
+
+def test_fast_mnist_preset_is_registered():
+    assert "fast-mnist" in PRESETS
+    assert PRESETS["fast-mnist"]["model"] == "mlp"
+
+
+def test_time_to_target_in_process():
+    result = run_time_to_target(0.5, dataset="digits", max_epochs=2, threads=1, subprocess=False)
+    assert result["reached"] is True
+    assert 0 < result["seconds_to_target"] <= result["train_seconds"]
+    assert result["epoch_at_target"] in (1, 2)
+    assert result["test_error"] <= 0.5
+    assert result["fast_path"] is True
+    assert result["peak_rss_mb"] > 0
+    assert "reached test error" in format_time_to_target(result)
+
+
+def test_cli_bench_time_to_target_in_a_child_process(capsys):
+    code = main(
+        [
+            "bench",
+            "time-to-target",
+            "--dataset",
+            "digits",
+            "--max-epochs",
+            "1",
+            "--target",
+            "0.001",
+            "--threads",
+            "1",
+            "--json",
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["reached"] is False and result["seconds_to_target"] is None
+    assert result["epochs_run"] == 1
+    # A child that imported torch and trained: tens to hundreds of MB, not bytes or TB.
+    assert 20 < result["peak_rss_mb"] < 4000
+
+
+def test_cli_bench_train_json(capsys):
+    code = main(
+        [
+            "bench",
+            "train",
+            "--dataset",
+            "digits",
+            "--workloads",
+            "mlp-adam",
+            "--contenders",
+            "descentlab,torch loop",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--json",
+        ]
+    )
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["contender"] for r in rows] == ["descentlab", "torch loop"]
+    assert rows[1]["speedup"] == 1.0
+
+
+def test_cli_bench_rejects_a_bad_workload(capsys):
+    code = main(["bench", "train", "--dataset", "digits", "--workloads", "nope"])
+    assert code == 2
+    assert "unknown benchmark workload" in capsys.readouterr().err

@@ -1,0 +1,239 @@
+"""The trainer's fast path (train/fast.py) must follow the plain autograd path's trajectory.
+
+Every test runs the same configuration twice — fast path on and off — from the same seed
+and compares the parameters and the recorded costs.  Differences may only come from the
+rounding of the matrix products (float32).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from descentlab.data import load_dataset
+from descentlab.errors import DivergenceError
+from descentlab.train import Callback, TrainConfig, Trainer
+from descentlab.train.fast import DenseFastPath, fast_path_for
+
+# float32 products summed in another order: a few ulps per step, compounding over steps.
+RTOL, ATOL = 1e-4, 1e-5
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _trainer(data, fast: bool, **options) -> Trainer:
+    values = {"dataset": "digits", "quiet": True, "early_stopping": "none", "max_epochs": 2}
+    cfg = TrainConfig(**{**values, **options, "fast_path": fast})
+    return Trainer(cfg, data=data)
+
+
+def _run_pair(data, **options) -> tuple[Trainer, Trainer]:
+    # One after the other: dropout draws from the global generator each trainer seeds.
+    fast = _trainer(data, True, **options)
+    fast.fit()
+    plain = _trainer(data, False, **options)
+    plain.fit()
+    return fast, plain
+
+
+def _assert_same_trajectory(fast: Trainer, plain: Trainer) -> None:
+    for (name, p), q in zip(fast.model.named_parameters(), plain.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=RTOL, atol=ATOL, msg=f"parameter {name}")
+    assert len(fast.history) == len(plain.history)
+    for a, b in zip(fast.history, plain.history):
+        assert a["train_nll"] == pytest.approx(b["train_nll"], rel=1e-5)
+        assert a["valid_error"] == pytest.approx(b["valid_error"], abs=2.5 / 360)
+
+
+COMBOS = {
+    "logreg-sgd": dict(model="logreg", batch_size=20),
+    "tanh-sgd-l2 (fused update)": dict(
+        model="mlp", hidden=(64,), activation="tanh", lr=0.05, l2=1e-3, batch_size=20
+    ),
+    "relu-adam-shuffle": dict(
+        model="mlp",
+        hidden=(64, 32),
+        activation="relu",
+        optimizer="adam",
+        lr=1e-3,
+        batch_size=16,
+        shuffle=True,
+    ),
+    "sigmoid-nesterov-l1-l2": dict(
+        model="mlp",
+        hidden=(48,),
+        activation="sigmoid",
+        optimizer="nesterov",
+        lr=0.05,
+        l1=1e-4,
+        l2=1e-4,
+        batch_size=10,
+    ),
+    "relu-dropout-clip": dict(
+        model="mlp",
+        hidden=(64,),
+        activation="relu",
+        dropout=0.3,
+        lr=0.05,
+        batch_size=10,
+        clip_norm=1.0,
+    ),
+    "tanh-dropout-sgd (fused update)": dict(
+        model="mlp", hidden=(32, 32), dropout=0.2, lr=0.05, batch_size=25, shuffle=True
+    ),
+    "sgd-weight-decay-l1-schedule (fused update)": dict(
+        model="mlp",
+        hidden=(40,),
+        lr=0.1,
+        weight_decay=1e-3,
+        l1=1e-4,
+        schedule="linear:tau_epochs=1,final_ratio=0.1",
+        batch_size=32,
+        drop_last=False,
+    ),
+    "rmsprop-momentum-l2": dict(
+        model="mlp",
+        hidden=(32,),
+        optimizer="rmsprop",
+        lr=1e-3,
+        momentum=0.9,
+        l2=1e-3,
+        batch_size=20,
+    ),
+}
+
+
+@pytest.mark.parametrize("options", list(COMBOS.values()), ids=list(COMBOS))
+def test_fast_path_follows_the_plain_trajectory(digits, options):
+    fast, plain = _run_pair(digits, **options)
+    assert fast.fast_path is not None, fast.fast_path_reason
+    assert plain.fast_path is None
+    _assert_same_trajectory(fast, plain)
+
+
+def test_fused_sgd_is_used_only_when_nothing_reads_the_gradients(digits):
+    fused = _trainer(digits, True, model="mlp", hidden=(16,), batch_size=50, max_epochs=1)
+    fused.fit()
+    assert fused._fuse_sgd
+    assert all(p.grad is None for p in fused.model.parameters())
+
+    clipped = _trainer(
+        digits, True, model="mlp", hidden=(16,), batch_size=50, max_epochs=1, clip_norm=1.0
+    )
+    clipped.fit()
+    assert not clipped._fuse_sgd
+    assert all(p.grad is not None for p in clipped.model.parameters())
+
+    class GradWatcher(Callback):
+        def on_step(self, trainer, iteration, loss):
+            self.seen = [p.grad is not None for p in trainer.model.parameters()]
+
+    watcher = GradWatcher()
+    cfg = TrainConfig(
+        dataset="digits", quiet=True, model="mlp", hidden=(16,), batch_size=50, max_epochs=1
+    )
+    watched = Trainer(cfg, data=digits, callbacks=[watcher])
+    watched.fit()
+    assert watched.fast_path is not None and not watched._fuse_sgd
+    assert all(watcher.seen)
+
+
+def test_gradients_equal_autograd_on_one_minibatch(digits):
+    torch.manual_seed(0)
+    from descentlab.losses import nll, penalty
+    from descentlab.models import build_model
+
+    model = build_model("mlp", (1, 8, 8), 10, hidden=(30, 20), activation="tanh")
+    x, y = digits.train.x[:40], digits.train.y[:40]
+    fast, reason = fast_path_for(model, nll, l1=1e-3, l2=1e-2)
+    assert isinstance(fast, DenseFastPath), reason
+    cost = fast.forward(x, y)
+    fast.backward()
+    ours = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    expected = nll(model(x), y) + penalty(model, l1=1e-3, l2=1e-2)
+    expected.backward()
+    assert cost.item() == pytest.approx(expected.item(), rel=1e-6)
+    for g, p in zip(ours, model.parameters()):
+        torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        (dict(model="mlp", hidden=(16,), batch_norm=True), "batch norm"),
+        (dict(model="mlp", hidden=(16,), loss="mse"), "not the NLL"),
+    ],
+)
+def test_fast_path_falls_back_where_it_does_not_apply(digits, options, reason):
+    trainer = _trainer(digits, True, batch_size=50, **options)
+    assert trainer.fast_path is None
+    assert reason in trainer.fast_path_reason
+
+
+def test_a_users_own_module_trains_by_autograd(digits):
+    cfg = TrainConfig(dataset="digits", quiet=True, batch_size=50, max_epochs=1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    trainer = Trainer(cfg, data=digits, model=model)
+    assert trainer.fast_path is None
+    assert "not a descentlab logreg/mlp" in trainer.fast_path_reason
+    trainer.fit()
+
+
+def test_fast_path_off_when_hooks_or_frozen_parameters(digits):
+    from descentlab.losses import nll
+    from descentlab.models import build_model
+
+    model = build_model("mlp", (1, 8, 8), 10, hidden=(8,))
+    handle = model.output.register_forward_hook(lambda m, i, o: None)
+    assert fast_path_for(model, nll, l1=0, l2=0)[0] is None
+    handle.remove()
+    assert fast_path_for(model, nll, l1=0, l2=0)[0] is not None
+    model.output.bias.requires_grad_(False)
+    assert "frozen" in fast_path_for(model, nll, l1=0, l2=0)[1]
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    assert fast_path_for(plain, nll, l1=0, l2=0)[0] is None
+
+
+def test_a_hook_added_by_a_callback_switches_to_autograd_at_the_next_epoch(digits):
+    calls = []
+
+    class AddsHook(Callback):
+        def on_train_start(self, trainer):
+            trainer.model.output.register_forward_hook(lambda m, i, o: calls.append(1))
+
+    cfg = TrainConfig(
+        dataset="digits", quiet=True, model="mlp", hidden=(8,), batch_size=100, max_epochs=1
+    )
+    trainer = Trainer(cfg, data=digits, callbacks=[AddsHook()])
+    trainer.fit()
+    assert trainer.fast_path is None and "changed" in trainer.fast_path_reason
+    assert calls  # the hook ran: the model was called through autograd
+
+
+def test_divergence_is_reported_on_the_fast_path_too(digits):
+    for fast in (True, False):
+        trainer = _trainer(
+            digits, fast, model="mlp", hidden=(16,), activation="relu", lr=1e12, batch_size=20
+        )
+        with pytest.raises(DivergenceError):
+            trainer.fit()
+
+
+def test_skip_batch_on_the_fast_path_leaves_no_stale_gradients(digits):
+    trainer = _trainer(digits, True, model="mlp", hidden=(16,), batch_size=20, on_nan="skip-batch")
+    x, y = digits.train.x[:20], digits.train.y[:20]
+    trainer._step(x, y)  # a good step leaves gradients (or, fused, none) behind
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    loss = trainer._step(torch.full_like(x, math.nan), y)
+    assert math.isnan(loss.item())
+    assert trainer.skipped_batches == 1
+    assert all(p.grad is None for p in trainer.model.parameters())
+    for p, q in zip(trainer.model.parameters(), before):
+        assert torch.equal(p, q)  # nothing was applied
