@@ -246,7 +246,8 @@ def format_optim_table(rows: Sequence[dict[str, Any]]) -> str:
         r = rows[0]
         out.append(
             f"(median of {r['repeats']} interleaved steps, float32 on {r['device']}, "
-            f"{r['threads']} threads; ratio < 1: descentlab faster)"
+            f"{r['threads']} thread{'s' if r['threads'] != 1 else ''}; "
+            "ratio < 1: descentlab faster)"
         )
     return "\n".join(out)
 
