@@ -8,6 +8,8 @@ problem and the fix, so the CLI can print it as-is and exit with
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class DescentlabError(Exception):
     """Base class for user-facing errors: one line, problem and fix."""
@@ -43,7 +45,7 @@ class DivergenceError(DescentlabError):
     exit_code = 3
 
 
-def closest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:
+def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate most similar to ``word`` (for "did you mean ...?" hints)."""
     import difflib
 
@@ -51,8 +53,9 @@ def closest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> st
     return match[0] if match else None
 
 
-def did_you_mean(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str:
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """A hint naming the closest valid choice, or listing the choices."""
+    candidates = list(candidates)
     best = closest(word, candidates)
     if best is not None:
         return f"did you mean {best!r}?"

@@ -39,7 +39,9 @@ class EarlyStopping(Protocol):
 
     best: float
     best_iteration: int
-    stop_iteration: float
+
+    @property
+    def stop_iteration(self) -> float: ...
 
     def validation_due(self, iteration: int, end_of_epoch: bool) -> bool: ...
 

@@ -224,7 +224,8 @@ class Trainer:
             self.optimizer = optimizer
         else:
             self.optimizer = optimizer(params)
-        self.schedule = build_schedule(
+        # Any: our schedules add `.interval` to torch's LRScheduler interface
+        self.schedule: Any = build_schedule(
             cfg.schedule, self.optimizer, steps_per_epoch=self.batches_per_epoch
         )
         self.averager: PolyakAverage | EMA | None = None
@@ -369,7 +370,8 @@ class Trainer:
             return cost
 
         try:
-            loss = opt.step(closure)
+            # torch's stub types the closure as returning float; ours returns the loss tensor
+            loss: Any = opt.step(closure)  # type: ignore[arg-type]
         except _NonFinite:
             return self._non_finite(x)
         assert loss is not None, "optimizer.step(closure) must return the closure's loss"
@@ -880,7 +882,7 @@ def _numpy_rng_state() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "name": name,
-        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
         "pos": int(pos),
         "has_gauss": int(has_gauss),
         "cached": float(cached),
