@@ -282,19 +282,13 @@ def _report(result: Any) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from descentlab.data import load_dataset
     from descentlab.train import evaluate, load_run
+    from descentlab.train.trainer import load_data
 
     run = load_run(args.run_dir)
     cfg = run.config
-    data = load_dataset(
-        args.dataset or cfg.dataset,
-        data_dir=args.data_dir or cfg.data_dir,
-        offline=cfg.offline,
-        standardize=cfg.standardize,
-        label_column=cfg.label_column,
-        seed=cfg.seed,
-        subset=cfg.subset,
+    data = load_data(
+        cfg, dataset=args.dataset or cfg.dataset, data_dir=args.data_dir or cfg.data_dir
     )
     split = getattr(data, args.split)
     result = evaluate(run.model, split, n_classes=data.n_classes)

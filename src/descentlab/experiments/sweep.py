@@ -919,23 +919,15 @@ def _chosen_runs(
 
 def _preflight(plan: SweepPlan) -> None:
     """Fail now, not forty times later: every run's options, every dataset, every batch size."""
-    from descentlab.data import load_dataset
     from descentlab.train.config import from_mapping
+    from descentlab.train.trainer import load_data
 
     configs = [from_mapping(train_options(run)) for run in plan.runs()]
     sizes: dict[tuple[Any, ...], int] = {}
     for cfg in configs:
         key = (cfg.dataset, cfg.data_dir, cfg.offline, cfg.label_column, cfg.subset)
         if key not in sizes:
-            data = load_dataset(
-                cfg.dataset,
-                data_dir=cfg.data_dir,
-                offline=cfg.offline,
-                standardize=cfg.standardize,
-                label_column=cfg.label_column,
-                seed=cfg.seed,
-                subset=cfg.subset,
-            )
+            data = load_data(cfg)
             sizes[key] = int(data.train.y.shape[0])
         if cfg.batch_size > sizes[key]:
             raise ConfigError(

@@ -125,6 +125,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def load_data(cfg: TrainConfig, **overrides: Any) -> Dataset:
+    """The dataset a config names, loaded with the config's data options (or ``overrides``)."""
+    options: dict[str, Any] = {
+        "data_dir": cfg.data_dir,
+        "offline": cfg.offline,
+        "standardize": cfg.standardize,
+        "label_column": cfg.label_column,
+        "seed": cfg.seed,
+        "subset": cfg.subset,
+    }
+    options.update(overrides)
+    return load_dataset(options.pop("dataset", cfg.dataset), **options)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -161,15 +175,7 @@ class Trainer:
 
         # dataset → batches
         if data is None:
-            data = load_dataset(
-                cfg.dataset,
-                data_dir=cfg.data_dir,
-                offline=cfg.offline,
-                standardize=cfg.standardize,
-                label_column=cfg.label_column,
-                seed=cfg.seed,
-                subset=cfg.subset,
-            )
+            data = load_data(cfg)
         self.data = data.to(self.device)
         n_train = self.data.train.y.shape[0]
         if cfg.batch_size > n_train:
