@@ -128,3 +128,17 @@ def test_landscape_command_writes_the_files(tmp_path, capsys):
     assert (out / "saddle.png").read_bytes()[:8] == PNG_MAGIC
     assert (out / "saddle.svg").is_file() and not (out / "saddle.gif").exists()
     assert main(["landscape", "--function", "nope", "--out", str(out)]) == 2
+
+
+def test_gif_without_pillow_is_a_clear_error(tmp_path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "PIL" else real_find_spec(name, *a),
+    )
+    result = run_landscape("quadratic", ["sgd"], steps=3)
+    with pytest.raises(ConfigError, match="Pillow"):
+        plot_landscape(result, tmp_path, gif=True)

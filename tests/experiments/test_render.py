@@ -194,3 +194,70 @@ def test_missing_figure_is_reported_not_raised(tmp_path):
 def test_malformed_sections_are_config_errors(tmp_path, sections, match):
     with pytest.raises(ConfigError, match=match):
         render_report("t", sections, tmp_path)
+
+
+def test_simple_sections_with_raw_numbers_and_winner_columns(tmp_path):
+    from types import SimpleNamespace
+
+    fig = _png(tmp_path / "figures" / "lr.png")
+    table = {
+        "columns": ["optimizer", "valid error", "test error", "accuracy"],
+        "rows": [
+            ["sgd", 0.0183, 0.0191, 0.9817],
+            {"accuracy": 0.9829, "optimizer": "adam", "valid error": 0.0171, "test error": None},
+            ["nesterov", 0.0171, float("nan"), 0.9829],
+        ],
+        # valid error lower-is-better via the list form; accuracy via the mapping form
+        "winner": {"valid error": "min", "test error": "min", "accuracy": "max"},
+        "caption": "3 seeds",
+    }
+    sections = [
+        {"heading": "Final <errors>", "paragraphs": ["a & b"], "tables": [table], "images": [fig]},
+        SimpleNamespace(heading="Object form", paragraphs="one string", tables=(), images=()),
+    ]
+    html_path, md_path = render_report("Simple", sections, tmp_path)
+    raw = html_path.read_text(encoding="utf-8")
+    page = _Page()
+    page.feed(raw)
+    assert page.external == [] and page.scripts == 0
+    assert len(page.images) == 1 and page.images[0].startswith("data:image/png;base64,")
+    assert "<h2" in raw and "Final &lt;errors&gt;</h2>" in raw and "a &amp; b" in raw
+    (rows,) = page.tables
+    body = rows[1:]
+    assert [c for c, _ in body[1]] == ["adam", f"0.0171 {MARKER}", "–", f"0.9829 {MARKER}"]
+    bold = {(r, c) for r, row in enumerate(body) for c, (_, b) in enumerate(row) if b}
+    # ties all win; None and NaN never do
+    assert bold == {(1, 1), (2, 1), (0, 2), (1, 3), (2, 3)}
+    assert [c for c, _ in body[2]][2] == "nan"
+    md = md_path.read_text(encoding="utf-8")
+    assert "## Object form" in md and "one string" in md
+    assert "![lr](figures/lr.png)" in md
+
+    listed = {**table, "winner": ["valid error"]}
+    html_path, _ = render_report("L", [{"heading": "h", "tables": [listed]}], tmp_path / "l")
+    page = _Page()
+    page.feed(html_path.read_text(encoding="utf-8"))
+    assert {
+        (r, c) for r, row in enumerate(page.tables[0][1:]) for c, (_, b) in enumerate(row) if b
+    } == {(1, 1), (2, 1)}
+
+
+@pytest.mark.parametrize(
+    ("section", "match"),
+    [
+        ({"heading": "h", "paragraph": ["typo"]}, "unknown key 'paragraph'"),
+        (
+            {"heading": "h", "tables": [{"columns": ["a"], "rows": [[1]], "winner": ["b"]}]},
+            "winner column 'b'",
+        ),
+        (
+            {"heading": "h", "tables": [{"columns": ["a"], "rows": [[1]], "winner": {"a": "low"}}]},
+            "'min' or 'max'",
+        ),
+        ({"heading": "h", "tables": [{"columns": ["a"], "rows": [{"b": 1}]}]}, "not a column"),
+        ({"heading": "h", "tables": [{"columns": ["a"], "rows": [[1, 2]]}]}, "2 cells"),
+    ],
+)
+def test_malformed_simple_sections_are_config_errors(tmp_path, section, match):
+    with pytest.raises(ConfigError, match=match):
+        render_report("t", [section], tmp_path)

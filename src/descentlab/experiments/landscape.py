@@ -35,6 +35,7 @@ diverged; nothing raises.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -568,6 +569,14 @@ def _write_gif(result: LandscapeResult, path: Path, frames: int = 40, fps: int =
     """
     from matplotlib.animation import PillowWriter
     from matplotlib.ticker import NullLocator
+
+    # PillowWriter.isAvailable() is always True; without Pillow it would fail late and
+    # obscurely, at the first frame, so look for the module itself up front.
+    if importlib.util.find_spec("PIL") is None:
+        raise ConfigError(
+            "writing a GIF needs the Pillow package, which is not installed",
+            hint="pip install pillow, or drop --gif / gif=True",
+        )
 
     fig, ax, ax_loss, _ = _figure(result, n=100)
     styles = _style(result)

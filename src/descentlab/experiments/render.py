@@ -13,6 +13,22 @@ A report is a title and a list of sections; each section is a mapping ::
 
 (:mod:`descentlab.experiments.report` builds exactly this from its ``Section`` objects.)
 
+A section may also be given in a simpler form, as a mapping or any object with these
+attributes, with raw (unformatted) table values::
+
+    {"heading": "Final errors",
+     "paragraphs": ["..."],
+     "tables": [{"columns": ["optimizer", "valid error", "accuracy"],
+                 "rows": [["sgd", 0.0183, 0.9817], ["adam", 0.0171, 0.9829]],
+                 "winner": ["valid error"],          # lower is better; or
+                 # "winner": {"valid error": "min", "accuracy": "max"},
+                 "caption": "..."}],
+     "images": ["figures/curves.png"]}
+
+Numbers are then formatted to four significant digits (``None`` shows as "–"), and
+the lowest (or highest) number of each ``winner`` column is marked; ties are all
+marked, and ``None``/NaN never win.
+
 * ``report.html`` depends on nothing outside itself: images are embedded as base64
   ``data:`` URIs, the style sheet is inline, no script, no font, no link to fetch.  It
   can be mailed, archived or opened offline years later and look the same.
@@ -76,15 +92,134 @@ figcaption{font-size:.85em;color:#556}code{background:#eef1f6;padding:0 .25em;bo
 """
 
 
+# ===================================================================== simple sections
+_SIMPLE_KEYS = ("heading", "paragraphs", "tables", "images")
+
+
+def _field(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+
+def _is_simple(sec: Any) -> bool:
+    if isinstance(sec, Mapping):
+        return "heading" in sec and "title" not in sec
+    return getattr(sec, "heading", None) is not None
+
+
+def _cell_text(value: Any) -> str:
+    """A raw table value as text: 4 significant digits, "–" for not measured."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"  # nan and inf spell themselves out
+    return str(value)
+
+
+def _is_score(value: Any) -> bool:
+    """A value that can win a column: a real, non-NaN number."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _winner_cells(table: Mapping[str, Any], where: str) -> list[tuple[int, int]]:
+    """(row, column) of the best value of every ``winner`` column; ties all win."""
+    spec = table.get("winner")
+    if not spec:
+        return []
+    if isinstance(spec, str):
+        spec = {spec: "min"}
+    elif not isinstance(spec, Mapping):
+        spec = {name: "min" for name in spec}  # a list names lower-is-better columns
+    columns = [str(c) for c in table["columns"]]
+    cells = []
+    for name, mode in spec.items():
+        if str(name) not in columns:
+            raise ConfigError(
+                f"winner column {name!r} of a table in report section {where!r} is not a column",
+                hint="columns are: " + ", ".join(columns),
+            )
+        if mode not in ("min", "max"):
+            raise ConfigError(
+                f"winner of column {name!r} must be 'min' or 'max', got {mode!r}",
+                hint="a list of names means lower is better",
+            )
+        c = columns.index(str(name))
+        scores = [(row[c], r) for r, row in enumerate(table["rows"]) if _is_score(row[c])]
+        if scores:
+            best = (min if mode == "min" else max)(v for v, _ in scores)
+            cells += [(r, c) for v, r in scores if v == best]
+    return cells
+
+
+def _from_simple(sec: Any) -> dict[str, Any]:
+    """A ``heading/paragraphs/tables/images`` section as a ``title/blocks`` one."""
+    title = str(_field(sec, "heading"))
+    if isinstance(sec, Mapping):
+        unknown = sorted(set(sec) - set(_SIMPLE_KEYS), key=str)
+        if unknown:
+            raise ConfigError(
+                f"report section {title!r} has an unknown key {unknown[0]!r}",
+                hint="a section has " + ", ".join(_SIMPLE_KEYS),
+            )
+    blocks: list[dict[str, Any]] = []
+    paragraphs = _field(sec, "paragraphs") or ()
+    for text in [paragraphs] if isinstance(paragraphs, str) else paragraphs:
+        blocks.append({"kind": "text", "value": str(text)})
+    for table in _field(sec, "tables") or ():
+        if not isinstance(table, Mapping):
+            table = {
+                k: getattr(table, k)
+                for k in ("columns", "rows", "caption", "winner")
+                if hasattr(table, k)
+            }
+        if "columns" in table and "rows" in table:
+            # Dict rows are read by column name, so their key order does not matter.
+            names = list(table["columns"])
+            rows = []
+            for k, row in enumerate(table["rows"]):
+                if isinstance(row, Mapping):
+                    extra = [key for key in row if key not in names]
+                    if extra:
+                        raise ConfigError(
+                            f"row {k} of a table in report section {title!r} has a value for "
+                            f"{extra[0]!r}, which is not a column",
+                            hint="add it to columns or drop it from the row",
+                        )
+                    row = [row.get(name) for name in names]
+                rows.append(list(row))
+            table = {**table, "rows": rows}
+        _check_table(table, title)
+        blocks.append(
+            {
+                "kind": "table",
+                "value": {
+                    "columns": [str(c) for c in table["columns"]],
+                    "rows": [[_cell_text(v) for v in row] for row in rows],
+                    "caption": table.get("caption"),
+                    "best": _winner_cells(table, title),
+                },
+            }
+        )
+    for image in _field(sec, "images") or ():
+        blocks.append(
+            {"kind": "figure", "value": image if isinstance(image, Mapping) else str(image)}
+        )
+    return {"title": title, "blocks": blocks}
+
+
 # ============================================================================ checking
-def _check_sections(sections: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _check_sections(sections: Iterable[Any]) -> list[Mapping[str, Any]]:
     """The sections as a list, each checked for the shape the renderer reads."""
     out = []
     for i, sec in enumerate(sections):
+        if _is_simple(sec):
+            sec = _from_simple(sec)
         if not isinstance(sec, Mapping) or "title" not in sec:
             raise ConfigError(
-                f"report section {i} is not a mapping with a 'title'",
-                hint='give {"title": str, "blocks": [{"kind": ..., "value": ...}, ...]}',
+                f"report section {i} has neither a 'title' nor a 'heading'",
+                hint='give {"title": str, "blocks": [...]} or {"heading": str, "paragraphs": '
+                '[...], "tables": [...], "images": [...]}',
             )
         for j, block in enumerate(sec.get("blocks", ())):
             kind = block.get("kind") if isinstance(block, Mapping) else None
@@ -272,9 +407,7 @@ def _markdown(title: str, sections: Sequence[Mapping[str, Any]], out_dir: Path) 
 
 
 # ============================================================================== public
-def render_report(
-    title: str, sections: Iterable[Mapping[str, Any]], out_dir: str | Path
-) -> tuple[Path, Path]:
+def render_report(title: str, sections: Iterable[Any], out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` into ``out_dir``.
 
     Parameters
@@ -286,7 +419,9 @@ def render_report(
         in order.  A table value is ``{"columns", "rows", "caption"?, "best"?}`` with
         already formatted cells; a figure value is an image path (PNG, SVG, GIF, JPEG)
         or ``{"path": ..., "caption": ...}``.  A missing image is reported in the page,
-        not raised: one lost figure should not cost the whole report.
+        not raised: one lost figure should not cost the whole report.  Sections in the
+        simple ``heading/paragraphs/tables/images`` form (module docstring) are
+        accepted too, with raw numbers and a ``winner`` spec per table.
 
     Returns ``(html_path, md_path)``.  Malformed sections raise :class:`ConfigError`.
     """
