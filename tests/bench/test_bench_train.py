@@ -28,6 +28,7 @@ def test_train_bench_rows_are_sane():
     ]
     for r in rows:
         assert 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
+        assert r["cpu_median_s"] > 0 and r["cpu_speedup"] > 0
         assert 0.0 <= r["test_error"] <= 1.0
         assert r["epochs"] == 2 and r["threads"] == 1
         assert r["speedup"] == pytest.approx(
@@ -58,11 +59,16 @@ def test_train_bench_rejects_unknown_names():
 
 def test_interleaved_alternates_order_and_counts():
     calls: list[str] = []
+    cpu: dict[str, list[float]] = {}
     times = interleaved(
-        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+        repeats=3,
+        warmup=1,
+        cpu=cpu,
     )
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
     assert [len(v) for v in times.values()] == [3, 3]
+    assert [len(v) for v in cpu.values()] == [3, 3]
     stats = summarize([3.0, 1.0, 2.0])
     assert stats == {"median_s": 2.0, "min_s": 1.0, "max_s": 3.0}
     with pytest.raises(ConfigError):
@@ -81,16 +87,29 @@ def test_thread_limit_restores_the_setting():
 
 
 def test_fast_mnist_preset_is_registered():
-    assert "fast-mnist" in PRESETS
-    assert PRESETS["fast-mnist"]["model"] == "mlp"
+    from descentlab.train import TrainConfig
+
+    cfg = TrainConfig(**PRESETS["fast-mnist"])  # a valid configuration
+    assert (cfg.dataset, cfg.model, cfg.max_epochs) == ("mnist", "lenet", 1)
 
 
 def test_time_to_target_in_process():
-    result = run_time_to_target(0.5, dataset="digits", max_epochs=2, threads=1, subprocess=False)
+    # The fast-mnist preset with a small MLP (digits are too small for LeNet).
+    result = run_time_to_target(
+        0.7,
+        dataset="digits",
+        model="mlp",
+        hidden=(32,),
+        batch_size=32,
+        validation_frequency=16,
+        max_epochs=2,
+        threads=1,
+        subprocess=False,
+    )
     assert result["reached"] is True
     assert 0 < result["seconds_to_target"] <= result["train_seconds"]
     assert result["epoch_at_target"] in (1, 2)
-    assert result["test_error"] <= 0.5
+    assert result["test_error"] <= 0.7
     assert result["fast_path"] is True
     assert result["peak_rss_mb"] > 0
     assert "reached test error" in format_time_to_target(result)
@@ -101,6 +120,8 @@ def test_cli_bench_time_to_target_in_a_child_process(capsys):
         [
             "bench",
             "time-to-target",
+            "--preset",
+            "dlt-mlp",
             "--dataset",
             "digits",
             "--max-epochs",
@@ -150,3 +171,32 @@ def test_cli_bench_rejects_a_bad_workload(capsys):
     code = main(["bench", "train", "--dataset", "digits", "--workloads", "nope"])
     assert code == 2
     assert "unknown benchmark workload" in capsys.readouterr().err
+
+
+def test_cli_bench_optim_wraps_the_optimizer_bench(capsys):
+    code = main(
+        [
+            "bench",
+            "optim",
+            "--sizes",
+            "2k",
+            "--tensors",
+            "4",
+            "--optimizers",
+            "sgd,adam",
+            "--repeats",
+            "2",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--json",
+        ]
+    )
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["optimizer"], r["size"], r["n_tensors"]) for r in rows] == [
+        ("sgd", 2000, 4),
+        ("adam", 2000, 4),
+    ]
+    assert all(r["ours_ms"] > 0 and r["threads"] == 1 for r in rows)

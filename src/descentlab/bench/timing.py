@@ -20,7 +20,7 @@ import torch
 
 from descentlab.errors import ConfigError
 
-__all__ = ["interleaved", "machine_info", "summarize", "thread_limit", "timed"]
+__all__ = ["interleaved", "machine_info", "summarize", "thread_limit", "timed", "timed_wall_cpu"]
 
 
 def _sync(device: torch.device | str | None) -> None:
@@ -30,11 +30,23 @@ def _sync(device: torch.device | str | None) -> None:
 
 def timed(fn: Callable[[], Any], *, device: torch.device | str | None = None) -> float:
     """Seconds ``fn()`` takes, with the device's queue drained before and after."""
+    return timed_wall_cpu(fn, device=device)[0]
+
+
+def timed_wall_cpu(
+    fn: Callable[[], Any], *, device: torch.device | str | None = None
+) -> tuple[float, float]:
+    """Wall-clock and CPU seconds of ``fn()`` (CPU: this process, all its threads).
+
+    On a machine shared with other jobs the CPU time is the steadier number: time the
+    process spends waiting for a core does not count.  With several threads it includes
+    the time OpenMP threads spin while waiting for each other.
+    """
     _sync(device)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
     _sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def interleaved(
@@ -43,12 +55,14 @@ def interleaved(
     repeats: int,
     warmup: int = 1,
     device: torch.device | str | None = None,
+    cpu: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
     """Time every function ``repeats`` times, alternating between them.
 
     Each round calls every function once; odd rounds run in reverse order so that no
     contender always follows the same neighbour.  ``warmup`` rounds run first, untimed
-    (allocator pools, caches, lazy initialization).  Returns the seconds of each call.
+    (allocator pools, caches, lazy initialization).  Returns the wall-clock seconds of
+    each call; pass a dict as ``cpu`` to also get their CPU seconds.
     """
     for label, value, low in (("repeats", repeats, 1), ("warmup", warmup, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -58,10 +72,14 @@ def interleaved(
         for name in names:
             fns[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
+    cpu_times = cpu if cpu is not None else {}
+    cpu_times.update({name: [] for name in names})
     for rnd in range(repeats):
         order = names if rnd % 2 == 0 else names[::-1]
         for name in order:
-            times[name].append(timed(fns[name], device=device))
+            wall, used = timed_wall_cpu(fns[name], device=device)
+            times[name].append(wall)
+            cpu_times[name].append(used)
     return times
 
 
