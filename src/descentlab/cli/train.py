@@ -154,6 +154,13 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=S, help="auto (default), cpu, cuda, cuda:N")
     g.add_argument("--threads", type=int, default=S, help="torch CPU threads")
     g.add_argument(
+        "--no-fast-path",
+        dest="fast_path",
+        action="store_false",
+        default=S,
+        help="train dense models by autograd instead of the hand-written backward",
+    )
+    g.add_argument(
         "--checkpoint-every",
         type=int,
         default=S,
