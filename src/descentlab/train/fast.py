@@ -51,8 +51,9 @@ step then finds no ``.grad`` and has nothing left to do.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -122,7 +123,7 @@ def _module_hooks_present(model: nn.Module) -> bool:
     return False
 
 
-def _param_hooks_present(params: list[Tensor]) -> bool:
+def _param_hooks_present(params: Sequence[Tensor]) -> bool:
     return any(
         getattr(p, "_backward_hooks", None) or getattr(p, "_post_accumulate_grad_hooks", None)
         for p in params
@@ -141,7 +142,8 @@ def fast_path_for(
     elif type(model) is MLP:
         if model.batch_norm:
             return None, "batch norm needs autograd (its statistics couple the minibatch)"
-        layers = [_Layer(m.weight, m.bias, model.activation) for m in model.hidden_layers]
+        hidden: list[Any] = list(model.hidden_layers)  # nn.Linear modules
+        layers = [_Layer(m.weight, m.bias, model.activation) for m in hidden]
         layers.append(_Layer(model.output.weight, model.output.bias, None))
         dropout = float(model.dropout)
     else:
@@ -256,8 +258,8 @@ class DenseFastPath:
             self._dropped.append(h)
         # The logits transposed, zᵀ = W hᵀ + b: with few classes (a thin output layer) this
         # product and the softmax over the classes run about twice as fast that way round.
-        out = self.output
-        torch.addmm(out.bias.unsqueeze(1), out.weight, h.t(), out=buf.logits_t)
+        last = self.output
+        torch.addmm(last.bias.unsqueeze(1), last.weight, h.t(), out=buf.logits_t)
         torch.log_softmax(buf.logits_t, 0, out=buf.log_probs_t)
         cost, self._total_weight = _aten.nll_loss_forward.default(
             buf.log_probs_t.t(), y, None, _NLL_MEAN, _IGNORE_INDEX
