@@ -1,0 +1,150 @@
+"""Typed records of a run: one row per validation, one summary per run.
+
+These are *the* definition of what a run produces.  The trainer builds them, the
+run directory writes them (``metrics.jsonl``/``metrics.csv`` hold ``ValidationRecord``
+rows, ``summary.json`` holds a ``RunSummary``), and sweeps and reports read them
+back with :meth:`RunSummary.from_row`.  Field names are the on-disk keys, so
+files written by earlier versions read unchanged.
+
+Both records also answer ``record["key"]`` and ``record.get("key")``: code and
+notebooks written against the dict rows of earlier versions keep working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+_R = TypeVar("_R", bound="_Record")
+
+
+class _Record:
+    """Mapping-style read access and row conversion shared by the records."""
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+
+    def to_row(self) -> dict[str, Any]:
+        """The record as a plain JSON-ready dict, keys in declaration order."""
+        return {name: getattr(self, name) for name in self.field_names()}
+
+    @classmethod
+    def from_row(cls: type[_R], row: Mapping[str, Any]) -> _R:
+        """Read a row written by :meth:`to_row` (unknown keys are ignored, missing ones default).
+
+        Rows from older files may lack newer keys; rows from newer files may carry
+        keys this version does not know.  Neither is an error.
+        """
+        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        values = {k: row[k] for k in known if k in row}
+        missing = [
+            f.name
+            for f in known.values()
+            if f.name not in values
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        for name in missing:
+            values[name] = None
+        return cls(**values)
+
+    # Mapping-style access, for code written against the dict rows.
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.field_names():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self.field_names() else default
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.field_names()
+
+    def keys(self) -> tuple[str, ...]:
+        return self.field_names()
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        return ((name, getattr(self, name)) for name in self.field_names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.field_names())
+
+    def __len__(self) -> int:
+        return len(self.field_names())
+
+
+@dataclass
+class ValidationRecord(_Record):
+    """One validation point: what ``metrics.jsonl`` holds a line of.
+
+    Errors are fractions in [0, 1].  ``epoch`` and ``iteration`` are 0-based
+    counters as the loop keeps them; ``test_error`` is set only where the
+    validation error reached a new best (the test set is scored only there), and
+    ``test_error_at_best`` carries the test error of the best point so far.
+    """
+
+    epoch: int
+    iteration: int
+    examples_seen: int
+    train_nll: float
+    valid_error: float
+    valid_nll: float
+    valid_f1: float
+    best_valid_error: float
+    test_error: float | None
+    test_error_at_best: float | None
+    improved: bool
+    lr: float
+    seconds: float
+    grad_norm: float | None = None
+
+
+@dataclass
+class RunSummary(_Record):
+    """What one finished run reports: ``summary.json``, and a row of a sweep's results.
+
+    ``test_error`` and the other ``test_*`` fields are measured at the best
+    validation point (the model a user would keep), never at the end.
+    """
+
+    dataset: str
+    model: str
+    optimizer: str
+    lr: float | None
+    batch_size: int
+    best_valid_error: float | None
+    test_error: float | None
+    best_valid_nll: float | None = None
+    test_nll: float | None = None
+    test_f1: float | None = None
+    best_epoch: int | None = None
+    best_iteration: int | None = None
+    epochs_run: int = 0
+    iterations: int = 0
+    stopped_because: str | None = None
+    train_seconds: float = 0.0
+    seconds_per_epoch: float = 0.0
+    seconds_to_target: float | None = None
+    iterations_to_target: int | None = None
+    target_error: float | None = None
+    n_train: int = 0
+    n_valid: int = 0
+    n_test: int = 0
+    n_parameters: int = 0
+    seed: int = 0
+    device: str = "cpu"
+    descentlab_version: str = ""
+    torch_version: str = ""
+
+    @property
+    def finished(self) -> bool:
+        """True when the run has a finite best validation error."""
+        value = self.best_valid_error
+        return value is not None and math.isfinite(value)
+
+
+__all__ = ["RunSummary", "ValidationRecord"]
