@@ -1,16 +1,36 @@
-"""``descentlab train | evaluate | predict | datasets``."""
+"""``descentlab train | evaluate | predict | datasets``.
+
+The training flags are generated from the option declaration in
+:mod:`descentlab.train.config` (``TrainConfig``'s field metadata): names, help,
+defaults, groups and value types come from there, never from this file.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import typing
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
+
+from descentlab.data import describe_datasets
+from descentlab.data.features import read_features
+from descentlab.errors import CheckpointError, ConfigError
+from descentlab.experiments.stats import wilson_interval
+from descentlab.train import evaluate, fit, load_run
+from descentlab.train.config import OPTIONS, from_mapping, read_config_file, resolve
+from descentlab.train.options import DeclaredOption, Group, value_type
+from descentlab.train.presets import preset_names
+from descentlab.train.run_dir import default_run_dir
+from descentlab.train.trainer import load_data
 
 S = argparse.SUPPRESS  # absent flags stay absent, so presets and config files are not overridden
 
 
-def _floats(text: str) -> tuple[float, ...]:
+def parse_floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
@@ -19,7 +39,7 @@ def _floats(text: str) -> tuple[float, ...]:
         ) from None
 
 
-def _ints(text: str) -> tuple[int, ...]:
+def parse_ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
@@ -28,200 +48,86 @@ def _ints(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def flag_type(opt: DeclaredOption) -> Any:
+    """The text -> value function of an option's flag, from its declared type."""
+    if opt.spec.parse is not None:
+        return opt.spec.parse
+    hint = value_type(opt.type)
+    if typing.get_origin(hint) is tuple:
+        return parse_ints if typing.get_args(hint)[0] is int else parse_floats
+    return {int: int, float: float}.get(hint)  # str: no conversion
+
+
+def cli_options() -> list[DeclaredOption]:
+    """The declared options that get a generated flag."""
+    return [o for o in OPTIONS if o.spec.cli]
+
+
 def add_train_options(p: argparse.ArgumentParser) -> None:
-    """The options of a training run (shared by train, compare and study)."""
-    g = p.add_argument_group("data")
-    g.add_argument(
-        "--dataset",
-        default=S,
-        help="mnist, fashion-mnist, digits, iris, wine, "
-        "breast-cancer, or a .npz/.csv/mnist.pkl.gz path (default mnist)",
-    )
-    g.add_argument(
-        "--data-dir",
-        default=S,
-        help="folder holding mnist/, fashion-mnist/ ... "
-        "(default: $DESCENTLAB_DATA, then the user cache, then /usr/share/datasets)",
-    )
-    g.add_argument("--offline", action="store_true", default=S, help="never download")
-    g.add_argument(
-        "--standardize",
-        action="store_true",
-        default=S,
-        help="zero mean, unit variance per feature (train statistics)",
-    )
-    g.add_argument("--subset", type=int, default=S, help="keep the first N examples of each split")
-    g.add_argument("--label-column", default=S, help="label column of a CSV file (default label)")
-    g = p.add_argument_group("model")
-    g.add_argument("--model", default=S, help="logreg, mlp or lenet (default logreg)")
-    g.add_argument("--hidden", type=_ints, default=S, help="hidden layer sizes, e.g. 500,300")
-    g.add_argument("--activation", default=S, help="tanh, relu or sigmoid")
-    g.add_argument("--dropout", type=float, default=S, help="dropout rate on hidden layers")
-    g.add_argument("--batch-norm", action="store_true", default=S, help="batch normalization")
-    g.add_argument("--init", default=S, help="zeros, normal[:std=..], uniform, glorot, he, default")
-    g = p.add_argument_group("cost")
-    g.add_argument("--loss", default=S, help="nll (cross-entropy, default) or mse")
-    g.add_argument("--l1", type=float, default=S, help="λ1 of the L1 penalty λ1·Σ|W|")
-    g.add_argument("--l2", type=float, default=S, help="λ2 of the L2 penalty λ2·ΣW² (in the loss)")
-    g = p.add_argument_group("optimizer")
-    g.add_argument(
-        "--optimizer",
-        default=S,
-        help="sgd, momentum, nesterov, adagrad, rmsprop, "
-        "rmsprop-nesterov, adam, adadelta, or torch.<Name>",
-    )
-    g.add_argument("--lr", type=float, default=S, help="learning rate ε")
-    g.add_argument("--momentum", type=float, default=S, help="momentum α")
-    g.add_argument("--rho", type=float, default=S, help="decay rate ρ (RMSProp, AdaDelta)")
-    g.add_argument("--betas", type=_floats, default=S, help="Adam's ρ1,ρ2, e.g. 0.9,0.999")
-    g.add_argument("--eps", type=float, default=S, help="δ, the small constant for stability")
-    g.add_argument(
-        "--weight-decay",
-        type=float,
-        default=S,
-        help="decoupled weight decay (NOT the L2 penalty: see --l2)",
-    )
-    g.add_argument(
-        "--schedule",
-        default=S,
-        help="constant, linear:tau=N,final_ratio=0.01, exp:gamma=G, step:step_size=N,"
-        "gamma=G, inv:t0=N, plateau:factor=F,patience=N",
-    )
-    g.add_argument("--clip-norm", type=float, default=S, help="clip the gradient's global norm")
-    g.add_argument("--clip-value", type=float, default=S, help="clip each gradient component")
-    g.add_argument(
-        "--polyak-start",
-        type=int,
-        default=S,
-        help="validate/test with the Polyak average of the iterates from this step",
-    )
-    g.add_argument(
-        "--ema",
-        type=float,
-        default=S,
-        help="validate/test with an exponential moving average of the weights",
-    )
-    g = p.add_argument_group("minibatches and stopping")
-    g.add_argument("--batch-size", type=int, default=S, help="minibatch size B (default 600)")
-    g.add_argument(
-        "--shuffle",
-        dest="shuffle",
-        action="store_true",
-        default=S,
-        help="reshuffle the training set every epoch",
-    )
-    g.add_argument(
-        "--no-shuffle",
-        dest="shuffle",
-        action="store_false",
-        default=S,
-        help="visit examples in file order (the tutorial's way; default)",
-    )
-    g.add_argument(
-        "--keep-last",
-        dest="drop_last",
-        action="store_false",
-        default=S,
-        help="keep the last partial minibatch (the tutorial drops it)",
-    )
-    g.add_argument("--max-epochs", type=int, default=S, help="at most this many epochs")
-    g.add_argument("--early-stopping", default=S, help="tutorial (default), epochs or none")
-    g.add_argument(
-        "--patience",
-        type=int,
-        default=S,
-        help="tutorial: minibatch iterations (default 5000); epochs: epochs",
-    )
-    g.add_argument("--patience-increase", type=float, default=S, help="default 2")
-    g.add_argument("--improvement-threshold", type=float, default=S, help="default 0.995")
-    g.add_argument(
-        "--validation-frequency",
-        type=int,
-        default=S,
-        help="validate every N minibatches (default min(batches/epoch, patience//2))",
-    )
-    g.add_argument("--min-delta", type=float, default=S, help="epochs mode: minimum improvement")
-    g.add_argument("--monitor", default=S, help="valid_error (default), valid_nll or valid_f1")
-    g.add_argument(
-        "--target-error",
-        type=float,
-        default=S,
-        help="record when the test error at the best validation point reaches this",
-    )
-    g.add_argument("--on-nan", default=S, help="stop (default), skip-batch or lr-backoff")
-    g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int, default=S, help="random seed (default 1234)")
-    g.add_argument("--device", default=S, help="auto (default), cpu, cuda, cuda:N")
-    g.add_argument("--threads", type=int, default=S, help="torch CPU threads")
-    g.add_argument(
-        "--no-fast-path",
-        dest="fast_path",
-        action="store_false",
-        default=S,
-        help="train dense models by autograd instead of the hand-written backward",
-    )
-    g.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=S,
-        help="also checkpoint every N minibatches (always at each epoch's end)",
-    )
-    g.add_argument(
-        "--log-grad-norm",
-        action="store_true",
-        default=S,
-        help="log the largest gradient norm between validations",
-    )
-    g.add_argument(
-        "--tensorboard",
-        action="store_true",
-        default=S,
-        help="write TensorBoard event files (needs descentlab[tensorboard])",
-    )
-    g.add_argument("--quiet", action="store_true", default=S, help="no per-epoch lines or bars")
+    """The options of a training run (shared by train, compare and study).
+
+    Generated from the declaration: one argument group per option group, one flag
+    per option (two for a switch with a negation), help ending in the declared
+    default.  Values are not checked here: the config's validation does that, so a
+    bad value reads the same from the command line, a config file or Python.
+    """
+    groups: dict[Group, Any] = {}
+    for opt in cli_options():
+        group = groups.get(opt.spec.group)
+        if group is None:
+            group = groups[opt.spec.group] = p.add_argument_group(opt.spec.group.value)
+        if opt.is_switch:
+            group.add_argument(
+                opt.flag,
+                dest=opt.name,
+                action="store_true" if opt.switch_value else "store_false",
+                default=S,
+                help=opt.help_text(),
+            )
+            if opt.spec.negation:
+                group.add_argument(
+                    opt.spec.negation[0],
+                    dest=opt.name,
+                    action="store_false" if opt.switch_value else "store_true",
+                    default=S,
+                    help=opt.help_text(negated=True),
+                )
+            continue
+        group.add_argument(
+            opt.flag,
+            dest=opt.name,
+            type=flag_type(opt),
+            metavar=opt.spec.metavar,
+            default=S,
+            help=opt.help_text(),
+        )
 
 
-CONFIG_SOURCE_KEYS = (
-    "config",
-    "preset",
-    "resume",
-    "resume_previous",
-    "command",
-    "func",
-    "out",
-    "name",
-    "json",
-)
+TRAIN_OPTION_NAMES = frozenset(o.name for o in cli_options())
+FLAG_OF = {o.name: "/".join(o.flags()) for o in cli_options()}
 
 
 def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The training options given explicitly on the command line."""
-    return {k: v for k, v in vars(args).items() if k not in CONFIG_SOURCE_KEYS}
+    return {k: v for k, v in vars(args).items() if k in TRAIN_OPTION_NAMES}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from descentlab.train import fit, resolve
-    from descentlab.train.config import from_mapping, read_config_file
-
     overrides = options_from_args(args)
     resume_dir = getattr(args, "resume", None) or getattr(args, "resume_previous", None)
     if resume_dir:
         _check_resume_args(args, overrides)
         run = Path(resume_dir)
         if not (run / "config.toml").is_file():
-            from descentlab.errors import CheckpointError
-
             raise CheckpointError(
                 f"{run} is not a descentlab run directory (no config.toml)",
                 hint="pass the run directory printed when training started",
             )
         values = read_config_file(run / "config.toml")
-        values.update({k: v for k, v in overrides.items() if k in ("quiet", "device", "threads")})
+        values.update({k: v for k, v in overrides.items() if k in RESUME_OPTIONS})
         values["out"] = str(run)
         cfg = from_mapping(values)
         if cfg.extra.get("in_memory_dataset"):
-            from descentlab.errors import CheckpointError
-
             raise CheckpointError(
                 f"{run} was trained on an in-memory dataset that the command line cannot rebuild",
                 hint="resume it from Python: descentlab.fit(data=<the same Dataset>, "
@@ -238,8 +144,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides=overrides,
     )
     if cfg.out is None:
-        from descentlab.train.run_dir import default_run_dir
-
         cfg = cfg.replace(out=str(default_run_dir(cfg)))
     if not cfg.quiet:
         print(
@@ -255,15 +159,13 @@ RESUME_OPTIONS = ("quiet", "device", "threads")  # may differ from the interrupt
 
 def _check_resume_args(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     """A resumed run continues with its own config.toml: refuse options it would ignore."""
-    from descentlab.errors import ConfigError
 
     if getattr(args, "resume", None) and getattr(args, "resume_previous", None):
         raise ConfigError(
             "--resume and --resume-previous cannot be combined",
             hint="pass only --resume-previous RUN_DIR to continue from the older checkpoint",
         )
-    flags = {"drop_last": "--keep-last", "shuffle": "--shuffle/--no-shuffle"}
-    given = [flags.get(k, "--" + k.replace("_", "-")) for k in overrides if k not in RESUME_OPTIONS]
+    given = [FLAG_OF[k] for k in overrides if k not in RESUME_OPTIONS]
     given += [f"--{k}" for k in ("config", "preset", "out", "name") if getattr(args, k, None)]
     if given:
         raise ConfigError(
@@ -289,9 +191,6 @@ def _report(result: Any) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from descentlab.train import evaluate, load_run
-    from descentlab.train.trainer import load_data
-
     run = load_run(args.run_dir)
     cfg = run.config
     data = load_data(
@@ -299,7 +198,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     split = getattr(data, args.split)
     result = evaluate(run.model, split, n_classes=data.n_classes)
-    from descentlab.experiments.stats import wilson_interval
 
     low, high = wilson_interval(result.n_errors, result.n)
     row = {
@@ -324,11 +222,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
-    from descentlab.data.features import read_features
-    from descentlab.train import load_run
 
     run = load_run(args.run_dir)
     x = read_features(args.file, label_column=run.config.label_column)
@@ -346,8 +239,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from descentlab.data import describe_datasets
-
     rows = describe_datasets(args.data_dir)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
@@ -377,6 +268,9 @@ def register(sub: Any) -> None:
         "With no options: the Deep Learning Tutorials' logistic "
         "regression on MNIST (lr 0.13, batch 600, patience 5000).",
     )
+    # Where the options come from and where one run goes: not options of the run itself
+    # (--out/--name are TrainConfig fields declared cli=False, as compare/study write many
+    # runs), so they are declared here, for `train` only.
     p.add_argument("--preset", default=None, help="start from a preset: " + _preset_names())
     p.add_argument("--config", default=None, help="TOML or JSON file of options")
     p.add_argument("--out", default=None, help="run directory (default runs/<time>-<name>)")
@@ -412,6 +306,4 @@ def register(sub: Any) -> None:
 
 
 def _preset_names() -> str:
-    from descentlab.train.config import PRESETS
-
-    return ", ".join(PRESETS)
+    return ", ".join(preset_names())

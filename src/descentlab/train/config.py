@@ -1,31 +1,79 @@
-"""The options of one training run, validated, with presets and TOML/JSON files.
+"""The options of one training run: the one declaration, validated, with TOML/JSON files.
 
 `TrainConfig` is the single source of truth for what a run does: the CLI builds
 one from flags, a config file or a preset; the Python API builds one from
 keyword arguments; the run directory stores it resolved so a run can be
 repeated exactly.  Defaults are the Deep Learning Tutorials' logistic
 regression on MNIST (``logistic_sgd.py``).
+
+Each field is declared with :func:`descentlab.train.options.option`: its help text,
+group, flag and constraints are metadata on the field, and :meth:`TrainConfig.validate`,
+the ``descentlab train`` flags and ``docs/cli.md`` are all generated from them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import tomllib
-import types
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from descentlab.errors import ConfigError, did_you_mean
+from descentlab.train.options import (
+    CLOSED_UNIT,
+    NON_NEGATIVE,
+    POSITIVE,
+    UNIT,
+    DeclaredOption,
+    Group,
+    Interval,
+    Items,
+    OneOf,
+    check_option,
+    declared_options,
+    option,
+)
+from descentlab.train.presets import PRESET_HELP, PRESETS, preset
 
 EARLY_STOPPING_MODES = ("tutorial", "epochs", "none")
 MONITORS = ("valid_error", "valid_nll", "valid_f1")
 ON_NAN = ("stop", "skip-batch", "lr-backoff")
+OPTIMIZER_DEFAULT = "the optimizer's own"
+
+__all__ = [
+    "EARLY_STOPPING_MODES",
+    "FIELD_NAMES",
+    "MONITORS",
+    "ON_NAN",
+    "OPTIONS",
+    "PRESETS",
+    "PRESET_HELP",
+    "TrainConfig",
+    "check_key",
+    "from_mapping",
+    "preset",
+    "read_config_file",
+    "register_preset",
+    "resolve",
+    "save_config",
+]
+
+D, M, C, O, S, R, OUT = (
+    Group.DATA,
+    Group.MODEL,
+    Group.COST,
+    Group.OPTIMIZER,
+    Group.STOPPING,
+    Group.RUN,
+    Group.OUTPUT,
+)
 
 
+# The declaration table: one entry per option (a declarative table, long by nature).
 @dataclass
 class TrainConfig:
     """Every option of a training run (field names are the public option names).
@@ -35,157 +83,305 @@ class TrainConfig:
     patience 5000 iterations, patience increase 2, improvement threshold 0.995.
     """
 
-    # what to train on
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    offline: bool = False
-    standardize: bool | None = None  # None: the dataset's default (tabular: on, images: off)
-    subset: int | None = None
-    label_column: str = "label"
-    # the model
-    model: str = "logreg"
-    hidden: tuple[int, ...] = (500,)
-    activation: str = "tanh"
-    dropout: float = 0.0
-    batch_norm: bool = False
-    init: str | None = None
-    # the cost: loss + λ1·Σ|W| + λ2·ΣW² (weights only)
-    loss: str = "nll"
-    l1: float = 0.0
-    l2: float = 0.0
-    # the optimizer (None = the optimizer's own default)
-    optimizer: str = "sgd"
-    lr: float | None = 0.13
-    momentum: float | None = None
-    rho: float | None = None
-    betas: tuple[float, float] | None = None
-    eps: float | None = None
-    weight_decay: float | None = None
-    nesterov: bool | None = None
-    schedule: str | None = None
-    clip_norm: float | None = None
-    clip_value: float | None = None
-    polyak_start: int | None = None
-    ema: float | None = None
-    # minibatches
-    batch_size: int = 600
-    shuffle: bool = False
-    drop_last: bool = True
-    # stopping
-    max_epochs: int = 1000
-    early_stopping: str = "tutorial"
-    patience: int | None = None  # None: 5000 iterations (tutorial mode), 10 epochs (epochs mode)
-    patience_increase: float = 2.0
-    improvement_threshold: float = 0.995
-    validation_frequency: int | None = None
-    min_delta: float = 0.0
-    restore_best: bool = True
-    monitor: str = "valid_error"
-    target_error: float | None = None
-    # faults
-    on_nan: str = "stop"
-    # the run itself
-    seed: int = 1234
-    device: str = "auto"
-    threads: int | None = None
-    fast_path: bool = True  # hand-written backward for dense models (train/fast.py)
-    eval_batch_size: int = 10000
-    checkpoint_every: int | None = None
-    log_grad_norm: bool = False
-    out: str | None = None
-    name: str | None = None
-    quiet: bool = False
-    tensorboard: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    # ------------------------------------------------------------ what to train on
+    dataset: str = option(
+        "mnist",
+        group=D,
+        help="mnist, fashion-mnist, digits, iris, wine, breast-cancer, "
+        "or a .npz/.csv/mnist.pkl.gz path",
+    )
+    data_dir: str | None = option(
+        None,
+        group=D,
+        help="folder holding mnist/, fashion-mnist/ ...",
+        default_text="$DESCENTLAB_DATA, then the user cache, then /usr/share/datasets",
+    )
+    offline: bool = option(False, group=D, help="never download")
+    standardize: bool | None = option(
+        None,
+        group=D,
+        help="zero mean, unit variance per feature (train statistics)",
+        default_text="the dataset's: on for tabular data, off for images",
+    )
+    subset: int | None = option(
+        None,
+        group=D,
+        constraint=POSITIVE,
+        help="keep the first N examples of each split",
+        default_text="all",
+    )
+    label_column: str = option("label", group=D, help="label column of a CSV file")
+    # ------------------------------------------------------------------ the model
+    model: str = option("logreg", group=M, help="logreg, mlp or lenet")
+    hidden: tuple[int, ...] = option(
+        (500,),
+        group=M,
+        constraint=Items(
+            Interval(low=1),
+            what="hidden sizes must be positive integers",
+            hint="e.g. --hidden 500,300",
+        ),
+        help="hidden layer sizes, e.g. 500,300",
+    )
+    activation: str = option("tanh", group=M, help="tanh, relu or sigmoid")
+    dropout: float = option(0.0, group=M, constraint=UNIT, help="dropout rate on hidden layers")
+    batch_norm: bool = option(False, group=M, help="batch normalization")
+    init: str | None = option(
+        None,
+        group=M,
+        help="zeros, normal[:std=..], uniform, glorot, he, default",
+        default_text="the model's (zeros for logreg, as the tutorial)",
+    )
+    # ----------------------------------- the cost: loss + λ1·Σ|W| + λ2·ΣW² (weights only)
+    loss: str = option("nll", group=C, help="nll (cross-entropy) or mse")
+    l1: float = option(0.0, group=C, constraint=NON_NEGATIVE, help="λ1 of the L1 penalty λ1·Σ|W|")
+    l2: float = option(
+        0.0, group=C, constraint=NON_NEGATIVE, help="λ2 of the L2 penalty λ2·ΣW² (in the loss)"
+    )
+    # ----------------------------------- the optimizer (None = the optimizer's own default)
+    optimizer: str = option(
+        "sgd",
+        group=O,
+        help="sgd, momentum, nesterov, adagrad, rmsprop, rmsprop-nesterov, adam, adadelta, "
+        "or torch.<Name>",
+    )
+    lr: float | None = option(
+        0.13, group=O, constraint=POSITIVE, help="learning rate ε", default_text=OPTIMIZER_DEFAULT
+    )
+    momentum: float | None = option(
+        None, group=O, constraint=UNIT, help="momentum α", default_text=OPTIMIZER_DEFAULT
+    )
+    rho: float | None = option(
+        None,
+        group=O,
+        constraint=UNIT,
+        help="decay rate ρ (RMSProp, AdaDelta)",
+        default_text=OPTIMIZER_DEFAULT,
+    )
+    betas: tuple[float, float] | None = option(
+        None,
+        group=O,
+        constraint=Items(
+            UNIT,
+            length=2,
+            what="betas must be two numbers in [0, 1)",
+            hint="e.g. --betas 0.9,0.999",
+        ),
+        help="Adam's ρ1,ρ2, e.g. 0.9,0.999",
+        default_text=OPTIMIZER_DEFAULT,
+    )
+    eps: float | None = option(
+        None,
+        group=O,
+        constraint=POSITIVE,
+        help="δ, the small constant for stability",
+        default_text=OPTIMIZER_DEFAULT,
+    )
+    weight_decay: float | None = option(
+        None,
+        group=O,
+        constraint=NON_NEGATIVE,
+        help="decoupled weight decay (NOT the L2 penalty: see --l2)",
+        default_text=OPTIMIZER_DEFAULT,
+    )
+    nesterov: bool | None = option(
+        None,
+        group=O,
+        help="Nesterov momentum for optimizers that take a nesterov switch (torch.SGD)",
+        default_text=OPTIMIZER_DEFAULT,
+    )
+    schedule: str | None = option(
+        None,
+        group=O,
+        help="constant, linear:tau=N,final_ratio=0.01, exp:gamma=G, step:step_size=N,"
+        "gamma=G, inv:t0=N, plateau:factor=F,patience=N",
+        default_text="constant",
+    )
+    clip_norm: float | None = option(
+        None,
+        group=O,
+        constraint=POSITIVE,
+        help="clip the gradient's global norm",
+        default_text="no clipping",
+    )
+    clip_value: float | None = option(
+        None,
+        group=O,
+        constraint=POSITIVE,
+        help="clip each gradient component",
+        default_text="no clipping",
+    )
+    polyak_start: int | None = option(
+        None,
+        group=O,
+        constraint=NON_NEGATIVE,
+        help="validate/test with the Polyak average of the iterates from this step",
+        default_text="no averaging",
+    )
+    ema: float | None = option(
+        None,
+        group=O,
+        constraint=Interval(low=0, high=1, low_open=True, high_open=True, hint="e.g. --ema 0.999"),
+        help="validate/test with an exponential moving average of the weights",
+        default_text="no averaging",
+    )
+    # ---------------------------------------------------------------- minibatches
+    batch_size: int = option(600, group=S, constraint=POSITIVE, help="minibatch size B")
+    shuffle: bool = option(
+        False,
+        group=S,
+        help="reshuffle the training set every epoch",
+        negation=("--no-shuffle", "visit examples in file order (the tutorial's way)"),
+    )
+    drop_last: bool = option(
+        True,
+        group=S,
+        flag="--keep-last",
+        help="keep the last partial minibatch (the tutorial drops it)",
+    )
+    # ------------------------------------------------------------------- stopping
+    max_epochs: int = option(1000, group=S, constraint=POSITIVE, help="at most this many epochs")
+    early_stopping: str = option(
+        "tutorial",
+        group=S,
+        constraint=OneOf(EARLY_STOPPING_MODES),
+        help="the early-stopping rule",
+    )
+    patience: int | None = option(
+        None,
+        group=S,
+        constraint=POSITIVE,
+        help="tutorial: minibatch iterations; epochs: epochs",
+        default_text="5000 iterations (tutorial), 10 epochs (epochs)",
+    )
+    patience_increase: float = option(
+        2.0, group=S, constraint=POSITIVE, help="tutorial: patience grows to iteration × this"
+    )
+    improvement_threshold: float = option(
+        0.995,
+        group=S,
+        constraint=(POSITIVE, CLOSED_UNIT),
+        help="tutorial: a new best error must be below best × this to extend patience",
+    )
+    validation_frequency: int | None = option(
+        None,
+        group=S,
+        constraint=POSITIVE,
+        help="validate every N minibatches",
+        default_text="min(batches/epoch, patience//2)",
+    )
+    min_delta: float = option(
+        0.0, group=S, constraint=NON_NEGATIVE, help="epochs mode: minimum improvement"
+    )
+    restore_best: bool = option(
+        True,
+        group=S,
+        flag="--no-restore-best",
+        help="keep the last weights instead of the best (by validation) at the end",
+    )
+    monitor: str = option(
+        "valid_error",
+        group=S,
+        constraint=OneOf(MONITORS),
+        help="the validation metric early stopping watches",
+    )
+    target_error: float | None = option(
+        None,
+        group=S,
+        constraint=CLOSED_UNIT,
+        help="record when the test error at the best validation point reaches this",
+        default_text="no target",
+    )
+    # --------------------------------------------------------------------- faults
+    on_nan: str = option(
+        "stop", group=S, constraint=OneOf(ON_NAN), help="what a non-finite loss does"
+    )
+    # -------------------------------------------------------------- the run itself
+    seed: int = option(
+        1234,
+        group=R,
+        constraint=Interval(
+            low=0, high=2**63, high_open=True, high_text="2**63", hint="e.g. --seed 1234"
+        ),
+        help="random seed",
+    )
+    device: str = option(
+        "auto",
+        group=R,
+        constraint=OneOf(
+            ("auto", "cpu", "cuda", "mps"), prefix="cuda:", hint="use auto, cpu, cuda or cuda:N"
+        ),
+        help="where to train",
+    )
+    threads: int | None = option(
+        None,
+        group=R,
+        constraint=(POSITIVE, Interval(high=4096, hint="use about the number of CPU cores")),
+        help="torch CPU threads",
+        default_text="torch's choice",
+    )
+    fast_path: bool = option(
+        True,
+        group=R,
+        flag="--no-fast-path",
+        help="train dense models by autograd instead of the hand-written backward",
+    )
+    eval_batch_size: int = option(
+        10000, group=R, constraint=POSITIVE, help="examples per chunk when evaluating"
+    )
+    checkpoint_every: int | None = option(
+        None,
+        group=R,
+        constraint=POSITIVE,
+        help="also checkpoint every N minibatches (always at each epoch's end)",
+        default_text="only at each epoch's end",
+    )
+    log_grad_norm: bool = option(
+        False, group=R, help="log the largest gradient norm between validations"
+    )
+    out: str | None = option(
+        None,
+        group=OUT,
+        cli=False,
+        cli_reason="one run's directory: only 'train' takes --out (compare and study "
+        "write many runs), declared in cli/train.py",
+        help="run directory",
+        default_text="runs/<time>-<name>",
+    )
+    name: str | None = option(
+        None,
+        group=OUT,
+        cli=False,
+        cli_reason="names one run: only 'train' takes --name, declared in cli/train.py",
+        help="run name used in the default run directory",
+        default_text="from the model and dataset",
+    )
+    quiet: bool = option(False, group=R, help="no per-epoch lines or bars")
+    tensorboard: bool = option(
+        False, group=R, help="write TensorBoard event files (needs descentlab[tensorboard])"
+    )
+    # option() returns a dataclasses.field (default_factory=dict), not a shared dict
+    extra: dict[str, Any] = option(  # noqa: RUF009
+        group=OUT,
+        default_factory=dict,
+        cli=False,
+        cli_reason="free-form data for Python callers and config files, not a flag",
+        help="free-form values carried with the run",
+        default_text="{}",
+    )
 
     def __post_init__(self) -> None:
         self.validate()
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
-        """Raise ConfigError naming the first invalid option and what is allowed."""
-        _coerce_types(self)
+        """Coerce every option to its declared type, then check its declared constraints.
 
-        def positive(name: str) -> None:
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ConfigError(
-                    f"{name} must be > 0, got {value}", hint=f"pass a positive --{_flag(name)}"
-                )
-
-        def unit_interval(name: str, *, closed_high: bool = False) -> None:
-            value = getattr(self, name)
-            if value is None:
-                return
-            ok = 0 <= value <= 1 if closed_high else 0 <= value < 1
-            if not ok:
-                bound = "[0, 1]" if closed_high else "[0, 1)"
-                raise ConfigError(
-                    f"{name} must be in {bound}, got {value}", hint=f"fix --{_flag(name)}"
-                )
-
-        for name in (
-            "lr",
-            "batch_size",
-            "max_epochs",
-            "patience",
-            "eps",
-            "eval_batch_size",
-            "clip_norm",
-            "clip_value",
-            "checkpoint_every",
-            "validation_frequency",
-            "threads",
-            "subset",
-            "patience_increase",
-            "improvement_threshold",
-        ):
-            positive(name)
-        for name in ("momentum", "rho", "dropout"):
-            unit_interval(name)
-        for name in ("target_error", "improvement_threshold"):
-            unit_interval(name, closed_high=True)
-        if self.ema is not None and not 0 < self.ema < 1:
-            raise ConfigError(f"ema must be in (0, 1), got {self.ema}", hint="e.g. --ema 0.999")
-        if self.betas is not None and (
-            len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)
-        ):
-            raise ConfigError(
-                f"betas must be two numbers in [0, 1), got {self.betas}",
-                hint="e.g. --betas 0.9,0.999",
-            )
-        for name in ("l1", "l2", "min_delta", "weight_decay"):
-            value = getattr(self, name)
-            if value is not None and not value >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {value}", hint=f"fix --{_flag(name)}")
-        if not 0 <= self.seed < 2**63:
-            raise ConfigError(
-                f"seed must be in [0, 2**63), got {self.seed}", hint="e.g. --seed 1234"
-            )
-        if self.threads is not None and self.threads > 4096:
-            raise ConfigError(
-                f"threads must be at most 4096, got {self.threads}",
-                hint="use about the number of CPU cores",
-            )
-        if self.polyak_start is not None and self.polyak_start < 0:
-            raise ConfigError(f"polyak_start must be >= 0, got {self.polyak_start}")
-        if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ConfigError(
-                f"hidden sizes must be positive integers, got {self.hidden}",
-                hint="e.g. --hidden 500,300",
-            )
-        for name, allowed in (
-            ("early_stopping", EARLY_STOPPING_MODES),
-            ("monitor", MONITORS),
-            ("on_nan", ON_NAN),
-        ):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ConfigError(f"unknown {name} {value!r}", hint=did_you_mean(value, allowed))
-        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
-            raise ConfigError(
-                f"unknown device {self.device!r}", hint="use auto, cpu, cuda or cuda:N"
-            )
+        Raises ConfigError naming the first invalid option (in declaration order)
+        and what is allowed.
+        """
+        for opt in OPTIONS:
+            setattr(self, opt.name, check_option(opt, getattr(self, opt.name)))
 
     # -------------------------------------------------------------- conversion
     def to_dict(self) -> dict[str, Any]:
@@ -195,6 +391,10 @@ class TrainConfig:
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+    def group(self, group: Group) -> dict[str, Any]:
+        """The options of one group, e.g. ``cfg.group(Group.OPTIMIZER)``."""
+        return {o.name: getattr(self, o.name) for o in OPTIONS if o.spec.group == group}
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some options changed (validated)."""
@@ -213,144 +413,18 @@ class TrainConfig:
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
-
-
-FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
-
-
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(TrainConfig)
-
-
-def _coerce_types(cfg: TrainConfig) -> None:
-    """Accept the obvious spellings (ints for floats, lists for tuples); refuse the rest."""
-    hints = _field_types()
-    for f in dataclasses.fields(cfg):
-        setattr(cfg, f.name, _coerce(f.name, getattr(cfg, f.name), hints[f.name]))
-
-
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        # TOML has no null: save_config writes "default" for a numeric option left unset
-        if value == "default" and type(None) in args and inner[0] is not str:
-            return None
-        return _coerce(name, value, inner[0])
-    bad = ConfigError(
-        f"option {name!r} has the wrong type: {value!r}", hint=f"expected {_type_name(hint)}"
-    )
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise bad
-    if hint is int:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                raise bad from None
-        raise bad
-    if hint is float:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, int | float):
-            result = float(value)
-        elif isinstance(value, str):
-            try:
-                result = float(value)
-            except ValueError:
-                raise bad from None
-        else:
-            raise bad
-        if not math.isfinite(result):
-            raise ConfigError(f"option {name!r} must be finite, got {value!r}")
-        return result
-    if hint is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [v for v in value.replace(" ", "").split(",") if v]
-        if not isinstance(value, list | tuple):
-            value = [value]
-        elem = args[0]
-        return tuple(_coerce(name, v, elem) for v in value)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise bad
-        return dict(value)
-    return value
-
-
-def _type_name(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        return "a comma-separated list"
-    return getattr(hint, "__name__", str(hint))
+OPTIONS: tuple[DeclaredOption, ...] = tuple(declared_options(TrainConfig))
+OPTIONS_BY_NAME: dict[str, DeclaredOption] = {o.name: o for o in OPTIONS}
+FIELD_NAMES: tuple[str, ...] = tuple(o.name for o in OPTIONS)
 
 
 # ---------------------------------------------------------------------- presets
-PRESETS: dict[str, dict[str, Any]] = {
-    # logistic_sgd.py
-    "dlt-logreg": {},
-    # mlp.py: 500 tanh hidden units, L2 1e-4, minibatches of 20
-    "dlt-mlp": {
-        "model": "mlp",
-        "hidden": (500,),
-        "activation": "tanh",
-        "lr": 0.01,
-        "l1": 0.0,
-        "l2": 1e-4,
-        "batch_size": 20,
-        "patience": 10000,
-        "max_epochs": 1000,
-    },
-    # convolutional_mlp.py (LeNet5): 20 and 50 kernels, 500 hidden units
-    "dlt-lenet": {
-        "model": "lenet",
-        "hidden": (500,),
-        "activation": "tanh",
-        "lr": 0.1,
-        "batch_size": 500,
-        "max_epochs": 200,
-        "patience": 10000,
-    },
-}
-
-PRESET_HELP: dict[str, str] = {
-    "dlt-logreg": "the tutorial's logistic regression (7.5% test error)",
-    "dlt-mlp": "the tutorial's 500-tanh MLP with L2 (1.65% after 828 epochs)",
-    "dlt-lenet": "the tutorial's LeNet convnet (0.9% test error)",
-}
-
-
 def register_preset(name: str, options: dict[str, Any], help: str = "") -> None:
-    """Add a named preset (used by the fast-MNIST preset and by users)."""
+    """Add a named preset to :data:`descentlab.train.presets.PRESETS` (keys checked)."""
     for key in options:
-        _check_key(key, f"preset {name!r}")
+        check_key(key, f"preset {name!r}")
     PRESETS[name] = dict(options)
     PRESET_HELP[name] = help
-
-
-def preset(name: str) -> dict[str, Any]:
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}", hint=did_you_mean(name, list(PRESETS)))
-    return dict(PRESETS[name])
 
 
 # ------------------------------------------------------------------ construction
@@ -358,9 +432,10 @@ def _normalize_key(key: str) -> str:
     return key.replace("-", "_")
 
 
-def _check_key(key: str, where: str) -> str:
+def check_key(key: str, where: str) -> str:
+    """The option name of ``key`` ('-' or '_'); ConfigError with a suggestion if unknown."""
     norm = _normalize_key(key)
-    if norm not in FIELD_NAMES:
+    if norm not in OPTIONS_BY_NAME:
         raise ConfigError(
             f"unknown option {key!r} in {where}", hint=did_you_mean(norm, list(FIELD_NAMES))
         )
@@ -371,8 +446,25 @@ def from_mapping(values: dict[str, Any], *, where: str = "the options") -> Train
     """Build a validated config from a flat mapping (keys with '-' or '_')."""
     clean: dict[str, Any] = {}
     for key, value in values.items():
-        clean[_check_key(key, where)] = value
+        clean[check_key(key, where)] = value
     return TrainConfig(**clean)
+
+
+def _load_file(path: Path) -> Any:
+    text = path.read_bytes()
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        return tomllib.loads(text.decode("utf-8"))
+    except RecursionError:
+        raise ConfigError(
+            f"config file {str(path)!r} is nested too deeply",
+            hint="a config file is a flat table of options",
+        ) from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot parse config file {str(path)!r}: {exc}", hint="fix the file's syntax"
+        ) from None
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -386,21 +478,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file {str(path)!r} does not exist", hint="check the --config path"
         )
-    text = path.read_bytes()
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            data = tomllib.loads(text.decode("utf-8"))
-    except RecursionError:
-        raise ConfigError(
-            f"config file {str(path)!r} is nested too deeply",
-            hint="a config file is a flat table of options",
-        ) from None
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"cannot parse config file {str(path)!r}: {exc}", hint="fix the file's syntax"
-        ) from None
+    data = _load_file(path)
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a table of options")
     if "train" in data and isinstance(data["train"], dict):
@@ -415,7 +493,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
                 f"unexpected table [{key}] in {str(path)!r}",
                 hint="put training options at the top level or under [train]",
             )
-        out[_check_key(key, str(path))] = value
+        out[check_key(key, str(path))] = value
     return out
 
 
@@ -432,22 +510,19 @@ def resolve(
     if config_file:
         values.update(read_config_file(config_file))
     for key, value in (overrides or {}).items():
-        values[_check_key(key, "the options")] = value
+        values[check_key(key, "the options")] = value
     return from_mapping(values)
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Write the resolved config as TOML (None values are left out: they mean 'default')."""
-    import tomli_w
-
-    defaults = TrainConfig.__dataclass_fields__
     data: dict[str, Any] = {}
     for key, value in cfg.to_dict().items():
         if key == "extra":
             continue
         if value is not None:
             data[key] = value
-        elif defaults[key].default is not None:
+        elif OPTIONS_BY_NAME[key].default is not None:
             # None here means "the optimizer's own default", unlike the field's default
             data[key] = "default"
     if cfg.extra:
