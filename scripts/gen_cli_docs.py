@@ -13,9 +13,11 @@ argument group: option, value, default, help.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
+
+from descentlab.cli.main import build_parser
+from descentlab.train.config import OPTIONS_BY_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "cli.md"
@@ -44,6 +46,10 @@ def _escape(text: str) -> str:
 
 def _help(action: argparse.Action, prog: str) -> str:
     text = action.help or ""
+    declared = OPTIONS_BY_NAME.get(action.dest)
+    if declared is not None and action.default == argparse.SUPPRESS and action.nargs != 0:
+        # the declared default has its own column
+        text = text.replace(f" (default: {declared.default_phrase()})", "")
     if "%(" in text:
         text = text % {**vars(action), "prog": prog}
     return _escape(text)
@@ -60,17 +66,17 @@ def _value(action: argparse.Action) -> str:
 
 def _default(action: argparse.Action) -> str:
     """The parser's default, or for training options (left unset so that presets and
-    config files are not overridden) the TrainConfig default they end up with."""
-    from descentlab.train.config import TrainConfig
-
+    config files are not overridden) the default declared on their TrainConfig field."""
     default = action.default
     if action.nargs == 0:
         return ""
     if default == argparse.SUPPRESS:
-        field = TrainConfig.__dataclass_fields__.get(action.dest)
-        if field is None or field.default is dataclasses.MISSING:
+        declared = OPTIONS_BY_NAME.get(action.dest)
+        if declared is None:
             return ""
-        default = field.default
+        if declared.default is None:
+            return _escape(declared.default_phrase())
+        default = declared.default
     if default is None:
         return ""
     if isinstance(default, tuple):
@@ -150,8 +156,6 @@ def _render_command(
 
 def render() -> str:
     """The whole of docs/cli.md, generated from ``descentlab.cli.main.build_parser()``."""
-    from descentlab.cli.main import build_parser
-
     parser = build_parser()
     lines = [HEADER]
     sub = _subparsers(parser)

@@ -7,6 +7,15 @@ import json
 import sys
 from typing import Any
 
+from descentlab.bench.optim import format_optim_table, run_optim_bench
+from descentlab.bench.timing import thread_limit
+from descentlab.bench.train import (
+    format_time_to_target,
+    format_train_table,
+    run_time_to_target,
+    run_train_bench,
+)
+
 
 def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
@@ -35,9 +44,6 @@ def _progress(quiet: bool) -> Any:
 
 
 def cmd_optim(args: argparse.Namespace) -> int:
-    from descentlab.bench.optim import format_optim_table, run_optim_bench
-    from descentlab.bench.timing import thread_limit
-
     with thread_limit(args.threads):
         rows = run_optim_bench(
             sizes=args.sizes,
@@ -52,8 +58,6 @@ def cmd_optim(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from descentlab.bench.train import format_train_table, run_train_bench
-
     rows = run_train_bench(
         workloads=args.workloads,
         contenders=args.contenders,
@@ -71,8 +75,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_time_to_target(args: argparse.Namespace) -> int:
-    from descentlab.bench.train import format_time_to_target, run_time_to_target
-
     overrides: dict[str, Any] = {}
     if args.dataset is not None:
         overrides["dataset"] = args.dataset
@@ -108,12 +110,18 @@ def register(sub: Any) -> None:
 
     q = bench.add_parser("optim", help="optimizer step time vs torch.optim")
     q.add_argument("--sizes", type=_sizes, default=[1_000_000, 25_000_000], help="e.g. 1M,25M")
-    q.add_argument("--tensors", type=int, default=50, help="parameter tensors (default 50)")
+    q.add_argument(
+        "--tensors", type=int, default=50, help="parameter tensors (default %(default)s)"
+    )
     q.add_argument("--optimizers", type=_names, default=None, help="e.g. sgd,adam (default all)")
-    q.add_argument("--repeats", type=int, default=30, help="timed steps per optimizer")
-    q.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    q.add_argument(
+        "--repeats", type=int, default=30, help="timed steps per optimizer (default %(default)s)"
+    )
+    q.add_argument(
+        "--warmup", type=int, default=5, help="untimed steps first (default %(default)s)"
+    )
     q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    q.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    q.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_optim)
 
@@ -137,13 +145,17 @@ def register(sub: Any) -> None:
         help="descentlab, 'descentlab plain', 'torch loop', 'DataLoader loop', scikit-learn "
         "(default all)",
     )
-    q.add_argument("--repeats", type=int, default=5, help="timed epochs per contender")
-    q.add_argument("--warmup", type=int, default=1, help="untimed epochs first")
+    q.add_argument(
+        "--repeats", type=int, default=5, help="timed epochs per contender (default %(default)s)"
+    )
+    q.add_argument(
+        "--warmup", type=int, default=1, help="untimed epochs first (default %(default)s)"
+    )
     q.add_argument("--threads", type=int, default=None, help="CPU threads for every contender")
-    q.add_argument("--dataset", default="mnist", help="dataset name or path (default mnist)")
+    q.add_argument("--dataset", default="mnist", help="dataset name or path (default %(default)s)")
     q.add_argument("--data-dir", default=None, help="folder holding mnist/ ...")
     q.add_argument("--subset", type=int, default=None, help="first N examples of each split")
-    q.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    q.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     q.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_train)
@@ -155,8 +167,8 @@ def register(sub: Any) -> None:
         "when the test error at the best validation point first reached the target, "
         "the final numbers and the peak memory.",
     )
-    q.add_argument("--target", type=float, default=0.0165, help="test error (default 0.0165)")
-    q.add_argument("--preset", default="fast-mnist", help="preset to train (default fast-mnist)")
+    q.add_argument("--target", type=float, default=0.0165, help="test error (default %(default)s)")
+    q.add_argument("--preset", default="fast-mnist", help="preset to train (default %(default)s)")
     q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     q.add_argument("--dataset", default=None, help="override the preset's dataset")
     q.add_argument("--data-dir", default=None, help="folder holding mnist/ ...")

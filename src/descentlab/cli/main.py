@@ -14,9 +14,11 @@ import sys
 from collections.abc import Sequence
 
 from descentlab._version import __version__
+from descentlab.cli import bench, experiments, train
 from descentlab.errors import DescentlabError, closest
 
-COMMAND_MODULES = ("train", "bench", "experiments")
+# Each module declares its sub-commands with register(subparsers), in this order.
+COMMAND_MODULES = (train, bench, experiments)
 
 # Spellings from other tools that difflib would not map to ours.
 FLAG_SYNONYMS = {
@@ -58,8 +60,6 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    import importlib
-
     parser = Parser(
         prog="descentlab",
         description="Train classifiers with minibatch SGD and the optimizers of "
@@ -67,13 +67,7 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"descentlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"descentlab.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"descentlab.cli.{name}":
-                raise
-            continue
+    for module in COMMAND_MODULES:
         module.register(sub)
     return parser
 

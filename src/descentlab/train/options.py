@@ -241,12 +241,15 @@ class DeclaredOption:
             return ",".join(str(v) for v in value)
         return str(value)
 
+    def description(self) -> str:
+        """The declared help, with the allowed choices when a constraint lists them."""
+        choices = [c.describe() for c in self.spec.constraints if isinstance(c, OneOf)]
+        return f"{self.spec.help}: {choices[0]}" if choices else self.spec.help
+
     def help_text(self, *, negated: bool = False) -> str:
         """The flag's help: the declared text and the declared default."""
         if not self.is_switch:
-            choices = [c.describe() for c in self.spec.constraints if isinstance(c, OneOf)]
-            text = f"{self.spec.help}: {choices[0]}" if choices else self.spec.help
-            return f"{text} (default: {self.default_phrase()})"
+            return f"{self.description()} (default: {self.default_phrase()})"
         text = self.spec.help
         sets = self.switch_value
         if negated:
