@@ -421,9 +421,7 @@ FIELD_NAMES: tuple[str, ...] = tuple(o.name for o in OPTIONS)
 # ---------------------------------------------------------------------- presets
 def register_preset(name: str, options: dict[str, Any], help: str = "") -> None:
     """Add a named preset to :data:`descentlab.train.presets.PRESETS` (keys checked)."""
-    for key in options:
-        check_key(key, f"preset {name!r}")
-    PRESETS[name] = dict(options)
+    PRESETS[name] = {check_key(key, f"preset {name!r}"): value for key, value in options.items()}
     PRESET_HELP[name] = help
 
 
