@@ -24,6 +24,8 @@ train: install
 lint: install
 	$(VENV)/bin/ruff check src tests examples scripts
 	$(VENV)/bin/ruff format --check src tests examples scripts
+	# The layer rule and the other import contracts: [tool.importlinter] in pyproject.toml.
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 typecheck: install
 	$(VENV)/bin/mypy src/descentlab
