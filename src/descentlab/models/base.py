@@ -32,6 +32,7 @@ from descentlab.errors import ConfigError, DataError, did_you_mean
 
 __all__ = [
     "ACTIVATIONS",
+    "DenseHead",
     "check_model_input",
     "layer_activation",
     "layer_pool_area",
@@ -247,3 +248,50 @@ def dense_forward(
             if dropout:
                 h = F.dropout(h, dropout, training)
     return output(h)
+
+
+class DenseHead(nn.Module):
+    """Base of the models that end in dense hidden layers and a softmax-input layer.
+
+    Subclasses call :meth:`_check_dense_options` (validated options become attributes)
+    and :meth:`_build_dense_head` in ``__init__``, and end ``forward`` with
+    :meth:`_dense_head`.
+    """
+
+    n_classes: int
+    hidden: tuple[int, ...]
+    activation: str
+    dropout: float
+    batch_norm: bool
+
+    def _check_dense_options(
+        self,
+        model: str,
+        n_classes: int,
+        hidden: Sequence[int] | int,
+        activation: str,
+        dropout: float,
+        batch_norm: bool,
+    ) -> None:
+        self.n_classes = check_n_classes(n_classes)
+        self.hidden = check_hidden(hidden, model)
+        self.activation = check_activation(activation)
+        self.dropout = check_dropout(dropout)
+        self.batch_norm = check_batch_norm(batch_norm)
+
+    def _build_dense_head(self, in_features: int) -> None:
+        self.hidden_layers, self.norms, self.output = make_dense_layers(
+            in_features,
+            self.hidden,
+            self.n_classes,
+            activation=self.activation,
+            batch_norm=self.batch_norm,
+        )
+
+    def _dense_head(self, h: Tensor, act: Callable[[Tensor], Tensor]) -> Tensor:
+        return dense_forward(
+            h, self.hidden_layers, self.norms, self.output, act, self.dropout, self.training
+        )
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation}, dropout={self.dropout}"

@@ -38,14 +38,8 @@ from torch import Tensor, nn
 from descentlab.errors import ConfigError
 from descentlab.models.base import (
     ACTIVATIONS,
-    check_activation,
-    check_batch_norm,
-    check_dropout,
-    check_hidden,
+    DenseHead,
     check_input_shape,
-    check_n_classes,
-    dense_forward,
-    make_dense_layers,
     tag_layer,
 )
 from descentlab.models.init import init_parameters
@@ -71,7 +65,7 @@ def lenet_min_image_size() -> int:
     return side
 
 
-class LeNet(nn.Module):
+class LeNet(DenseHead):
     """Convolutional classifier returning logits ``(N, n_classes)``.
 
     Parameters
@@ -119,11 +113,7 @@ class LeNet(nn.Module):
                 f"(two 5x5 conv + 2x2 pool stages), got {height}x{width}",
                 hint="use model 'mlp' or 'logreg' for small images such as 8x8 digits",
             )
-        self.n_classes = check_n_classes(n_classes)
-        self.hidden = check_hidden(hidden, "lenet")
-        self.activation = check_activation(activation)
-        self.dropout = check_dropout(dropout)
-        self.batch_norm = check_batch_norm(batch_norm)
+        self._check_dense_options("lenet", n_classes, hidden, activation, dropout, batch_norm)
 
         pool_area = POOL * POOL
         self.conv1 = tag_layer(
@@ -133,13 +123,7 @@ class LeNet(nn.Module):
             nn.Conv2d(KERNELS[0], KERNELS[1], KERNEL_SIZE), self.activation, pool_area
         )
         flat = KERNELS[-1] * _side_after_stages(height) * _side_after_stages(width)
-        self.hidden_layers, self.norms, self.output = make_dense_layers(
-            flat,
-            self.hidden,
-            self.n_classes,
-            activation=self.activation,
-            batch_norm=self.batch_norm,
-        )
+        self._build_dense_head(flat)
         init_parameters(self, init)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -148,15 +132,4 @@ class LeNet(nn.Module):
         act = ACTIVATIONS[self.activation]
         h = act(F.max_pool2d(self.conv1(x), POOL))
         h = act(F.max_pool2d(self.conv2(h), POOL))
-        return dense_forward(
-            h.flatten(1),
-            self.hidden_layers,
-            self.norms,
-            self.output,
-            act,
-            self.dropout,
-            self.training,
-        )
-
-    def extra_repr(self) -> str:
-        return f"activation={self.activation}, dropout={self.dropout}"
+        return self._dense_head(h.flatten(1), act)
