@@ -9,7 +9,15 @@ import torch
 from torch import Tensor
 
 from descentlab.optim import _validate as check
-from descentlab.optim._base import BookOptimizer, ParamsT, foreach_tiles, sqrt_into
+from descentlab.optim._base import (
+    BookOptimizer,
+    ParamsT,
+    decay_,
+    decay_foreach_,
+    foreach_tiles,
+    pick,
+    sqrt_into,
+)
 
 
 class AdaGrad(BookOptimizer):
@@ -62,14 +70,11 @@ class AdaGrad(BookOptimizer):
         super().__init__(params, defaults)
 
     def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
-        params, grads, states = self._gather(group)
+        params, grads, states = self._gather(group, zeros=("sum_sq",))
         if not params:
             return
-        for p, state in zip(params, states):
-            if "sum_sq" not in state:
-                state["sum_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         sums = [state["sum_sq"] for state in states]
-        kw = {"lr": group["lr"], "eps": group["eps"], "weight_decay": group["weight_decay"]}
+        kw = pick(group, "lr", "eps", "weight_decay")
         if group["foreach"]:
             scratch = self._scratch_like(params)
             for ps, gs, rs, bs in foreach_tiles(params, grads, sums, scratch):
@@ -83,8 +88,7 @@ def _adagrad_single(
     p: Tensor, g: Tensor, r: Tensor, *, lr: float, eps: float, weight_decay: float
 ) -> None:
     """One parameter, line by line as Algorithm 8.4 (the reference for the foreach path)."""
-    if weight_decay != 0.0:
-        p.mul_(1.0 - lr * weight_decay)  # θ ← θ − ελθ
+    decay_(p, lr, weight_decay)  # θ ← θ − ελθ
     r.addcmul_(g, g)  # r ← r + g ⊙ g
     denom = r.sqrt().add_(eps)  # δ + √r
     p.addcdiv_(g, denom, value=-lr)  # θ ← θ − ε/(δ + √r) ⊙ g
@@ -101,8 +105,7 @@ def _adagrad_foreach(
     weight_decay: float,
 ) -> None:
     """Same operations as :func:`_adagrad_single`; δ + √r goes into reused scratch buffers."""
-    if weight_decay != 0.0:
-        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+    decay_foreach_(params, lr, weight_decay)
     torch._foreach_addcmul_(sums, grads, grads)
     denom = sqrt_into(scratch, sums)
     torch._foreach_add_(denom, eps)

@@ -10,7 +10,15 @@ import torch
 from torch import Tensor
 
 from descentlab.optim import _validate as check
-from descentlab.optim._base import BookOptimizer, ParamsT, foreach_tiles, sqrt_into
+from descentlab.optim._base import (
+    BookOptimizer,
+    ParamsT,
+    decay_,
+    decay_foreach_,
+    foreach_tiles,
+    pick,
+    sqrt_into,
+)
 
 
 class Adam(BookOptimizer):
@@ -67,36 +75,20 @@ class Adam(BookOptimizer):
         *,
         foreach: bool = True,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "betas": betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "foreach": foreach,
-        }
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)
         super().__init__(params, defaults)
 
     def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
-        params, grads, states = self._gather(group)
+        params, grads, states = self._gather(group, zeros=("first_moment", "second_moment"))
         if not params:
             return
-        for p, state in zip(params, states):
-            if "step" not in state:
-                state["step"] = 0
-                state["first_moment"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["second_moment"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] = int(state["step"]) + 1  # t ← t + 1
+        for state in states:
+            state["step"] = int(state.get("step", 0)) + 1  # t ← t + 1
         firsts = [state["first_moment"] for state in states]
         seconds = [state["second_moment"] for state in states]
         steps = [state["step"] for state in states]
         beta1, beta2 = group["betas"]
-        kw = {
-            "lr": group["lr"],
-            "beta1": beta1,
-            "beta2": beta2,
-            "eps": group["eps"],
-            "weight_decay": group["weight_decay"],
-        }
+        kw = pick(group, "lr", "eps", "weight_decay") | {"beta1": beta1, "beta2": beta2}
         if group["foreach"]:
             scratch = self._scratch_like(params)
             for ps, gs, ss, rs, bs, ts in foreach_tiles(
@@ -122,8 +114,7 @@ def _adam_single(
     weight_decay: float,
 ) -> None:
     """One parameter, line by line as Algorithm 8.7 (the reference for the foreach path)."""
-    if weight_decay != 0.0:
-        p.mul_(1.0 - lr * weight_decay)  # θ ← θ − ελθ
+    decay_(p, lr, weight_decay)  # θ ← θ − ελθ
     s.mul_(beta1).add_(g, alpha=1.0 - beta1)  # s ← ρ1 s + (1 − ρ1) g
     r.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)  # r ← ρ2 r + (1 − ρ2) g ⊙ g
     s_hat = s / (1.0 - beta1**t)  # ŝ ← s / (1 − ρ1^t)
@@ -150,8 +141,7 @@ def _adam_foreach(
     ε ŝ/(√r̂ + δ) = (ε√c2/c1) · s/(√r + δ√c2) with c1 = 1 − ρ1^t, c2 = 1 − ρ2^t: the bias
     corrections become two Python scalars instead of two passes over s and r.
     """
-    if weight_decay != 0.0:
-        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+    decay_foreach_(params, lr, weight_decay)
     torch._foreach_lerp_(firsts, grads, 1.0 - beta1)  # s + (1−ρ1)(g − s) = ρ1 s + (1−ρ1) g
     torch._foreach_mul_(seconds, beta2)
     torch._foreach_addcmul_(seconds, grads, grads, value=1.0 - beta2)

@@ -15,7 +15,10 @@ from descentlab.optim._base import (
     BookOptimizer,
     ParamsT,
     add_scalar_into,
+    decay_,
+    decay_foreach_,
     foreach_tiles,
+    pick,
     sqrt_into,
 )
 
@@ -99,16 +102,8 @@ class RMSProp(BookOptimizer):
         *,
         foreach: bool = True,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "rho": rho,
-            "eps": eps,
-            "momentum": momentum,
-            "nesterov": nesterov,
-            "eps_inside_sqrt": eps_inside_sqrt,
-            "weight_decay": weight_decay,
-            "foreach": foreach,
-        }
+        defaults = dict(lr=lr, rho=rho, eps=eps, momentum=momentum, nesterov=nesterov)
+        defaults.update(eps_inside_sqrt=eps_inside_sqrt, weight_decay=weight_decay, foreach=foreach)
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
@@ -118,26 +113,15 @@ class RMSProp(BookOptimizer):
             )
 
     def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
-        params, grads, states = self._gather(group)
+        use_momentum = group["momentum"] != 0.0
+        zeros = ("square_avg", "velocity") if use_momentum else ("square_avg",)
+        params, grads, states = self._gather(group, zeros)
         if not params:
             return
-        use_momentum = group["momentum"] != 0.0
-        for p, state in zip(params, states):
-            if "square_avg" not in state:
-                state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if use_momentum and "velocity" not in state:
-                state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         squares = [state["square_avg"] for state in states]
         velocities = [state["velocity"] for state in states] if use_momentum else None
-        kw = {
-            "lr": group["lr"],
-            "rho": group["rho"],
-            "eps": group["eps"],
-            "momentum": group["momentum"],
-            "eps_inside_sqrt": group["eps_inside_sqrt"],
-            "weight_decay": group["weight_decay"],
-            "params_at_lookahead": group["nesterov"] and not closure_given,
-        }
+        kw = pick(group, "lr", "rho", "eps", "momentum", "eps_inside_sqrt", "weight_decay")
+        kw["params_at_lookahead"] = group["nesterov"] and not closure_given
         if group["foreach"]:
             scratch = self._scratch_like(params)
             # r = s·square_avg with a float s per parameter (1 if absent; see _rmsprop_foreach).
@@ -176,8 +160,7 @@ def _rmsprop_single(
     params_at_lookahead: bool,
 ) -> None:
     """One parameter, line by line as Algorithms 8.5/8.6 (the reference for foreach)."""
-    if weight_decay != 0.0:
-        p.mul_(1.0 - lr * weight_decay)  # θ ← θ − ελθ
+    decay_(p, lr, weight_decay)  # θ ← θ − ελθ
     r.mul_(rho).addcmul_(g, g, value=1.0 - rho)  # r ← ρr + (1 − ρ) g ⊙ g
     denom = r.add(eps).sqrt_() if eps_inside_sqrt else r.sqrt().add_(eps)  # √(δ+r) | δ+√r
     if v is None:
@@ -229,8 +212,7 @@ def _rmsprop_foreach(
     −ε/denom ⊙ g is −(ε/√s)/(√r̃ + δ/√s) ⊙ g: only Python scalars change. The
     denominator goes into reused scratch buffers.
     """
-    if weight_decay != 0.0:
-        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+    decay_foreach_(params, lr, weight_decay)
     # Parameters that missed steps (no gradient) have their own s; usually there is one run.
     runs: dict[tuple[float, float], list[int]] = {}
     for i, key in enumerate(zip(old_scales, new_scales)):
