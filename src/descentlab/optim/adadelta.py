@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -78,30 +78,32 @@ class AdaDelta(BookOptimizer):
             return
         squares = [state["square_avg"] for state in states]
         deltas = [state["acc_delta"] for state in states]
-        kw = pick(group, "lr", "rho", "eps", "weight_decay")
+        h = _Hyper(**pick(group, *_Hyper._fields))
         if group["foreach"]:
             scratch0, scratch1 = self._scratch_like(params, 0), self._scratch_like(params, 1)
             for ps, gs, sq, ad, b0, b1 in foreach_tiles(
                 params, grads, squares, deltas, scratch0, scratch1
             ):
-                _adadelta_foreach(ps, gs, sq, ad, (b0, b1), **kw)
+                _adadelta_foreach(ps, gs, sq, ad, (b0, b1), h)
         else:
             for p, g, sq, ad in zip(params, grads, squares, deltas):
-                _adadelta_single(p, g, sq, ad, **kw)
+                _adadelta_single(p, g, sq, ad, h)
+
+
+class _Hyper(NamedTuple):
+    """The hyperparameters one update reads (from a param group)."""
+
+    lr: float
+    rho: float
+    eps: float
+    weight_decay: float
 
 
 def _adadelta_single(
-    p: Tensor,
-    g: Tensor,
-    square_avg: Tensor,
-    acc_delta: Tensor,
-    *,
-    lr: float,
-    rho: float,
-    eps: float,
-    weight_decay: float,
+    p: Tensor, g: Tensor, square_avg: Tensor, acc_delta: Tensor, h: _Hyper
 ) -> None:
     """One parameter, line by line as Zeiler's Algorithm 1 (the reference for foreach)."""
+    lr, rho, eps, weight_decay = h
     decay_(p, lr, weight_decay)  # θ ← θ − lr·λθ
     square_avg.mul_(rho).addcmul_(g, g, value=1.0 - rho)  # E[g²] ← ρE[g²] + (1−ρ)g²
     rms_delta = acc_delta.add(eps).sqrt_()  # RMS[Δθ]_{t−1}
@@ -117,13 +119,10 @@ def _adadelta_foreach(
     square_avgs: list[Tensor],
     acc_deltas: list[Tensor],
     scratch: tuple[list[Tensor], list[Tensor]],
-    *,
-    lr: float,
-    rho: float,
-    eps: float,
-    weight_decay: float,
+    h: _Hyper,
 ) -> None:
     """Same operations as :func:`_adadelta_single`; the two RMS go into scratch buffers."""
+    lr, rho, eps, weight_decay = h
     decay_foreach_(params, lr, weight_decay)
     torch._foreach_mul_(square_avgs, rho)
     torch._foreach_addcmul_(square_avgs, grads, grads, value=1.0 - rho)

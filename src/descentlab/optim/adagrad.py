@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -74,20 +74,27 @@ class AdaGrad(BookOptimizer):
         if not params:
             return
         sums = [state["sum_sq"] for state in states]
-        kw = pick(group, "lr", "eps", "weight_decay")
+        h = _Hyper(**pick(group, *_Hyper._fields))
         if group["foreach"]:
             scratch = self._scratch_like(params)
             for ps, gs, rs, bs in foreach_tiles(params, grads, sums, scratch):
-                _adagrad_foreach(ps, gs, rs, bs, **kw)
+                _adagrad_foreach(ps, gs, rs, bs, h)
         else:
             for p, g, r in zip(params, grads, sums):
-                _adagrad_single(p, g, r, **kw)
+                _adagrad_single(p, g, r, h)
 
 
-def _adagrad_single(
-    p: Tensor, g: Tensor, r: Tensor, *, lr: float, eps: float, weight_decay: float
-) -> None:
+class _Hyper(NamedTuple):
+    """The hyperparameters one update reads (from a param group)."""
+
+    lr: float
+    eps: float
+    weight_decay: float
+
+
+def _adagrad_single(p: Tensor, g: Tensor, r: Tensor, h: _Hyper) -> None:
     """One parameter, line by line as Algorithm 8.4 (the reference for the foreach path)."""
+    lr, eps, weight_decay = h
     decay_(p, lr, weight_decay)  # θ ← θ − ελθ
     r.addcmul_(g, g)  # r ← r + g ⊙ g
     denom = r.sqrt().add_(eps)  # δ + √r
@@ -95,16 +102,10 @@ def _adagrad_single(
 
 
 def _adagrad_foreach(
-    params: list[Tensor],
-    grads: list[Tensor],
-    sums: list[Tensor],
-    scratch: list[Tensor],
-    *,
-    lr: float,
-    eps: float,
-    weight_decay: float,
+    params: list[Tensor], grads: list[Tensor], sums: list[Tensor], scratch: list[Tensor], h: _Hyper
 ) -> None:
     """Same operations as :func:`_adagrad_single`; δ + √r goes into reused scratch buffers."""
+    lr, eps, weight_decay = h
     decay_foreach_(params, lr, weight_decay)
     torch._foreach_addcmul_(sums, grads, grads)
     denom = sqrt_into(scratch, sums)

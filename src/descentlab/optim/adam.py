@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -16,7 +16,6 @@ from descentlab.optim._base import (
     decay_,
     decay_foreach_,
     foreach_tiles,
-    pick,
     sqrt_into,
 )
 
@@ -88,32 +87,31 @@ class Adam(BookOptimizer):
         seconds = [state["second_moment"] for state in states]
         steps = [state["step"] for state in states]
         beta1, beta2 = group["betas"]
-        kw = pick(group, "lr", "eps", "weight_decay") | {"beta1": beta1, "beta2": beta2}
+        h = _Hyper(group["lr"], beta1, beta2, group["eps"], group["weight_decay"])
         if group["foreach"]:
             scratch = self._scratch_like(params)
             for ps, gs, ss, rs, bs, ts in foreach_tiles(
                 params, grads, firsts, seconds, scratch, steps
             ):
-                _adam_foreach(ps, gs, ss, rs, ts, bs, **kw)
+                _adam_foreach(ps, gs, ss, rs, ts, bs, h)
         else:
             for p, g, s, r, t in zip(params, grads, firsts, seconds, steps):
-                _adam_single(p, g, s, r, t, **kw)
+                _adam_single(p, g, s, r, t, h)
 
 
-def _adam_single(
-    p: Tensor,
-    g: Tensor,
-    s: Tensor,
-    r: Tensor,
-    t: int,
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-) -> None:
+class _Hyper(NamedTuple):
+    """The hyperparameters one update reads (from a param group)."""
+
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+
+
+def _adam_single(p: Tensor, g: Tensor, s: Tensor, r: Tensor, t: int, h: _Hyper) -> None:
     """One parameter, line by line as Algorithm 8.7 (the reference for the foreach path)."""
+    lr, beta1, beta2, eps, weight_decay = h
     decay_(p, lr, weight_decay)  # θ ← θ − ελθ
     s.mul_(beta1).add_(g, alpha=1.0 - beta1)  # s ← ρ1 s + (1 − ρ1) g
     r.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)  # r ← ρ2 r + (1 − ρ2) g ⊙ g
@@ -129,18 +127,14 @@ def _adam_foreach(
     seconds: list[Tensor],
     steps: list[int],
     scratch: list[Tensor],
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
+    h: _Hyper,
 ) -> None:
     """Algorithm 8.7 over all tensors at once, rearranged to touch memory fewer times.
 
     ε ŝ/(√r̂ + δ) = (ε√c2/c1) · s/(√r + δ√c2) with c1 = 1 − ρ1^t, c2 = 1 − ρ2^t: the bias
     corrections become two Python scalars instead of two passes over s and r.
     """
+    lr, beta1, beta2, eps, weight_decay = h
     decay_foreach_(params, lr, weight_decay)
     torch._foreach_lerp_(firsts, grads, 1.0 - beta1)  # s + (1−ρ1)(g − s) = ρ1 s + (1−ρ1) g
     torch._foreach_mul_(seconds, beta2)
