@@ -30,12 +30,11 @@ parameters.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 from torch import Tensor
 
-from descentlab.models.base import ACTIVATIONS, DenseHead, check_input_shape
-from descentlab.models.init import init_parameters
+from descentlab.models.base import ACTIVATIONS
+from descentlab.models.dense import DenseHead
 
 __all__ = ["MLP"]
 
@@ -61,22 +60,10 @@ class MLP(DenseHead):
         Initialization strategy (see :func:`descentlab.models.init.init_parameters`).
     """
 
-    def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        n_classes: int,
-        *,
-        hidden: Sequence[int] | int = (500,),
-        activation: str = "tanh",
-        dropout: float = 0.0,
-        batch_norm: bool = False,
-        init: str = "default",
-    ) -> None:
-        super().__init__()
-        self.input_shape = check_input_shape(input_shape)
-        self._check_dense_options("mlp", n_classes, hidden, activation, dropout, batch_norm)
-        self._build_dense_head(math.prod(self.input_shape))
-        init_parameters(self, init)
+    model_name = "mlp"
+
+    def _build_features(self) -> int:
+        return math.prod(self.input_shape)
 
     def forward(self, x: Tensor) -> Tensor:
         return self._dense_head(x.flatten(1), ACTIVATIONS[self.activation])
