@@ -7,6 +7,7 @@ standardization with training-split statistics.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "SPLITS",
     "Dataset",
     "DatasetInfo",
+    "LoadOptions",
     "RawSplits",
     "Split",
     "assemble_dataset",
@@ -133,6 +135,19 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class LoadOptions:
+    """The choices :func:`~descentlab.data.load_dataset` hands every loader (checked there)."""
+
+    standardize: bool = False  # zero mean / unit variance per feature, training statistics
+    valid_fraction: float | None = None  # None: the source's own split, else a stratified one
+    seed: int = 0  # of every stratified split
+    subset: int | None = None  # keep the first `subset` examples of each split
+    data_dir: str | os.PathLike[str] | None = None  # searched first for MNIST-family files
+    offline: bool = False  # never download
+    quiet: bool = False  # no download progress bar
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     """What is known about a built-in dataset before loading it."""
 
@@ -142,7 +157,7 @@ class DatasetInfo:
     input_shape: tuple[int, ...]
     description: str
     standardize: bool  # the default when load_dataset(standardize=None)
-    loader: Callable[..., Dataset] = field(repr=False, compare=False)
+    loader: Callable[[str, LoadOptions], Dataset] = field(repr=False, compare=False)
     class_names: tuple[str, ...] | None = None
 
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from descentlab.data.checks import check_subset
-from descentlab.data.containers import Dataset, DatasetInfo, Split
+from descentlab.data.containers import Dataset, DatasetInfo, LoadOptions, Split
 from descentlab.data.registry import DATASETS, canonical_name
 from descentlab.data.sources import (
     SPECS,
@@ -133,30 +133,26 @@ def load_dataset(
     canonical = canonical_name(text) if isinstance(name_or_path, str) else None
     if canonical is not None:
         info = DATASETS[canonical]
-        return info.loader(
-            name=canonical,
-            data_dir=data_dir,
-            offline=offline,
-            standardize_inputs=info.standardize if standardize is None else standardize,
+        opts = LoadOptions(
+            standardize=info.standardize if standardize is None else standardize,
             valid_fraction=valid_fraction,
             seed=int(seed),
             subset=subset,
+            data_dir=data_dir,
+            offline=offline,
             quiet=quiet,
         )
+        return info.loader(canonical, opts)
     if not _looks_like_path(text):
         raise DataError(
             f"unknown dataset {text!r}",
             hint=f"{did_you_mean(text, list(DATASETS))} (or give a path to a .npz, .csv, "
             "mnist.pkl.gz or a folder of IDX files)",
         )
-    return load_path(
-        Path(text).expanduser(),
-        standardize_inputs=bool(standardize),
-        label_column=label_column,
-        valid_fraction=valid_fraction,
-        seed=int(seed),
-        subset=subset,
+    opts = LoadOptions(
+        standardize=bool(standardize), valid_fraction=valid_fraction, seed=int(seed), subset=subset
     )
+    return load_path(Path(text).expanduser(), opts, label_column)
 
 
 # ---------------------------------------------------------------------------------------

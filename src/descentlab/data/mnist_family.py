@@ -21,6 +21,7 @@ import torch
 from descentlab.data.checks import check_features, check_labels, check_splits
 from descentlab.data.containers import (
     Dataset,
+    LoadOptions,
     RawSplits,
     Split,
     assemble_dataset,
@@ -119,15 +120,14 @@ def _idx_arrays(found: DatasetFiles, expected_sums: dict[str, str]) -> dict[str,
 def load_idx_dataset(
     name: str,
     found: DatasetFiles,
+    opts: LoadOptions,
     *,
     expected_sums: dict[str, str],
     n_classes: int | None,
     class_names: list[str] | None,
-    valid_fraction: float | None,
-    seed: int,
-    subset: int | None,
-    standardize_inputs: bool,
 ) -> Dataset:
+    """IDX files found by :func:`~descentlab.data.sources.find_dataset_files` as a Dataset."""
+    valid_fraction, seed, subset = opts.valid_fraction, opts.seed, opts.subset
     a = _idx_arrays(found, expected_sums)
     tr_x, tr_y = a["train_images"], a["train_labels"]
     if valid_fraction is None:
@@ -173,7 +173,7 @@ def load_idx_dataset(
         splits,
         n_classes=n_classes,
         class_names=class_names,
-        standardize_inputs=standardize_inputs,
+        standardize_inputs=opts.standardize,
         scale=255.0 if a["train_images"].dtype == np.uint8 else None,
         source=str(found.folder),
         info={"format": "idx", "where": found.where, "downloaded": found.downloaded},
@@ -181,15 +181,10 @@ def load_idx_dataset(
 
 
 def load_pickle_dataset(
-    name: str,
-    path: Path,
-    *,
-    valid_fraction: float | None,
-    subset: int | None,
-    standardize_inputs: bool,
-    class_names: list[str] | None,
+    name: str, path: Path, opts: LoadOptions, class_names: list[str] | None = None
 ) -> Dataset:
-    if valid_fraction is not None:
+    """The tutorial's ``mnist.pkl.gz`` (already split in three) as a Dataset."""
+    if opts.valid_fraction is not None:
         raise ConfigError(
             f"valid_fraction does not apply to {path.name}: it is already split into "
             "train/valid/test",
@@ -203,13 +198,13 @@ def load_pickle_dataset(
         x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x
         if x.ndim == 2 and x.shape[1] == 784:
             x = x.reshape(-1, 1, 28, 28)  # the tutorial stores flattened 28x28 images
-        splits[split] = split_from_arrays(x, y, subset)
+        splits[split] = split_from_arrays(x, y, opts.subset)
     return assemble_dataset(
         name,
         splits,
         n_classes=n_classes,
         class_names=class_names,
-        standardize_inputs=standardize_inputs,
+        standardize_inputs=opts.standardize,
         scale=255.0 if xtr.dtype == np.uint8 else None,
         source=str(path),
         info={"format": "pickle"},
@@ -231,38 +226,22 @@ FASHION_CLASSES = [
 ]
 
 
-def named_idx_loader(name: str, class_names: list[str]) -> Callable[..., Dataset]:
-    def load(
-        *,
-        data_dir: str | os.PathLike[str] | None,
-        offline: bool,
-        standardize_inputs: bool,
-        valid_fraction: float | None,
-        seed: int,
-        subset: int | None,
-        quiet: bool,
-        **_: Any,
-    ) -> Dataset:
-        found = find_dataset_files(name, data_dir=data_dir, offline=offline, quiet=quiet)
+def named_idx_loader(class_names: list[str]) -> Callable[[str, LoadOptions], Dataset]:
+    """The loader of a built-in MNIST-family dataset: find (or download) its files, load them."""
+
+    def load(name: str, opts: LoadOptions) -> Dataset:
+        found = find_dataset_files(
+            name, data_dir=opts.data_dir, offline=opts.offline, quiet=opts.quiet
+        )
         if found.format == "pickle":
-            return load_pickle_dataset(
-                name,
-                found.files["pickle"],
-                valid_fraction=valid_fraction,
-                subset=subset,
-                standardize_inputs=standardize_inputs,
-                class_names=class_names,
-            )
+            return load_pickle_dataset(name, found.files["pickle"], opts, class_names)
         return load_idx_dataset(
             name,
             found,
+            opts,
             expected_sums=found.checksums,
             n_classes=len(class_names),
             class_names=class_names,
-            valid_fraction=valid_fraction,
-            seed=seed,
-            subset=subset,
-            standardize_inputs=standardize_inputs,
         )
 
     return load

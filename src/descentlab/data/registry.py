@@ -22,7 +22,7 @@ DATASETS: dict[str, DatasetInfo] = {
         (1, 28, 28),
         "MNIST handwritten digits (LeCun, Cortes, Burges), 28x28 grey",
         False,
-        named_idx_loader("mnist", MNIST_CLASSES),
+        named_idx_loader(MNIST_CLASSES),
         tuple(MNIST_CLASSES),
     ),
     "fashion-mnist": DatasetInfo(
@@ -32,7 +32,7 @@ DATASETS: dict[str, DatasetInfo] = {
         (1, 28, 28),
         "Fashion-MNIST clothing images (Xiao, Rasul, Vollgraf 2017), 28x28 grey",
         False,
-        named_idx_loader("fashion-mnist", FASHION_CLASSES),
+        named_idx_loader(FASHION_CLASSES),
         tuple(FASHION_CLASSES),
     ),
     "digits": DatasetInfo(

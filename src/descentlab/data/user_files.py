@@ -17,6 +17,7 @@ from descentlab.data.checks import check_labels, check_splits
 from descentlab.data.containers import (
     SPLITS,
     Dataset,
+    LoadOptions,
     RawSplits,
     assemble_dataset,
     split_from_arrays,
@@ -169,15 +170,7 @@ def read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, lis
     return x, table[:, li], names
 
 
-def load_path(
-    path: Path,
-    *,
-    standardize_inputs: bool,
-    label_column: str,
-    valid_fraction: float | None,
-    seed: int,
-    subset: int | None,
-) -> Dataset:
+def load_path(path: Path, opts: LoadOptions, label_column: str = "label") -> Dataset:
     """Load a user file or folder (see the module docstring) as a :class:`Dataset`."""
     if not path.exists():
         raise DataError(
@@ -187,56 +180,36 @@ def load_path(
     name = path.name.removesuffix(".gz").removesuffix(".pkl").removesuffix(".npz")
     name = name.removesuffix(".csv")
     if path.is_dir():
-        return _load_folder(
-            path,
-            standardize_inputs=standardize_inputs,
-            valid_fraction=valid_fraction,
-            seed=seed,
-            subset=subset,
-        )
+        return _load_folder(path, opts)
     suffixes = "".join(path.suffixes[-2:]).lower()
     if suffixes.endswith((".pkl.gz", ".pkl")):
-        return load_pickle_dataset(
-            name,
-            path,
-            valid_fraction=valid_fraction,
-            subset=subset,
-            standardize_inputs=standardize_inputs,
-            class_names=None,
-        )
+        return load_pickle_dataset(name, path, opts)
     class_names: list[str] | None = None
     if path.suffix.lower() == ".npz":
-        raw, class_names = _npz_raw(path, valid_fraction, seed)
+        raw, class_names = _npz_raw(path, opts.valid_fraction, opts.seed)
     elif path.suffix.lower() == ".csv":
         x, y, _ = read_csv(path, label_column)
-        raw = three_way_split(x, y, valid_fraction, seed)
+        raw = three_way_split(x, y, opts.valid_fraction, opts.seed)
     else:
         raise DataError(
             f"don't know how to read {path.name}",
             hint="fix: use a .npz, .csv, mnist.pkl.gz or a folder of IDX files",
         )
     checked, n_classes = check_splits(raw, str(path), len(class_names) if class_names else None)
-    splits = {s: split_from_arrays(*checked[s], subset) for s in SPLITS}
+    splits = {s: split_from_arrays(*checked[s], opts.subset) for s in SPLITS}
     return assemble_dataset(
         name,
         splits,
         n_classes=n_classes,
         class_names=class_names,
-        standardize_inputs=standardize_inputs,
+        standardize_inputs=opts.standardize,
         scale=None,
         source=str(path),
-        info={"format": path.suffix.lower().lstrip("."), "seed": seed},
+        info={"format": path.suffix.lower().lstrip("."), "seed": opts.seed},
     )
 
 
-def _load_folder(
-    folder: Path,
-    *,
-    standardize_inputs: bool,
-    valid_fraction: float | None,
-    seed: int,
-    subset: int | None,
-) -> Dataset:
+def _load_folder(folder: Path, opts: LoadOptions) -> Dataset:
     name = folder.name
     known = canonical_name(name)
     spec: FilesetSpec = SPECS.get(known or "", SPECS["mnist"])
@@ -249,14 +222,7 @@ def _load_folder(
                 found = DatasetFiles(name, candidate, paths, "idx", "path")
                 break
             if (candidate / "mnist.pkl.gz").is_file():
-                return load_pickle_dataset(
-                    known or name,
-                    candidate / "mnist.pkl.gz",
-                    valid_fraction=valid_fraction,
-                    subset=subset,
-                    standardize_inputs=standardize_inputs,
-                    class_names=None,
-                )
+                return load_pickle_dataset(known or name, candidate / "mnist.pkl.gz", opts)
     if found is None:
         wanted = ", ".join(f"{f.name}[.gz]" for f in spec.files.values())
         raise DataError(
@@ -270,13 +236,10 @@ def _load_folder(
     return load_idx_dataset(
         known or name,
         found,
+        opts,
         expected_sums=expected,
         n_classes=info.n_classes if info else None,
         class_names=list(info.class_names) if info and info.class_names else None,
-        valid_fraction=valid_fraction,
-        seed=seed,
-        subset=subset,
-        standardize_inputs=standardize_inputs,
     )
 
 
