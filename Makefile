@@ -21,9 +21,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 train: install
 	$(VENV)/bin/descentlab train $(ARGS)
 
+# lint-imports checks the layer rule and the other import contracts ([tool.importlinter]
+# in pyproject.toml; see docs/architecture.md).
 lint: install
 	$(VENV)/bin/ruff check src tests examples scripts
 	$(VENV)/bin/ruff format --check src tests examples scripts
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 typecheck: install
 	$(VENV)/bin/mypy src/descentlab

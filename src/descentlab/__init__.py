@@ -7,8 +7,9 @@ The public API, importable from the top level::
     run = dl.load_run("runs/...")
 
 Submodules by concept: ``data``, ``models``, ``losses``, ``metrics``, ``optim``,
-``train``, ``experiments``, ``bench``, ``sklearn``.  Names are loaded lazily so
-``import descentlab`` stays fast.
+``train``, ``experiments``, ``bench``, ``sklearn``; each imports only from the layers
+below it (docs/architecture.md).  Names are loaded lazily so ``import descentlab``
+stays fast.
 """
 
 from __future__ import annotations

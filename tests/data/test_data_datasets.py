@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from descentlab.data import DATASETS, Dataset, Split, load_dataset
-from descentlab.data.datasets import read_csv, read_npz
 from descentlab.data.idx import write_idx
+from descentlab.data.user_files import read_csv, read_npz
 from descentlab.errors import ConfigError, DataError
 
 # --- scikit-learn's bundled datasets ----------------------------------------------------

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from descentlab.data.datasets import check_features, read_npz
+from descentlab.data.checks import check_features
 from descentlab.data.idx import read_idx
+from descentlab.data.user_files import read_npz
 from descentlab.errors import DataError
 
 _NPZ_KEYS = ("x", "x_test", "images", "data")

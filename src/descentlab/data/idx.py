@@ -108,6 +108,40 @@ def _read_exact(stream: Any, n: int) -> bytes:
 def _read_stream(
     stream: Any, path: Path, disk_size: int, compressed: bool, hasher: Any
 ) -> np.ndarray:
+    dtype, dims = _read_header(stream, path, hasher)
+    count = 1
+    for d in dims:
+        count *= d
+    expected = count * dtype.itemsize
+    header_size = 4 + 4 * len(dims)
+
+    # Refuse impossible sizes before allocating (a corrupt header must not be able to
+    # ask for terabytes).
+    if not compressed and header_size + expected != disk_size:
+        have = disk_size - header_size
+        kind = "truncated" if have < expected else "longer than its header declares"
+        raise DataError(
+            f"{path} is {kind}: header declares shape {dims} of {dtype.name} "
+            f"({expected} payload bytes) but the file has {have}",
+            hint=_fix_hint(path),
+        )
+    if compressed and expected > _MAX_DEFLATE_RATIO * disk_size + 4096:
+        raise DataError(
+            f"{path} is corrupt: header declares shape {dims} ({expected} bytes), more "
+            f"than a {disk_size}-byte gzip file can hold",
+            hint=_fix_hint(path),
+        )
+    out = _read_payload(stream, path, dtype, dims, count, hasher)
+    # Convert big-endian storage to native byte order in place (nothing to do for
+    # 1-byte types or on big-endian machines), so no second copy of the payload is made.
+    native = dtype.newbyteorder("=")
+    if native != dtype:
+        out = out.byteswap(inplace=True).view(native)
+    return out.reshape(dims)
+
+
+def _read_header(stream: Any, path: Path, hasher: Any) -> tuple[np.dtype, tuple[int, ...]]:
+    """The magic number and the dimensions: (big-endian dtype, shape)."""
     header = _read_exact(stream, 4)
     if len(header) < 4:
         raise DataError(
@@ -141,30 +175,14 @@ def _read_stream(
     if hasher is not None:
         hasher.update(header)
         hasher.update(raw_dims)
-    dtype = IDX_DTYPES[code]
-    count = 1
-    for d in dims:
-        count *= d
+    return IDX_DTYPES[code], dims
+
+
+def _read_payload(
+    stream: Any, path: Path, dtype: np.dtype, dims: tuple[int, ...], count: int, hasher: Any
+) -> np.ndarray:
+    """The ``count`` values after the header, as a flat array; refuses short or long data."""
     expected = count * dtype.itemsize
-    header_size = 4 + 4 * ndim
-
-    # Refuse impossible sizes before allocating (a corrupt header must not be able to
-    # ask for terabytes).
-    if not compressed and header_size + expected != disk_size:
-        have = disk_size - header_size
-        kind = "truncated" if have < expected else "longer than its header declares"
-        raise DataError(
-            f"{path} is {kind}: header declares shape {dims} of {dtype.name} "
-            f"({expected} payload bytes) but the file has {have}",
-            hint=_fix_hint(path),
-        )
-    if compressed and expected > _MAX_DEFLATE_RATIO * disk_size + 4096:
-        raise DataError(
-            f"{path} is corrupt: header declares shape {dims} ({expected} bytes), more "
-            f"than a {disk_size}-byte gzip file can hold",
-            hint=_fix_hint(path),
-        )
-
     out = np.empty(count, dtype=dtype)
     view = memoryview(out).cast("B")  # type: ignore[arg-type]
     filled = 0
@@ -187,12 +205,7 @@ def _read_stream(
             f"needs {expected} payload bytes, but more follow",
             hint=_fix_hint(path),
         )
-    # Convert big-endian storage to native byte order in place (nothing to do for
-    # 1-byte types or on big-endian machines), so no second copy of the payload is made.
-    native = dtype.newbyteorder("=")
-    if native != dtype:
-        out = out.byteswap(inplace=True).view(native)
-    return out.reshape(dims)
+    return out
 
 
 def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:

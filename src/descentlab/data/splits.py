@@ -22,9 +22,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from descentlab.data.checks import check_labels
+from descentlab.data.containers import SPLITS, RawSplits
 from descentlab.errors import ConfigError
 
-__all__ = ["holdout_fractions", "stratified_split"]
+__all__ = ["holdout_fractions", "stratified_split", "three_way_split"]
 
 #: Fraction of all examples held out for testing when a dataset comes unsplit.
 TEST_FRACTION = 0.2
@@ -79,3 +81,16 @@ def holdout_fractions(valid_fraction: float | None, *, with_test: bool) -> list[
         return [1.0 - vf, vf]
     pool = 1.0 - TEST_FRACTION
     return [pool * (1.0 - vf), pool * vf, TEST_FRACTION]
+
+
+def three_way_split(
+    x: np.ndarray, y: np.ndarray, valid_fraction: float | None, seed: int
+) -> RawSplits:
+    """Train / valid / test arrays of data that is not already split (stratified, seeded).
+
+    The test split holds out 20 %; ``valid_fraction`` (default 0.25) of the rest is
+    validation (see :func:`holdout_fractions`).
+    """
+    fractions = holdout_fractions(valid_fraction, with_test=True)
+    idx = stratified_split(check_labels(y, "labels"), fractions, seed=seed)
+    return {s: (x[i], y[i]) for s, i in zip(SPLITS, idx)}

@@ -127,17 +127,7 @@ def build_model(
 
     model: nn.Module
     if name == "logreg":
-        # Refuse options that would silently do nothing rather than ignore them.
-        if dropout:
-            raise ConfigError(
-                "logreg has no hidden layer to apply dropout to",
-                hint="use model 'mlp' for dropout, or set dropout=0",
-            )
-        if batch_norm:
-            raise ConfigError(
-                "logreg has no hidden layer to batch-normalize",
-                hint="use model 'mlp' for batch norm, or set batch_norm=False",
-            )
+        _refuse_hidden_options(dropout, batch_norm)
         hidden_sizes: tuple[int, ...] = ()
         model = LogisticRegression(input_shape, n_classes, init=init)
     else:
@@ -152,19 +142,25 @@ def build_model(
             batch_norm=batch_norm,
             init=init,
         )
-    spec = {
-        "name": name,
-        "input_shape": list(input_shape),
-        "n_classes": n_classes,
-        "hidden": list(hidden_sizes),
-        "activation": activation,
-        "dropout": dropout,
-        "batch_norm": batch_norm,
-        "init": init,
-    }
+    values = (name, list(input_shape), n_classes, list(hidden_sizes))
+    spec = dict(zip(_SPEC_KEYS, (*values, activation, dropout, batch_norm, init), strict=True))
     # A plain attribute (not a buffer): JSON metadata, not part of the state_dict.
     setattr(model, "descentlab_spec", spec)  # noqa: B010 - nn.Module's __setattr__ typing
     return model
+
+
+def _refuse_hidden_options(dropout: float, batch_norm: bool) -> None:
+    """logreg refuses options that would silently do nothing rather than ignore them."""
+    if dropout:
+        raise ConfigError(
+            "logreg has no hidden layer to apply dropout to",
+            hint="use model 'mlp' for dropout, or set dropout=0",
+        )
+    if batch_norm:
+        raise ConfigError(
+            "logreg has no hidden layer to batch-normalize",
+            hint="use model 'mlp' for batch norm, or set batch_norm=False",
+        )
 
 
 def build_model_from_spec(spec: Mapping[str, Any]) -> nn.Module:

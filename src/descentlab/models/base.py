@@ -1,4 +1,4 @@
-"""Pieces shared by the models: activations, layer tags, parameter checks, the dense head.
+"""Pieces shared by the models: activations, layer tags, parameter checks.
 
 Every model in :mod:`descentlab.models` returns **logits** (unnormalised log-probabilities)
 of shape ``(N, n_classes)``.  The softmax lives in the loss (:func:`descentlab.losses.nll`
@@ -18,14 +18,12 @@ fan-out by it).  Layers without a tag belong to someone else's model.
 
 from __future__ import annotations
 
-import itertools
 import math
 import numbers
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from descentlab.errors import ConfigError, DataError, did_you_mean
@@ -193,57 +191,3 @@ def check_model_input(model: nn.Module, input_shape: Sequence[int], n_classes: i
 # ---------------------------------------------------------------------------------------
 # The dense head shared by MLP and LeNet:  (Linear → [BN] → activation → [dropout])* → Linear
 # ---------------------------------------------------------------------------------------
-
-
-def make_dense_layers(
-    in_features: int,
-    hidden: tuple[int, ...],
-    n_classes: int,
-    *,
-    activation: str,
-    batch_norm: bool,
-) -> tuple[nn.ModuleList, nn.ModuleList | None, nn.Linear]:
-    """Hidden linear layers, their batch-norm layers (or None) and the softmax-input layer.
-
-    With batch norm the hidden layers have no bias: BN subtracts the minibatch mean, which
-    cancels any constant ``b``, and its own shift ``β`` takes the bias's place (Ioffe &
-    Szegedy 2015, §3.2: "batch-normalize the whole Wx + b ... b then should be omitted").
-    """
-    sizes = (in_features, *hidden)
-    layers = nn.ModuleList(
-        tag_layer(nn.Linear(n_in, n_out, bias=not batch_norm), activation)
-        for n_in, n_out in itertools.pairwise(sizes)
-    )
-    norms = nn.ModuleList(nn.BatchNorm1d(n) for n in hidden) if batch_norm else None
-    output = tag_layer(nn.Linear(sizes[-1], n_classes), None)
-    return layers, norms, output
-
-
-def dense_forward(
-    h: Tensor,
-    layers: nn.ModuleList,
-    norms: nn.ModuleList | None,
-    output: nn.Linear,
-    act: Callable[[Tensor], Tensor],
-    dropout: float,
-    training: bool,
-) -> Tensor:
-    """``h ← dropout(φ(BN(W h + b)))`` for each hidden layer, then the output layer's logits.
-
-    Dropout is applied to each hidden layer's output (after the nonlinearity), i.e. to the
-    input of the next linear layer; the network input is never dropped.  It is "inverted"
-    dropout: in training, kept units are scaled by ``1/(1-p)`` so evaluation uses the
-    weights as they are.  (The seed text's Theano version does not rescale, which would
-    require multiplying the weights by ``1-p`` at test time instead.)
-    """
-    if norms is None:
-        for layer in layers:
-            h = act(layer(h))
-            if dropout:
-                h = F.dropout(h, dropout, training)
-    else:
-        for layer, norm in zip(layers, norms):
-            h = act(norm(layer(h)))
-            if dropout:
-                h = F.dropout(h, dropout, training)
-    return output(h)

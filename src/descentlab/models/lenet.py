@@ -30,25 +30,12 @@ sigmoid), zeros for the output layer and all biases.  For MNIST: 520 + 25050 + 4
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from descentlab.errors import ConfigError
-from descentlab.models.base import (
-    ACTIVATIONS,
-    check_activation,
-    check_batch_norm,
-    check_dropout,
-    check_hidden,
-    check_input_shape,
-    check_n_classes,
-    dense_forward,
-    make_dense_layers,
-    tag_layer,
-)
-from descentlab.models.init import init_parameters
+from descentlab.models.base import ACTIVATIONS, tag_layer
+from descentlab.models.dense import DenseHead
 
 __all__ = ["LeNet", "lenet_min_image_size"]
 
@@ -71,7 +58,7 @@ def lenet_min_image_size() -> int:
     return side
 
 
-class LeNet(nn.Module):
+class LeNet(DenseHead):
     """Convolutional classifier returning logits ``(N, n_classes)``.
 
     Parameters
@@ -91,19 +78,9 @@ class LeNet(nn.Module):
         Initialization strategy (see :func:`descentlab.models.init.init_parameters`).
     """
 
-    def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        n_classes: int,
-        *,
-        hidden: Sequence[int] | int = (500,),
-        activation: str = "tanh",
-        dropout: float = 0.0,
-        batch_norm: bool = False,
-        init: str = "default",
-    ) -> None:
-        super().__init__()
-        self.input_shape = check_input_shape(input_shape)
+    model_name = "lenet"
+
+    def _check_input_shape(self) -> None:
         if len(self.input_shape) not in (2, 3):
             raise ConfigError(
                 f"lenet needs image input shaped (channels, height, width) or (height, width), "
@@ -111,7 +88,7 @@ class LeNet(nn.Module):
                 hint="use model 'mlp' or 'logreg' for feature vectors",
             )
         self._add_channel_axis = len(self.input_shape) == 2
-        channels, height, width = (1, *self.input_shape)[-3:]
+        _, height, width = (1, *self.input_shape)[-3:]
         min_side = lenet_min_image_size()
         if height < min_side or width < min_side:
             raise ConfigError(
@@ -119,12 +96,9 @@ class LeNet(nn.Module):
                 f"(two 5x5 conv + 2x2 pool stages), got {height}x{width}",
                 hint="use model 'mlp' or 'logreg' for small images such as 8x8 digits",
             )
-        self.n_classes = check_n_classes(n_classes)
-        self.hidden = check_hidden(hidden, "lenet")
-        self.activation = check_activation(activation)
-        self.dropout = check_dropout(dropout)
-        self.batch_norm = check_batch_norm(batch_norm)
 
+    def _build_features(self) -> int:
+        channels, height, width = (1, *self.input_shape)[-3:]
         pool_area = POOL * POOL
         self.conv1 = tag_layer(
             nn.Conv2d(channels, KERNELS[0], KERNEL_SIZE), self.activation, pool_area
@@ -132,15 +106,7 @@ class LeNet(nn.Module):
         self.conv2 = tag_layer(
             nn.Conv2d(KERNELS[0], KERNELS[1], KERNEL_SIZE), self.activation, pool_area
         )
-        flat = KERNELS[-1] * _side_after_stages(height) * _side_after_stages(width)
-        self.hidden_layers, self.norms, self.output = make_dense_layers(
-            flat,
-            self.hidden,
-            self.n_classes,
-            activation=self.activation,
-            batch_norm=self.batch_norm,
-        )
-        init_parameters(self, init)
+        return KERNELS[-1] * _side_after_stages(height) * _side_after_stages(width)
 
     def forward(self, x: Tensor) -> Tensor:
         if self._add_channel_axis:
@@ -148,15 +114,4 @@ class LeNet(nn.Module):
         act = ACTIVATIONS[self.activation]
         h = act(F.max_pool2d(self.conv1(x), POOL))
         h = act(F.max_pool2d(self.conv2(h), POOL))
-        return dense_forward(
-            h.flatten(1),
-            self.hidden_layers,
-            self.norms,
-            self.output,
-            act,
-            self.dropout,
-            self.training,
-        )
-
-    def extra_repr(self) -> str:
-        return f"activation={self.activation}, dropout={self.dropout}"
+        return self._dense_head(h.flatten(1), act)

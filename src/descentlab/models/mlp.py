@@ -30,27 +30,16 @@ parameters.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from descentlab.models.base import (
-    ACTIVATIONS,
-    check_activation,
-    check_batch_norm,
-    check_dropout,
-    check_hidden,
-    check_input_shape,
-    check_n_classes,
-    dense_forward,
-    make_dense_layers,
-)
-from descentlab.models.init import init_parameters
+from descentlab.models.base import ACTIVATIONS
+from descentlab.models.dense import DenseHead
 
 __all__ = ["MLP"]
 
 
-class MLP(nn.Module):
+class MLP(DenseHead):
     """Fully connected classifier returning logits ``(N, n_classes)``.
 
     Parameters
@@ -71,43 +60,10 @@ class MLP(nn.Module):
         Initialization strategy (see :func:`descentlab.models.init.init_parameters`).
     """
 
-    def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        n_classes: int,
-        *,
-        hidden: Sequence[int] | int = (500,),
-        activation: str = "tanh",
-        dropout: float = 0.0,
-        batch_norm: bool = False,
-        init: str = "default",
-    ) -> None:
-        super().__init__()
-        self.input_shape = check_input_shape(input_shape)
-        self.n_classes = check_n_classes(n_classes)
-        self.hidden = check_hidden(hidden, "mlp")
-        self.activation = check_activation(activation)
-        self.dropout = check_dropout(dropout)
-        self.batch_norm = check_batch_norm(batch_norm)
-        self.hidden_layers, self.norms, self.output = make_dense_layers(
-            math.prod(self.input_shape),
-            self.hidden,
-            self.n_classes,
-            activation=self.activation,
-            batch_norm=self.batch_norm,
-        )
-        init_parameters(self, init)
+    model_name = "mlp"
+
+    def _build_features(self) -> int:
+        return math.prod(self.input_shape)
 
     def forward(self, x: Tensor) -> Tensor:
-        return dense_forward(
-            x.flatten(1),
-            self.hidden_layers,
-            self.norms,
-            self.output,
-            ACTIVATIONS[self.activation],
-            self.dropout,
-            self.training,
-        )
-
-    def extra_repr(self) -> str:
-        return f"activation={self.activation}, dropout={self.dropout}"
+        return self._dense_head(x.flatten(1), ACTIVATIONS[self.activation])

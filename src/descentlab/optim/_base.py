@@ -97,6 +97,23 @@ def foreach_tiles(
             yield tuple(tile)
 
 
+def decay_(p: Tensor, lr: float, weight_decay: float) -> None:
+    """Decoupled weight decay θ ← θ − ελθ of one parameter (nothing when λ = 0)."""
+    if weight_decay != 0.0:
+        p.mul_(1.0 - lr * weight_decay)
+
+
+def decay_foreach_(params: list[Tensor], lr: float, weight_decay: float) -> None:
+    """:func:`decay_` for a list of parameters at once."""
+    if weight_decay != 0.0:
+        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+
+
+def pick(group: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The hyperparameters ``names`` of a param group, as keyword arguments for an update."""
+    return {name: group[name] for name in names}
+
+
 def sqrt_into(out: list[Tensor], xs: list[Tensor]) -> list[Tensor]:
     """``out[i] = √xs[i]`` without allocating (torch._foreach_sqrt would allocate)."""
     for o, x in zip(out, xs):
@@ -185,8 +202,14 @@ class BookOptimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("_scratch", {})
 
     # ----------------------------------------------------------------- helpers
-    def _gather(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor], list[dict]]:
-        """The parameters of ``group`` that have a gradient, their gradients and states."""
+    def _gather(
+        self, group: dict[str, Any], zeros: tuple[str, ...] = ()
+    ) -> tuple[list[Tensor], list[Tensor], list[dict]]:
+        """The parameters of ``group`` that have a gradient, their gradients and states.
+
+        Each state gets a zero tensor shaped like its parameter for every key in ``zeros``
+        that it does not hold yet (the accumulators of the first step).
+        """
         params: list[Tensor] = []
         grads: list[Tensor] = []
         states: list[dict] = []
@@ -199,9 +222,13 @@ class BookOptimizer(torch.optim.Optimizer):
                     f"{type(self).__name__} does not support sparse gradients",
                     hint="use dense embeddings (sparse=False) or torch.SparseAdam",
                 )
+            state = self.state[p]
+            for key in zeros:
+                if key not in state:
+                    state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
             params.append(p)
             grads.append(g)
-            states.append(self.state[p])
+            states.append(state)
         return params, grads, states
 
     def _scratch_like(self, params: list[Tensor], slot: int = 0) -> list[Tensor]:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
 
 from descentlab.optim import _validate as check
-from descentlab.optim._base import BookOptimizer, ParamsT, add_scalar_into, foreach_tiles
+from descentlab.optim._base import (
+    BookOptimizer,
+    ParamsT,
+    add_scalar_into,
+    decay_,
+    decay_foreach_,
+    foreach_tiles,
+    pick,
+)
 
 
 class AdaDelta(BookOptimizer):
@@ -61,56 +69,42 @@ class AdaDelta(BookOptimizer):
         *,
         foreach: bool = True,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "rho": rho,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "foreach": foreach,
-        }
+        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, foreach=foreach)
         super().__init__(params, defaults)
 
     def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
-        params, grads, states = self._gather(group)
+        params, grads, states = self._gather(group, zeros=("square_avg", "acc_delta"))
         if not params:
             return
-        for p, state in zip(params, states):
-            if "square_avg" not in state:
-                state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["acc_delta"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         squares = [state["square_avg"] for state in states]
         deltas = [state["acc_delta"] for state in states]
-        kw = {
-            "lr": group["lr"],
-            "rho": group["rho"],
-            "eps": group["eps"],
-            "weight_decay": group["weight_decay"],
-        }
+        h = _Hyper(**pick(group, *_Hyper._fields))
         if group["foreach"]:
             scratch0, scratch1 = self._scratch_like(params, 0), self._scratch_like(params, 1)
             for ps, gs, sq, ad, b0, b1 in foreach_tiles(
                 params, grads, squares, deltas, scratch0, scratch1
             ):
-                _adadelta_foreach(ps, gs, sq, ad, (b0, b1), **kw)
+                _adadelta_foreach(ps, gs, sq, ad, (b0, b1), h)
         else:
             for p, g, sq, ad in zip(params, grads, squares, deltas):
-                _adadelta_single(p, g, sq, ad, **kw)
+                _adadelta_single(p, g, sq, ad, h)
+
+
+class _Hyper(NamedTuple):
+    """The hyperparameters one update reads (from a param group)."""
+
+    lr: float
+    rho: float
+    eps: float
+    weight_decay: float
 
 
 def _adadelta_single(
-    p: Tensor,
-    g: Tensor,
-    square_avg: Tensor,
-    acc_delta: Tensor,
-    *,
-    lr: float,
-    rho: float,
-    eps: float,
-    weight_decay: float,
+    p: Tensor, g: Tensor, square_avg: Tensor, acc_delta: Tensor, h: _Hyper
 ) -> None:
     """One parameter, line by line as Zeiler's Algorithm 1 (the reference for foreach)."""
-    if weight_decay != 0.0:
-        p.mul_(1.0 - lr * weight_decay)  # θ ← θ − lr·λθ
+    lr, rho, eps, weight_decay = h
+    decay_(p, lr, weight_decay)  # θ ← θ − lr·λθ
     square_avg.mul_(rho).addcmul_(g, g, value=1.0 - rho)  # E[g²] ← ρE[g²] + (1−ρ)g²
     rms_delta = acc_delta.add(eps).sqrt_()  # RMS[Δθ]_{t−1}
     rms_grad = square_avg.add(eps).sqrt_()  # RMS[g]_t
@@ -125,15 +119,11 @@ def _adadelta_foreach(
     square_avgs: list[Tensor],
     acc_deltas: list[Tensor],
     scratch: tuple[list[Tensor], list[Tensor]],
-    *,
-    lr: float,
-    rho: float,
-    eps: float,
-    weight_decay: float,
+    h: _Hyper,
 ) -> None:
     """Same operations as :func:`_adadelta_single`; the two RMS go into scratch buffers."""
-    if weight_decay != 0.0:
-        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+    lr, rho, eps, weight_decay = h
+    decay_foreach_(params, lr, weight_decay)
     torch._foreach_mul_(square_avgs, rho)
     torch._foreach_addcmul_(square_avgs, grads, grads, value=1.0 - rho)
     rms_delta = add_scalar_into(scratch[0], acc_deltas, eps)

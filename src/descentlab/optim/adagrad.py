@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
 
 from descentlab.optim import _validate as check
-from descentlab.optim._base import BookOptimizer, ParamsT, foreach_tiles, sqrt_into
+from descentlab.optim._base import (
+    BookOptimizer,
+    ParamsT,
+    decay_,
+    decay_foreach_,
+    foreach_tiles,
+    pick,
+    sqrt_into,
+)
 
 
 class AdaGrad(BookOptimizer):
@@ -62,47 +70,43 @@ class AdaGrad(BookOptimizer):
         super().__init__(params, defaults)
 
     def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
-        params, grads, states = self._gather(group)
+        params, grads, states = self._gather(group, zeros=("sum_sq",))
         if not params:
             return
-        for p, state in zip(params, states):
-            if "sum_sq" not in state:
-                state["sum_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         sums = [state["sum_sq"] for state in states]
-        kw = {"lr": group["lr"], "eps": group["eps"], "weight_decay": group["weight_decay"]}
+        h = _Hyper(**pick(group, *_Hyper._fields))
         if group["foreach"]:
             scratch = self._scratch_like(params)
             for ps, gs, rs, bs in foreach_tiles(params, grads, sums, scratch):
-                _adagrad_foreach(ps, gs, rs, bs, **kw)
+                _adagrad_foreach(ps, gs, rs, bs, h)
         else:
             for p, g, r in zip(params, grads, sums):
-                _adagrad_single(p, g, r, **kw)
+                _adagrad_single(p, g, r, h)
 
 
-def _adagrad_single(
-    p: Tensor, g: Tensor, r: Tensor, *, lr: float, eps: float, weight_decay: float
-) -> None:
+class _Hyper(NamedTuple):
+    """The hyperparameters one update reads (from a param group)."""
+
+    lr: float
+    eps: float
+    weight_decay: float
+
+
+def _adagrad_single(p: Tensor, g: Tensor, r: Tensor, h: _Hyper) -> None:
     """One parameter, line by line as Algorithm 8.4 (the reference for the foreach path)."""
-    if weight_decay != 0.0:
-        p.mul_(1.0 - lr * weight_decay)  # θ ← θ − ελθ
+    lr, eps, weight_decay = h
+    decay_(p, lr, weight_decay)  # θ ← θ − ελθ
     r.addcmul_(g, g)  # r ← r + g ⊙ g
     denom = r.sqrt().add_(eps)  # δ + √r
     p.addcdiv_(g, denom, value=-lr)  # θ ← θ − ε/(δ + √r) ⊙ g
 
 
 def _adagrad_foreach(
-    params: list[Tensor],
-    grads: list[Tensor],
-    sums: list[Tensor],
-    scratch: list[Tensor],
-    *,
-    lr: float,
-    eps: float,
-    weight_decay: float,
+    params: list[Tensor], grads: list[Tensor], sums: list[Tensor], scratch: list[Tensor], h: _Hyper
 ) -> None:
     """Same operations as :func:`_adagrad_single`; δ + √r goes into reused scratch buffers."""
-    if weight_decay != 0.0:
-        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+    lr, eps, weight_decay = h
+    decay_foreach_(params, lr, weight_decay)
     torch._foreach_addcmul_(sums, grads, grads)
     denom = sqrt_into(scratch, sums)
     torch._foreach_add_(denom, eps)

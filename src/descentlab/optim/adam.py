@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
 
 from descentlab.optim import _validate as check
-from descentlab.optim._base import BookOptimizer, ParamsT, foreach_tiles, sqrt_into
+from descentlab.optim._base import (
+    BookOptimizer,
+    ParamsT,
+    decay_,
+    decay_foreach_,
+    foreach_tiles,
+    sqrt_into,
+)
 
 
 class Adam(BookOptimizer):
@@ -67,63 +74,45 @@ class Adam(BookOptimizer):
         *,
         foreach: bool = True,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "betas": betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "foreach": foreach,
-        }
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)
         super().__init__(params, defaults)
 
     def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
-        params, grads, states = self._gather(group)
+        params, grads, states = self._gather(group, zeros=("first_moment", "second_moment"))
         if not params:
             return
-        for p, state in zip(params, states):
-            if "step" not in state:
-                state["step"] = 0
-                state["first_moment"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["second_moment"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] = int(state["step"]) + 1  # t ← t + 1
+        for state in states:
+            state["step"] = int(state.get("step", 0)) + 1  # t ← t + 1
         firsts = [state["first_moment"] for state in states]
         seconds = [state["second_moment"] for state in states]
         steps = [state["step"] for state in states]
         beta1, beta2 = group["betas"]
-        kw = {
-            "lr": group["lr"],
-            "beta1": beta1,
-            "beta2": beta2,
-            "eps": group["eps"],
-            "weight_decay": group["weight_decay"],
-        }
+        h = _Hyper(group["lr"], beta1, beta2, group["eps"], group["weight_decay"])
         if group["foreach"]:
             scratch = self._scratch_like(params)
             for ps, gs, ss, rs, bs, ts in foreach_tiles(
                 params, grads, firsts, seconds, scratch, steps
             ):
-                _adam_foreach(ps, gs, ss, rs, ts, bs, **kw)
+                _adam_foreach(ps, gs, ss, rs, ts, bs, h)
         else:
             for p, g, s, r, t in zip(params, grads, firsts, seconds, steps):
-                _adam_single(p, g, s, r, t, **kw)
+                _adam_single(p, g, s, r, t, h)
 
 
-def _adam_single(
-    p: Tensor,
-    g: Tensor,
-    s: Tensor,
-    r: Tensor,
-    t: int,
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-) -> None:
+class _Hyper(NamedTuple):
+    """The hyperparameters one update reads (from a param group)."""
+
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+
+
+def _adam_single(p: Tensor, g: Tensor, s: Tensor, r: Tensor, t: int, h: _Hyper) -> None:
     """One parameter, line by line as Algorithm 8.7 (the reference for the foreach path)."""
-    if weight_decay != 0.0:
-        p.mul_(1.0 - lr * weight_decay)  # θ ← θ − ελθ
+    lr, beta1, beta2, eps, weight_decay = h
+    decay_(p, lr, weight_decay)  # θ ← θ − ελθ
     s.mul_(beta1).add_(g, alpha=1.0 - beta1)  # s ← ρ1 s + (1 − ρ1) g
     r.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)  # r ← ρ2 r + (1 − ρ2) g ⊙ g
     s_hat = s / (1.0 - beta1**t)  # ŝ ← s / (1 − ρ1^t)
@@ -138,20 +127,15 @@ def _adam_foreach(
     seconds: list[Tensor],
     steps: list[int],
     scratch: list[Tensor],
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
+    h: _Hyper,
 ) -> None:
     """Algorithm 8.7 over all tensors at once, rearranged to touch memory fewer times.
 
     ε ŝ/(√r̂ + δ) = (ε√c2/c1) · s/(√r + δ√c2) with c1 = 1 − ρ1^t, c2 = 1 − ρ2^t: the bias
     corrections become two Python scalars instead of two passes over s and r.
     """
-    if weight_decay != 0.0:
-        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+    lr, beta1, beta2, eps, weight_decay = h
+    decay_foreach_(params, lr, weight_decay)
     torch._foreach_lerp_(firsts, grads, 1.0 - beta1)  # s + (1−ρ1)(g − s) = ρ1 s + (1−ρ1) g
     torch._foreach_mul_(seconds, beta2)
     torch._foreach_addcmul_(seconds, grads, grads, value=1.0 - beta2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -15,7 +15,10 @@ from descentlab.optim._base import (
     BookOptimizer,
     ParamsT,
     add_scalar_into,
+    decay_,
+    decay_foreach_,
     foreach_tiles,
+    pick,
     sqrt_into,
 )
 
@@ -99,16 +102,8 @@ class RMSProp(BookOptimizer):
         *,
         foreach: bool = True,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "rho": rho,
-            "eps": eps,
-            "momentum": momentum,
-            "nesterov": nesterov,
-            "eps_inside_sqrt": eps_inside_sqrt,
-            "weight_decay": weight_decay,
-            "foreach": foreach,
-        }
+        defaults = dict(lr=lr, rho=rho, eps=eps, momentum=momentum, nesterov=nesterov)
+        defaults.update(eps_inside_sqrt=eps_inside_sqrt, weight_decay=weight_decay, foreach=foreach)
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
@@ -118,26 +113,16 @@ class RMSProp(BookOptimizer):
             )
 
     def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
-        params, grads, states = self._gather(group)
+        use_momentum = group["momentum"] != 0.0
+        zeros = ("square_avg", "velocity") if use_momentum else ("square_avg",)
+        params, grads, states = self._gather(group, zeros)
         if not params:
             return
-        use_momentum = group["momentum"] != 0.0
-        for p, state in zip(params, states):
-            if "square_avg" not in state:
-                state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if use_momentum and "velocity" not in state:
-                state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         squares = [state["square_avg"] for state in states]
         velocities = [state["velocity"] for state in states] if use_momentum else None
-        kw = {
-            "lr": group["lr"],
-            "rho": group["rho"],
-            "eps": group["eps"],
-            "momentum": group["momentum"],
-            "eps_inside_sqrt": group["eps_inside_sqrt"],
-            "weight_decay": group["weight_decay"],
-            "params_at_lookahead": group["nesterov"] and not closure_given,
-        }
+        # Parameters hold φ = θ + αv when Nesterov runs without a closure.
+        lookahead = group["nesterov"] and not closure_given
+        h = _Hyper(**pick(group, *_Hyper._fields[:-1]), params_at_lookahead=lookahead)
         if group["foreach"]:
             scratch = self._scratch_like(params)
             # r = s·square_avg with a float s per parameter (1 if absent; see _rmsprop_foreach).
@@ -146,10 +131,10 @@ class RMSProp(BookOptimizer):
             lists = [params, grads, squares, scratch, old, new]
             if velocities is None:
                 for ps, gs, rs, bs, ss, ns in foreach_tiles(*lists):
-                    _rmsprop_foreach(ps, gs, rs, None, bs, ss, ns, **kw)
+                    _rmsprop_foreach(ps, gs, rs, None, bs, ss, ns, h)
             else:
                 for ps, gs, rs, bs, ss, ns, vs in foreach_tiles(*lists, velocities):
-                    _rmsprop_foreach(ps, gs, rs, vs, bs, ss, ns, **kw)
+                    _rmsprop_foreach(ps, gs, rs, vs, bs, ss, ns, h)
             for state, s in zip(states, new):
                 state["square_avg_scale"] = s
         else:
@@ -158,26 +143,25 @@ class RMSProp(BookOptimizer):
                 if scale != 1.0:
                     r.mul_(scale)
                 v = None if velocities is None else velocities[i]
-                _rmsprop_single(p, g, r, v, **kw)
+                _rmsprop_single(p, g, r, v, h)
 
 
-def _rmsprop_single(
-    p: Tensor,
-    g: Tensor,
-    r: Tensor,
-    v: Tensor | None,
-    *,
-    lr: float,
-    rho: float,
-    eps: float,
-    momentum: float,
-    eps_inside_sqrt: bool,
-    weight_decay: float,
-    params_at_lookahead: bool,
-) -> None:
+class _Hyper(NamedTuple):
+    """The hyperparameters one update reads (from a param group)."""
+
+    lr: float
+    rho: float
+    eps: float
+    momentum: float
+    eps_inside_sqrt: bool
+    weight_decay: float
+    params_at_lookahead: bool
+
+
+def _rmsprop_single(p: Tensor, g: Tensor, r: Tensor, v: Tensor | None, h: _Hyper) -> None:
     """One parameter, line by line as Algorithms 8.5/8.6 (the reference for foreach)."""
-    if weight_decay != 0.0:
-        p.mul_(1.0 - lr * weight_decay)  # θ ← θ − ελθ
+    lr, rho, eps, momentum, eps_inside_sqrt, weight_decay, params_at_lookahead = h
+    decay_(p, lr, weight_decay)  # θ ← θ − ελθ
     r.mul_(rho).addcmul_(g, g, value=1.0 - rho)  # r ← ρr + (1 − ρ) g ⊙ g
     denom = r.add(eps).sqrt_() if eps_inside_sqrt else r.sqrt().add_(eps)  # √(δ+r) | δ+√r
     if v is None:
@@ -214,14 +198,7 @@ def _rmsprop_foreach(
     scratch: list[Tensor],
     old_scales: list[float],
     new_scales: list[float],
-    *,
-    lr: float,
-    rho: float,
-    eps: float,
-    momentum: float,
-    eps_inside_sqrt: bool,
-    weight_decay: float,
-    params_at_lookahead: bool,
+    h: _Hyper,
 ) -> None:
     """Algorithms 8.5/8.6 over all tensors at once, r stored as s·r̃ (see _MIN_SCALE).
 
@@ -229,8 +206,8 @@ def _rmsprop_foreach(
     −ε/denom ⊙ g is −(ε/√s)/(√r̃ + δ/√s) ⊙ g: only Python scalars change. The
     denominator goes into reused scratch buffers.
     """
-    if weight_decay != 0.0:
-        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+    lr, rho, eps, momentum, eps_inside_sqrt, weight_decay, params_at_lookahead = h
+    decay_foreach_(params, lr, weight_decay)
     # Parameters that missed steps (no gradient) have their own s; usually there is one run.
     runs: dict[tuple[float, float], list[int]] = {}
     for i, key in enumerate(zip(old_scales, new_scales)):
