@@ -24,9 +24,9 @@ _LAZY = {
     "mcnemar": "descentlab.experiments.stats",
     "mean_std": "descentlab.experiments.stats",
     "summarize_seeds": "descentlab.experiments.stats",
-    "plot_curves": "descentlab.experiments.plots",
-    "plot_lr_sensitivity": "descentlab.experiments.plots",
-    "plot_learning_curve": "descentlab.experiments.plots",
+    "plot_curves": "descentlab.plots",
+    "plot_lr_sensitivity": "descentlab.plots",
+    "plot_learning_curve": "descentlab.plots",
 }
 
 __all__ = sorted(_LAZY)

@@ -467,7 +467,7 @@ def _window(result: LandscapeResult) -> tuple[float, float, float, float]:
 
 
 def _style(result: LandscapeResult) -> dict[str, dict[str, Any]]:
-    from descentlab.experiments.plots import color_for
+    from descentlab.plots import color_for
 
     out = {}
     for i, (name, t) in enumerate(result.paths.items()):
@@ -502,9 +502,9 @@ def _draw_contours(ax: Any, result: LandscapeResult, window: tuple, n: int = 300
 
 
 def _figure(result: LandscapeResult, n: int = 300) -> tuple[Any, Any, Any, tuple]:
-    from descentlab.experiments.plots import _new_figure
+    from descentlab.plots import new_figure
 
-    fig, (ax, ax_loss) = _new_figure(11.0, 4.6, ncols=2)
+    fig, (ax, ax_loss) = new_figure(11.0, 4.6, ncols=2)
     window = _window(result)
     _draw_contours(ax, result, window, n)
     ax.set_aspect("equal", adjustable="box")
@@ -533,7 +533,7 @@ def plot_landscape(
     How to read it: the black dot is the start, the gold star the minimum; a dashed
     path is clipped; a cross marks where a diverged path left the finite range.
     """
-    from descentlab.experiments.plots import save_figure
+    from descentlab.plots import save_figure
 
     out = Path(out)
     is_file = out.suffix.lower() in (".png", ".svg")

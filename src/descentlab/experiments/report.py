@@ -519,7 +519,7 @@ def _curve_rows(ctx: ReportContext, summaries: Sequence[Mapping[str, Any]]) -> t
 
 
 def figures_section(ctx: ReportContext, summaries: Sequence[Mapping[str, Any]]) -> Section:
-    from descentlab.experiments.plots import plot_curves, plot_lr_sensitivity
+    from descentlab.plots import plot_curves, plot_lr_sensitivity
 
     section = Section("Learning curves")
     series, note = _curve_rows(ctx, summaries)

@@ -648,7 +648,7 @@ def _schedules_plan(settings: StudySettings) -> SweepPlan:
 
 
 def _schedules_sections(ctx: ReportContext) -> list[Section]:
-    from descentlab.experiments.plots import plot_curves
+    from descentlab.plots import plot_curves
     from descentlab.experiments.report import configuration_summaries
 
     sec = Section("Learning-rate schedules")
@@ -880,7 +880,7 @@ def _surrogate_sections(ctx: ReportContext) -> list[Section]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from descentlab.experiments.plots import save_figure
+    from descentlab.plots import save_figure
 
     sec = Section("Surrogate loss vs true metric")
     hists = [ctx.history(r) for r in ctx.ok_final]

@@ -29,6 +29,7 @@ from descentlab.errors import ConfigError, did_you_mean
 __all__ = [
     "OPTIMIZER_COLORS",
     "color_for",
+    "new_figure",
     "plot_curves",
     "plot_learning_curve",
     "plot_lr_sensitivity",
@@ -62,7 +63,8 @@ def color_for(name: Any, index: int = 0) -> str:
     return _FALLBACK[index % len(_FALLBACK)]
 
 
-def _new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[Any]]:
+def new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[Any]]:
+    """A bare Agg figure (no pyplot registry) with one row of ``ncols`` axes."""
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
@@ -198,7 +200,7 @@ def plot_curves(
             )
         groups.setdefault(run[group_key], []).append(_xy(run[history_key], x_key, y_key))
 
-    fig, (ax,) = _new_figure(7.0, 4.4)
+    fig, (ax,) = new_figure(7.0, 4.4)
     drawn = 0
     for i, (name, runs) in enumerate(groups.items()):
         agg = _aggregate(runs, band)
@@ -259,7 +261,7 @@ def plot_lr_sensitivity(
             raise ConfigError(f"learning rates must be > 0 for a log axis, got {lr}")
         cells.setdefault(row[group_key], {}).setdefault(lr, []).append(_num(row[metric_key]))
 
-    fig, (ax,) = _new_figure(7.0, 4.4)
+    fig, (ax,) = new_figure(7.0, 4.4)
     diverged_seen = False
     for i, (name, by_lr) in enumerate(cells.items()):
         color = color_for(name, i)
@@ -328,7 +330,7 @@ def plot_learning_curve(
     cheap (one small figure, no pyplot) and never fails on an empty or one-point
     history: missing values are skipped and single points get markers.
     """
-    fig, (ax_nll, ax_err) = _new_figure(9.0, 3.4, ncols=2)
+    fig, (ax_nll, ax_err) = new_figure(9.0, 3.4, ncols=2)
     hist = list(history)
 
     def column(key: str) -> np.ndarray:
