@@ -16,7 +16,7 @@ import argparse
 import os
 import tempfile
 
-from descentlab.experiments.grid import SweepPlan
+from descentlab.experiments.plan import SweepPlan
 from descentlab.experiments.sweep import run_sweep
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from descentlab.cli.main import main
 from descentlab.errors import CheckpointError
-from descentlab.experiments.grid import SweepPlan, run_name
+from descentlab.experiments.plan import SweepPlan, run_name
 from descentlab.experiments.report import (
     ReportContext,
     build_report,
@@ -17,7 +17,7 @@ from descentlab.experiments.report import (
     configuration_summaries,
 )
 from descentlab.experiments.stats import mcnemar, wilson_interval
-from descentlab.experiments.sweep import collect_results
+from descentlab.experiments.store import collect_results
 
 N_TEST = 400
 N_VALID = 300

@@ -1,4 +1,4 @@
-"""Grids of training runs: which runs a sweep holds, and what each run is called.
+"""Plans of training runs (grids): which runs a sweep holds, and what each run is called.
 
 A *grid* is a table of option lists, expanded to their Cartesian product; a sweep
 may hold the union of several grids (so Adam can get its own learning rates)::
@@ -38,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from descentlab.errors import ConfigError, did_you_mean
+from descentlab.models import MODEL_NAMES
+from descentlab.optim.registry import optimizer_hyperparameters
+from descentlab.optim.schedules import parse_schedule_spec
 from descentlab.train.config import FIELD_NAMES, TrainConfig, from_mapping, preset
 
 __all__ = [
@@ -286,10 +289,6 @@ def expand_grid(
 
 def _validated(options: Mapping[str, Any]) -> TrainConfig:
     """Check one run's options now, including names only the trainer would look up."""
-    from descentlab.models import MODEL_NAMES
-    from descentlab.optim.registry import optimizer_hyperparameters
-    from descentlab.optim.schedules import parse_schedule_spec
-
     cfg = from_mapping({k: v for k, v in options.items() if k != LABEL_KEY})
     optimizer_hyperparameters(cfg.optimizer)  # unknown optimizer -> ConfigError
     parse_schedule_spec(cfg.schedule)
