@@ -107,17 +107,32 @@ def _num(value: Any) -> float:
     return float(value)
 
 
+def _require(row: Mapping[str, Any], keys: Iterable[str], what: str = "row") -> None:
+    """A ConfigError naming the first of ``keys`` that ``row`` lacks."""
+    for key in keys:
+        if key not in row:
+            raise ConfigError(f"{what} has no key {key!r}", hint=did_you_mean(key, list(row)))
+
+
+def _spread(values: Iterable[float]) -> tuple[float, float, float]:
+    """Mean of the finite values and the distances down to the min and up to the max.
+
+    No finite value (every run diverged): ``(nan, 0, 0)``.
+    """
+    vals = np.array([v for v in values if math.isfinite(v)])
+    if not vals.size:
+        return math.nan, 0.0, 0.0
+    mean = float(vals.mean())
+    return mean, mean - float(vals.min()), float(vals.max()) - mean
+
+
 def _xy(
     history: Iterable[Mapping[str, Any]], x_key: str, y_key: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Finite (x, y) pairs of one run, sorted by x."""
     pts = []
     for row in history:
-        for key in (x_key, y_key):
-            if key not in row:
-                raise ConfigError(
-                    f"history row has no key {key!r}", hint=did_you_mean(key, list(row.keys()))
-                )
+        _require(row, (x_key, y_key), what="history row")
         x, y = _num(row[x_key]), _num(row[y_key])
         if math.isfinite(x) and math.isfinite(y):
             pts.append((x, y))
@@ -251,11 +266,7 @@ def plot_lr_sensitivity(
     """
     cells: dict[Any, dict[float, list[float]]] = {}
     for row in rows:
-        for key in (lr_key, metric_key, group_key):
-            if key not in row:
-                raise ConfigError(
-                    f"row has no key {key!r}", hint=did_you_mean(key, list(row.keys()))
-                )
+        _require(row, (lr_key, metric_key, group_key))
         lr = float(row[lr_key])
         if not lr > 0:
             raise ConfigError(f"learning rates must be > 0 for a log axis, got {lr}")
@@ -266,18 +277,8 @@ def plot_lr_sensitivity(
     for i, (name, by_lr) in enumerate(cells.items()):
         color = color_for(name, i)
         lrs = np.array(sorted(by_lr))
-        means, lows, highs, dead = [], [], [], []
-        for lr in lrs:
-            vals = np.array([v for v in by_lr[lr] if math.isfinite(v)])
-            if vals.size:
-                means.append(vals.mean())
-                lows.append(vals.mean() - vals.min())
-                highs.append(vals.max() - vals.mean())
-            else:
-                means.append(np.nan)
-                lows.append(0.0)
-                highs.append(0.0)
-                dead.append(lr)
+        means, lows, highs = zip(*(_spread(by_lr[lr]) for lr in lrs), strict=True)
+        dead = [lr for lr, m in zip(lrs, means, strict=True) if math.isnan(m)]
         ax.errorbar(
             lrs,
             means,

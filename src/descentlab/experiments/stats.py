@@ -157,6 +157,28 @@ def _as_label_vector(values: Any, name: str) -> np.ndarray:
     return arr
 
 
+def _correctness(correct_a: Any, correct_b: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example correctness of A and B, from correctness or from predictions and labels."""
+    if labels is not None:
+        truth = _as_label_vector(labels, "labels")
+        pred_a = _as_label_vector(correct_a, "predictions of A")
+        pred_b = _as_label_vector(correct_b, "predictions of B")
+        if not pred_a.shape == pred_b.shape == truth.shape:
+            raise ConfigError(
+                f"predictions and labels must have the same length, got {pred_a.shape[0]}, "
+                f"{pred_b.shape[0]} and {truth.shape[0]}"
+            )
+        return pred_a == truth, pred_b == truth
+    ok_a = _as_bool_vector(correct_a, "correct_a")
+    ok_b = _as_bool_vector(correct_b, "correct_b")
+    if ok_a.shape != ok_b.shape:
+        raise ConfigError(
+            f"correct_a and correct_b must score the same examples, got lengths "
+            f"{ok_a.shape[0]} and {ok_b.shape[0]}"
+        )
+    return ok_a, ok_b
+
+
 def mcnemar(
     correct_a: Any,
     correct_b: Any,
@@ -193,24 +215,7 @@ def mcnemar(
         (``p_value < alpha``) and ``rule_of_30`` (``|b - c| >= 30``: the change
         affects at least 30 examples net).
     """
-    if labels is not None:
-        truth = _as_label_vector(labels, "labels")
-        pred_a = _as_label_vector(correct_a, "predictions of A")
-        pred_b = _as_label_vector(correct_b, "predictions of B")
-        if not pred_a.shape == pred_b.shape == truth.shape:
-            raise ConfigError(
-                f"predictions and labels must have the same length, got {pred_a.shape[0]}, "
-                f"{pred_b.shape[0]} and {truth.shape[0]}"
-            )
-        ok_a, ok_b = pred_a == truth, pred_b == truth
-    else:
-        ok_a = _as_bool_vector(correct_a, "correct_a")
-        ok_b = _as_bool_vector(correct_b, "correct_b")
-        if ok_a.shape != ok_b.shape:
-            raise ConfigError(
-                f"correct_a and correct_b must score the same examples, got lengths "
-                f"{ok_a.shape[0]} and {ok_b.shape[0]}"
-            )
+    ok_a, ok_b = _correctness(correct_a, correct_b, labels)
     n = int(ok_a.shape[0])
     if n == 0:
         raise ConfigError("McNemar's test needs at least one example, got none")

@@ -55,25 +55,34 @@ def select_best(
     overlap = set(tune_keys) & set(group_keys)
     if overlap:
         raise ConfigError(f"an option cannot be both tuned and grouped by: {sorted(overlap)}")
-    groups: OrderedDict[tuple[Any, ...], OrderedDict[tuple[Any, ...], dict[str, Any]]] = (
-        OrderedDict()
-    )
+    groups, group_values = _candidates(rows, tune_keys, group_keys, metric, tie_metric)
+    return [
+        _decision(group_values[gkey], cands, tune_keys, metric) for gkey, cands in groups.items()
+    ]
+
+
+_Candidates = OrderedDict[tuple[Any, ...], dict[str, Any]]
+
+
+def _candidates(
+    rows: Iterable[Mapping[str, Any]],
+    tune_keys: list[str],
+    group_keys: list[str],
+    metric: str,
+    tie_metric: str,
+) -> tuple[OrderedDict[tuple[Any, ...], _Candidates], dict[tuple[Any, ...], dict[str, Any]]]:
+    """Rows sorted into groups and, inside each, candidates with their finite scores."""
+    groups: OrderedDict[tuple[Any, ...], _Candidates] = OrderedDict()
     group_values: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         gkey = config_key(row, group_keys)
-        tkey = config_key(row, tune_keys)
         group_values.setdefault(gkey, {k: row.get(k) for k in group_keys})
         cand = groups.setdefault(gkey, OrderedDict()).setdefault(
-            tkey,
-            {
-                "values": {k: row.get(k) for k in tune_keys},
-                "scores": [],
-                "ties": [],
-                "runs": 0,
-                "failed": 0,
-            },
+            config_key(row, tune_keys),
+            {"values": {k: row.get(k) for k in tune_keys}, "scores": [], "ties": []},
         )
-        cand["runs"] += 1
+        cand["runs"] = cand.get("runs", 0) + 1
+        cand.setdefault("failed", 0)
         score = _finite(row.get(metric)) if row.get("status", "ok") == "ok" else None
         if score is None:
             cand["failed"] += 1
@@ -81,46 +90,40 @@ def select_best(
         cand["scores"].append(score)
         tie = _finite(row.get(tie_metric))
         cand["ties"].append(math.inf if tie is None else tie)
+    return groups, group_values
 
-    out: list[dict[str, Any]] = []
-    for gkey, cands in groups.items():
-        ranked = []
-        for order, cand in enumerate(cands.values()):
-            n = len(cand["scores"])
-            cand["score"] = sum(cand["scores"]) / n if n else None
-            cand["tie"] = sum(cand["ties"]) / n if n else None
-            if n:
-                ranked.append((cand["score"], cand["tie"], order, cand))
-        ranked.sort(key=lambda t: t[:3])
-        best = ranked[0][3] if ranked else None
-        at_edge = False
-        if best is not None:
-            for key in tune_keys:
-                tried = sorted(
-                    {c["values"][key] for c in cands.values() if _is_number(c["values"][key])}
-                )
-                value = best["values"][key]
-                if len(tried) > 2 and value in (tried[0], tried[-1]):
-                    at_edge = True
-        out.append(
-            {
-                "group": group_values[gkey],
-                "chosen": dict(best["values"]) if best is not None else None,
-                "score": best["score"] if best is not None else None,
-                "metric": metric,
-                "at_edge": at_edge,
-                "candidates": [
-                    {
-                        "values": c["values"],
-                        "score": c["score"],
-                        "runs": c["runs"],
-                        "failed": c["failed"],
-                    }
-                    for c in cands.values()
-                ],
-            }
-        )
-    return out
+
+def _decision(
+    group: dict[str, Any], cands: _Candidates, tune_keys: list[str], metric: str
+) -> dict[str, Any]:
+    """The best candidate of one group: mean score, then mean tie score, then order."""
+    ranked = []
+    for order, cand in enumerate(cands.values()):
+        n = len(cand["scores"])
+        cand["score"] = sum(cand["scores"]) / n if n else None
+        cand["tie"] = sum(cand["ties"]) / n if n else None
+        if n:
+            ranked.append((cand["score"], cand["tie"], order, cand))
+    ranked.sort(key=lambda t: t[:3])
+    best = ranked[0][3] if ranked else None
+    at_edge = False
+    if best is not None:
+        for key in tune_keys:
+            tried = sorted(
+                {c["values"][key] for c in cands.values() if _is_number(c["values"][key])}
+            )
+            if len(tried) > 2 and best["values"][key] in (tried[0], tried[-1]):
+                at_edge = True
+    return {
+        "group": group,
+        "chosen": dict(best["values"]) if best is not None else None,
+        "score": best["score"] if best is not None else None,
+        "metric": metric,
+        "at_edge": at_edge,
+        "candidates": [
+            {k: c[k] for k in ("values", "score", "runs", "failed")} for c in cands.values()
+        ],
+    }
 
 
 def _finite(value: Any) -> float | None:

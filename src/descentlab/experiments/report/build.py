@@ -47,9 +47,13 @@ __all__ = ["StudyReport", "build_report", "build_sections", "comparison_sections
 class StudyReport(Protocol):
     """What a built-in study adds to its sweep's report (see descentlab.experiments.studies)."""
 
-    split_by: str | None
+    @property
+    def split_by(self) -> str | None:
+        """The option whose values get a comparison each (e.g. ``"dataset"``), or None."""
 
-    def sections(self, ctx: ReportContext) -> list[Section]: ...
+    @property
+    def sections(self) -> Callable[[ReportContext], list[Section]]:
+        """Builds the study's own sections, placed right after the protocol."""
 
 
 def comparison_sections(ctx: ReportContext, suffix: str = "") -> list[Section]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from descentlab.experiments.plan import SweepPlan
@@ -58,23 +59,14 @@ def surrogate_disagreements(
     return out
 
 
-def report_sections(ctx: ReportContext) -> list[Section]:
-    """The mean curves of the surrogate and the metrics, and where they disagree."""
-    sec = Section("Surrogate loss vs true metric")
-    hists = [ctx.history(r) for r in ctx.ok_final]
-    hists = [h for h in hists if h]
-    if not hists:
-        return [sec.text("No run finished.")]
-    nll = mean_curve(hists, "valid_nll")
-    err = mean_curve(hists, "valid_error")
-    f1 = mean_curve(hists, "valid_f1")
-    train = mean_curve(hists, "train_nll")
-    epochs = [e for e in nll if e in err]
-    marks = surrogate_disagreements(epochs, [nll[e] for e in epochs], [err[e] for e in epochs])
-
+def _figure(
+    curves: dict[str, dict[int, float]], epochs: list[int], shaded: list[int], n_seeds: int
+) -> Figure:
+    """NLLs (left axis) and error / 1 − F1 (right axis) per epoch, ``shaded`` epochs marked."""
+    nll, err, f1, train = (curves[k] for k in ("valid_nll", "valid_error", "valid_f1", "train_nll"))
     fig, (ax,) = new_figure(8, 4.4)
     ax2 = ax.twinx()
-    for e in marks["surrogate_only"]:
+    for e in shaded:
         ax.axvspan(e - 0.5, e + 0.5, color="#ffbf00", alpha=0.25, lw=0)
     ax.plot(epochs, [nll[e] for e in epochs], color="#1f77b4", lw=1.6, label="valid NLL")
     ax.plot(list(train), list(train.values()), color="#1f77b4", lw=1, ls="--", label="train NLL")
@@ -98,12 +90,31 @@ def report_sections(ctx: ReportContext) -> list[Section]:
     ax.set_ylabel("NLL (mean per example, log scale)")
     ax2.set_ylabel("error / 1 − F1 (%, log scale)")
     ax.set_title(
-        f"mean of {len(hists)} seeds; shaded: valid NLL improved, valid error did not",
+        f"mean of {n_seeds} seeds; shaded: valid NLL improved, valid error did not",
         fontsize=9,
     )
     lines = ax.get_lines() + ax2.get_lines()
     ax.legend(lines, [str(ln.get_label()) for ln in lines], fontsize=8, loc="upper right")
     ax.grid(True, alpha=0.3)
+    return fig
+
+
+def report_sections(ctx: ReportContext) -> list[Section]:
+    """The mean curves of the surrogate and the metrics, and where they disagree."""
+    sec = Section("Surrogate loss vs true metric")
+    hists = [ctx.history(r) for r in ctx.ok_final]
+    hists = [h for h in hists if h]
+    if not hists:
+        return [sec.text("No run finished.")]
+    nll = mean_curve(hists, "valid_nll")
+    err = mean_curve(hists, "valid_error")
+    f1 = mean_curve(hists, "valid_f1")
+    train = mean_curve(hists, "train_nll")
+    epochs = [e for e in nll if e in err]
+    marks = surrogate_disagreements(epochs, [nll[e] for e in epochs], [err[e] for e in epochs])
+
+    curves = {"valid_nll": nll, "valid_error": err, "valid_f1": f1, "train_nll": train}
+    fig = _figure(curves, epochs, marks["surrogate_only"], len(hists))
     paths = save_figure(fig, ctx.figures_dir / "surrogate_vs_metric")
     sec.figure(paths[0])
 
