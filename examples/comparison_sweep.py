@@ -17,7 +17,7 @@ import os
 import tempfile
 
 from descentlab.experiments.plan import SweepPlan
-from descentlab.experiments.sweep import run_sweep
+from descentlab.experiments import run_sweep
 
 
 def main(argv: list[str] | None = None) -> None:
