@@ -16,8 +16,8 @@ import argparse
 import os
 import tempfile
 
-from descentlab.experiments.plan import SweepPlan
 from descentlab.experiments import run_sweep
+from descentlab.experiments.plan import SweepPlan
 
 
 def main(argv: list[str] | None = None) -> None:
