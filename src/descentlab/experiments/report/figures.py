@@ -3,31 +3,29 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from descentlab.experiments.plan import config_key
 from descentlab.experiments.report.context import MAX_CURVES, ReportContext, Section
+from descentlab.experiments.report.tables import ConfigSummary
 from descentlab.plots import plot_curves, plot_lr_sensitivity
 
 __all__ = ["figures_section"]
 
 
-def _curve_rows(ctx: ReportContext, summaries: Sequence[Mapping[str, Any]]) -> tuple[list, str]:
+def _curve_rows(ctx: ReportContext, summaries: Sequence[ConfigSummary]) -> tuple[list, str]:
     """The finished final runs to draw, at most MAX_CURVES configurations."""
-    keep = [s for s in summaries if s["ok"]]
+    keep = [s for s in summaries if s.ok]
     note = ""
     if len(keep) > MAX_CURVES:
         primary = ctx.varying_keys[0] if ctx.varying_keys else None
-        best: OrderedDict[Any, Mapping[str, Any]] = OrderedDict()
+        best: OrderedDict[Any, ConfigSummary] = OrderedDict()
         for s in keep:
-            key = config_key(s["ok"][0], [primary]) if primary else ()
-            if s["best_valid_error"]["mean"] is None:
+            key = config_key(s.ok[0], [primary]) if primary else ()
+            if s.best_valid_error.mean is None:
                 continue
-            if (
-                key not in best
-                or s["best_valid_error"]["mean"] < best[key]["best_valid_error"]["mean"]
-            ):
+            if key not in best or s.valid_rank < best[key].valid_rank:
                 best[key] = s
         keep = list(best.values())[:MAX_CURVES]
         note = (
@@ -36,12 +34,12 @@ def _curve_rows(ctx: ReportContext, summaries: Sequence[Mapping[str, Any]]) -> t
         )
     series = []
     for s in keep:
-        for r in s["ok"]:
-            series.append({"group": s["label"], "history": ctx.history(r)})
+        for r in s.ok:
+            series.append({"group": s.label, "history": ctx.history(r)})
     return series, note
 
 
-def figures_section(ctx: ReportContext, summaries: Sequence[Mapping[str, Any]]) -> Section:
+def figures_section(ctx: ReportContext, summaries: Sequence[ConfigSummary]) -> Section:
     section = Section("Learning curves")
     series, note = _curve_rows(ctx, summaries)
     if note:

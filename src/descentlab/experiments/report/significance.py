@@ -9,6 +9,7 @@ import numpy as np
 
 from descentlab.data import load_dataset
 from descentlab.experiments.report.context import ReportContext, Section, Table, fmt_pct
+from descentlab.experiments.report.tables import ConfigSummary
 from descentlab.experiments.stats import RULE_OF_30, mcnemar
 
 __all__ = ["compare_top_two", "significance_section"]
@@ -40,7 +41,7 @@ def _predictions(
 
 
 def compare_top_two(
-    ctx: ReportContext, summaries: Sequence[Mapping[str, Any]]
+    ctx: ReportContext, summaries: Sequence[ConfigSummary]
 ) -> dict[str, Any] | None:
     """McNemar's test between the two configurations with the lowest mean validation error.
 
@@ -50,22 +51,22 @@ def compare_top_two(
     when fewer than two configurations finished.
     """
     ranked = sorted(
-        (s for s in summaries if s["best_valid_error"]["mean"] is not None),
-        key=lambda s: s["best_valid_error"]["mean"],
+        (s for s in summaries if s.best_valid_error.mean is not None),
+        key=lambda s: s.valid_rank,
     )
     if len(ranked) < 2:
         return None
     a, b = ranked[0], ranked[1]
-    by_seed_a = {r["seed"]: r for r in a["ok"]}
-    by_seed_b = {r["seed"]: r for r in b["ok"]}
+    by_seed_a = {r["seed"]: r for r in a.ok}
+    by_seed_b = {r["seed"]: r for r in b.ok}
     common = [s for s in by_seed_a if s in by_seed_b]
     if common:
         pairing = "seed-matched runs"
         candidates = [(by_seed_a[s], by_seed_b[s]) for s in common]
     else:
         pairing = "the best run (by validation error) of each"
-        best_a = min(a["ok"], key=lambda r: r["best_valid_error"])
-        best_b = min(b["ok"], key=lambda r: r["best_valid_error"])
+        best_a = min(a.ok, key=lambda r: r["best_valid_error"])
+        best_b = min(b.ok, key=lambda r: r["best_valid_error"])
         candidates = [(best_a, best_b)]
     pairs = []
     for ra, rb in candidates:
@@ -81,7 +82,7 @@ def compare_top_two(
     return {"a": a, "b": b, "pairs": pairs, "pairing": pairing}
 
 
-def significance_section(ctx: ReportContext, summaries: Sequence[Mapping[str, Any]]) -> Section:
+def significance_section(ctx: ReportContext, summaries: Sequence[ConfigSummary]) -> Section:
     section = Section("Is the difference real?")
     result = compare_top_two(ctx, summaries)
     if result is None:
@@ -90,9 +91,9 @@ def significance_section(ctx: ReportContext, summaries: Sequence[Mapping[str, An
     a, b = result["a"], result["b"]
     tested = [p for p in result["pairs"] if "p_value" in p]
     section.text(
-        f"The two configurations with the lowest mean validation error are **{a['label']}** "
-        f"({fmt_pct(a['best_valid_error']['mean'])}) and **{b['label']}** "
-        f"({fmt_pct(b['best_valid_error']['mean'])}). McNemar's test compares them on the "
+        f"The two configurations with the lowest mean validation error are **{a.label}** "
+        f"({fmt_pct(a.best_valid_error.mean)}) and **{b.label}** "
+        f"({fmt_pct(b.best_valid_error.mean)}). McNemar's test compares them on the "
         f"test set using {result['pairing']}: only the examples where exactly one of the "
         "two is right count (b = A right and B wrong, c = the reverse); under 'equally "
         "accurate' each such example is a fair coin. The exact binomial p-value is used "
@@ -123,8 +124,8 @@ def significance_section(ctx: ReportContext, summaries: Sequence[Mapping[str, An
         Table(
             [
                 "seed",
-                f"errors A ({a['label']})",
-                f"errors B ({b['label']})",
+                f"errors A ({a.label})",
+                f"errors B ({b.label})",
                 "b (A right, B wrong)",
                 "c (A wrong, B right)",
                 "|b − c|",
@@ -145,11 +146,10 @@ def significance_section(ctx: ReportContext, summaries: Sequence[Mapping[str, An
         )
         if n_sig == 0:
             verdict += (
-                f" On this evidence {a['label']} and {b['label']} cannot be told apart on the "
-                "test set."
+                f" On this evidence {a.label} and {b.label} cannot be told apart on the test set."
             )
         elif n_sig == len(tested):
-            verdict += f" {a['label']} and {b['label']} differ consistently across seeds."
+            verdict += f" {a.label} and {b.label} differ consistently across seeds."
         else:
             verdict += " The evidence is mixed across seeds."
         if 30 / n > 0.02:

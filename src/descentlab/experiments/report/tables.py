@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 from descentlab.experiments.plan import format_value
@@ -22,6 +24,8 @@ from descentlab.experiments.stats import mean_std
 from descentlab.experiments.tuning import describe_selection, selection_group_name
 
 __all__ = [
+    "ConfigSummary",
+    "Spread",
     "configuration_summaries",
     "configuration_table",
     "protocol_paragraphs",
@@ -30,51 +34,107 @@ __all__ = [
 ]
 
 
-def configuration_summaries(ctx: ReportContext) -> list[dict[str, Any]]:
-    """One dict per configuration of the final runs, in the order they were planned.
+@dataclass
+class Spread:
+    """Mean and sample std (ddof=1) of one number over a configuration's finished seeds."""
 
-    Holds ``label``, ``rows`` (all its runs), ``ok`` (finished runs), the tuned values,
-    ``mean``/``std`` of ``best_valid_error``, ``test_error``, ``best_epoch``,
-    ``seconds_to_best`` and ``train_seconds``, and the error counts pooled over seeds
-    (``valid_errors``/``valid_n``, ``test_errors``/``test_n``).
+    mean: float | None
+    std: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float | None]) -> Spread:
+        vals = [float(v) for v in values if v is not None]
+        mean, std = mean_std(vals) if vals else (None, None)
+        return cls(mean, std, len(vals))
+
+
+@dataclass
+class ConfigSummary:
+    """One configuration of the final runs, its seeds pooled.
+
+    ``rows`` are all its runs, ``ok`` the finished ones, ``tuned`` the tuned options'
+    values; each :class:`Spread` is over ``ok``; the error counts are pooled over
+    seeds (for Wilson intervals).  ``summary["label"]`` works too, for code written
+    against the dicts of earlier versions.
     """
+
+    label: str
+    rows: list[dict[str, Any]]
+    ok: list[dict[str, Any]]
+    tuned: dict[str, Any]
+    best_valid_error: Spread
+    test_error: Spread
+    best_epoch: Spread
+    seconds_to_best: Spread
+    train_seconds: Spread
+    wall_seconds: Spread
+    model_train_error: Spread
+    valid_errors: int
+    valid_n: int
+    test_errors: int
+    test_n: int
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    @property
+    def valid_rank(self) -> float:
+        """The mean best validation error to rank by; without one, a configuration ranks last."""
+        mean = self.best_valid_error.mean
+        return math.inf if mean is None else mean
+
+    @classmethod
+    def of(cls, label: str, rows: list[dict[str, Any]], tune: Sequence[str]) -> ConfigSummary:
+        ok = [r for r in rows if r["status"] == "ok"]
+
+        def spread(key: str) -> Spread:
+            return Spread.of([r.get(key) for r in ok])
+
+        def pooled(split: str) -> tuple[int, int]:
+            counted = [r for r in ok if r.get(f"{split}_errors") is not None]
+            return (
+                sum(int(r[f"{split}_errors"]) for r in counted),
+                sum(int(r[f"n_{split}"]) for r in counted),
+            )
+
+        (valid_errors, valid_n), (test_errors, test_n) = pooled("valid"), pooled("test")
+        return cls(
+            label=label,
+            rows=rows,
+            ok=ok,
+            tuned={k: rows[0].get(k) for k in tune},
+            **{f.name: spread(f.name) for f in fields(cls) if f.type == "Spread"},
+            valid_errors=valid_errors,
+            valid_n=valid_n,
+            test_errors=test_errors,
+            test_n=test_n,
+        )
+
+
+def configuration_summaries(ctx: ReportContext) -> list[ConfigSummary]:
+    """One :class:`ConfigSummary` per configuration of the final runs, in planned order."""
     groups: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
     for row in ctx.final:
         groups.setdefault(ctx.label(row), []).append(row)
-    out = []
-    for label, members in groups.items():
-        ok = [r for r in members if r["status"] == "ok"]
-        summary: dict[str, Any] = {"label": label, "rows": members, "ok": ok}
-        summary["tuned"] = {k: members[0].get(k) for k in ctx.plan.tune}
-        for key in (
-            "best_valid_error",
-            "test_error",
-            "best_epoch",
-            "seconds_to_best",
-            "train_seconds",
-            "wall_seconds",
-            "model_train_error",
-        ):
-            vals = [float(r[key]) for r in ok if r.get(key) is not None]
-            mean, std = mean_std(vals) if vals else (None, None)
-            summary[key] = {"mean": mean, "std": std, "n": len(vals)}
-        for split in ("valid", "test"):
-            counted = [r for r in ok if r.get(f"{split}_errors") is not None]
-            summary[f"{split}_errors"] = sum(int(r[f"{split}_errors"]) for r in counted)
-            summary[f"{split}_n"] = sum(int(r[f"n_{split}"]) for r in counted)
-        out.append(summary)
-    return out
+    return [ConfigSummary.of(label, rows, ctx.plan.tune) for label, rows in groups.items()]
 
 
-def _winners(summaries: Sequence[Mapping[str, Any]], key: str) -> set[str]:
-    means = [(s[key]["mean"], s["label"]) for s in summaries if s[key]["mean"] is not None]
-    if not means:
-        return set()
-    best = min(m for m, _ in means)
+def _winners(
+    summaries: Sequence[ConfigSummary], spread: Callable[[ConfigSummary], Spread]
+) -> set[str]:
+    """The labels with the lowest mean (ties all win)."""
+    means: list[tuple[float, str]] = []
+    for s in summaries:
+        mean = spread(s).mean
+        if mean is not None:
+            means.append((mean, s.label))
+    best = min((m for m, _ in means), default=None)
     return {label for m, label in means if m == best}
 
 
-def configuration_table(ctx: ReportContext, summaries: Sequence[Mapping[str, Any]]) -> Table:
+def configuration_table(ctx: ReportContext, summaries: Sequence[ConfigSummary]) -> Table:
+    """The big table: per configuration, mean ± std over seeds and pooled Wilson intervals."""
     tuned = list(ctx.plan.tune)
     columns = [
         "configuration",
@@ -88,29 +148,26 @@ def configuration_table(ctx: ReportContext, summaries: Sequence[Mapping[str, Any
         "seconds to best",
         "total seconds",
     ]
-    marked = {
-        key: _winners(summaries, key)
-        for key in ("best_valid_error", "test_error", "best_epoch", "seconds_to_best")
-    }
 
-    def cell(s: Mapping[str, Any], key: str, pct: bool, digits: int) -> str:
-        text = fmt_pm(s[key]["mean"], s[key]["std"], pct=pct, digits=digits)
-        return f"{text} {STAR}" if s["label"] in marked.get(key, ()) else text
+    def cell(s: ConfigSummary, spread: Callable[[ConfigSummary], Spread], pct: bool) -> str:
+        value = spread(s)
+        text = fmt_pm(value.mean, value.std, pct=pct, digits=2 if pct else 1)
+        return f"{text} {STAR}" if s.label in _winners(summaries, spread) else text
 
     rows = []
     for s in summaries:
         rows.append(
             [
-                s["label"],
-                *[format_value(s["tuned"][k]) for k in tuned],
-                f"{len(s['ok'])}/{len(s['rows'])}",
-                cell(s, "best_valid_error", True, 2),
-                fmt_ci(error_ci(s["valid_errors"], s["valid_n"])),
-                cell(s, "test_error", True, 2),
-                fmt_ci(error_ci(s["test_errors"], s["test_n"])),
-                cell(s, "best_epoch", False, 1),
-                cell(s, "seconds_to_best", False, 1),
-                fmt_pm(s["train_seconds"]["mean"], s["train_seconds"]["std"], pct=False, digits=1),
+                s.label,
+                *[format_value(s.tuned[k]) for k in tuned],
+                f"{len(s.ok)}/{len(s.rows)}",
+                cell(s, lambda c: c.best_valid_error, True),
+                fmt_ci(error_ci(s.valid_errors, s.valid_n)),
+                cell(s, lambda c: c.test_error, True),
+                fmt_ci(error_ci(s.test_errors, s.test_n)),
+                cell(s, lambda c: c.best_epoch, False),
+                cell(s, lambda c: c.seconds_to_best, False),
+                fmt_pm(s.train_seconds.mean, s.train_seconds.std, pct=False, digits=1),
             ]
         )
     return Table(

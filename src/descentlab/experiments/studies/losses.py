@@ -47,23 +47,23 @@ def report_sections(ctx: ReportContext) -> list[Section]:
         "and the average squared error tell apart."
     )
     sec.table(Table(columns, rows))
-    summaries = {s["label"]: s for s in configuration_summaries(ctx) if s["ok"]}
+    summaries = {s.label: s for s in configuration_summaries(ctx) if s.ok}
     ce, mse = summaries.get("nll"), summaries.get("mse")
-    if ce and mse:
-        diff = ce["test_error"]["mean"] - mse["test_error"]["mean"]
+    if ce and mse and ce.test_error.mean is not None and mse.test_error.mean is not None:
+        diff = ce.test_error.mean - mse.test_error.mean
         verdict = (
             "the same mean test error"
             if abs(diff) < 1e-12
             else f"lower mean test error with {'cross-entropy' if diff < 0 else 'MSE'}"
         )
         sec.text(
-            f"Trained on the same model, cross-entropy (lr {format_value(ce['tuned'].get('lr'))}) "
-            f"reached a test error of {fmt_pct(ce['test_error']['mean'])} "
-            f"(valid {fmt_pct(ce['best_valid_error']['mean'])}, best after "
-            f"{ce['best_epoch']['mean']:.1f} epochs) and MSE on the softmax "
-            f"(lr {format_value(mse['tuned'].get('lr'))}) {fmt_pct(mse['test_error']['mean'])} "
-            f"(valid {fmt_pct(mse['best_valid_error']['mean'])}, best after "
-            f"{mse['best_epoch']['mean']:.1f} epochs): {verdict}. See the "
+            f"Trained on the same model, cross-entropy (lr {format_value(ce.tuned.get('lr'))}) "
+            f"reached a test error of {fmt_pct(ce.test_error.mean)} "
+            f"(valid {fmt_pct(ce.best_valid_error.mean)}, best after "
+            f"{ce.best_epoch.mean:.1f} epochs) and MSE on the softmax "
+            f"(lr {format_value(mse.tuned.get('lr'))}) {fmt_pct(mse.test_error.mean)} "
+            f"(valid {fmt_pct(mse.best_valid_error.mean)}, best after "
+            f"{mse.best_epoch.mean:.1f} epochs): {verdict}. See the "
             "McNemar test below for whether the difference is more than noise."
         )
     return [sec]

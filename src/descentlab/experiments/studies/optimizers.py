@@ -60,8 +60,8 @@ def report_sections(ctx: ReportContext) -> list[Section]:
     )
     for model in group_rows(ctx.final, "model"):
         sub = ctx.subset("model", model)
-        summaries = [s for s in configuration_summaries(sub) if s["ok"]]
-        ranked = sorted(summaries, key=lambda s: s["best_valid_error"]["mean"])
+        summaries = [s for s in configuration_summaries(sub) if s.ok]
+        ranked = sorted(summaries, key=lambda s: s.valid_rank)
         if not ranked:
             sec.text(f"**{model}**: no run finished.")
             continue
@@ -70,11 +70,11 @@ def report_sections(ctx: ReportContext) -> list[Section]:
             table_rows.append(
                 [
                     str(i),
-                    s["label"],
-                    format_value(s["tuned"].get("lr")),
-                    fmt_pct(s["best_valid_error"]["mean"]),
-                    fmt_pct(s["test_error"]["mean"]),
-                    f"{s['best_epoch']['mean']:.1f}" if s["best_epoch"]["mean"] else "–",
+                    s.label,
+                    format_value(s.tuned.get("lr")),
+                    fmt_pct(s.best_valid_error.mean),
+                    fmt_pct(s.test_error.mean),
+                    f"{s.best_epoch.mean:.1f}" if s.best_epoch.mean else "–",
                 ]
             )
         sec.table(
@@ -86,11 +86,11 @@ def report_sections(ctx: ReportContext) -> list[Section]:
         )
         best, worst = ranked[0], ranked[-1]
         sec.text(
-            f"**{model}**: best on validation **{best['label']}** (lr "
-            f"{format_value(best['tuned'].get('lr'))}: valid "
-            f"{fmt_pct(best['best_valid_error']['mean'])}, test "
-            f"{fmt_pct(best['test_error']['mean'])}); last **{worst['label']}** (valid "
-            f"{fmt_pct(worst['best_valid_error']['mean'])})."
+            f"**{model}**: best on validation **{best.label}** (lr "
+            f"{format_value(best.tuned.get('lr'))}: valid "
+            f"{fmt_pct(best.best_valid_error.mean)}, test "
+            f"{fmt_pct(best.test_error.mean)}); last **{worst.label}** (valid "
+            f"{fmt_pct(worst.best_valid_error.mean)})."
         )
     edges = [s for s in ctx.selection if s.get("at_edge")]
     if edges:

@@ -71,11 +71,11 @@ def report_sections(ctx: ReportContext) -> list[Section]:
     rows = []
     stats: list[tuple[str, float, float, float]] = []
     for s in configuration_summaries(ctx):
-        ok = s["ok"]
+        ok = s.ok
         if not ok:
             continue
         strength = next(
-            (f"{k}={format_value(v)}" for k, v in s["tuned"].items() if v not in (None, 0, 0.0)),
+            (f"{k}={format_value(v)}" for k, v in s.tuned.items() if v not in (None, 0, 0.0)),
             "–",
         )
         train = mean_finite([r["model_train_error"] for r in ok])
@@ -85,10 +85,10 @@ def report_sections(ctx: ReportContext) -> list[Section]:
         n_test = sum(int(r["n_test"]) for r in ok)
         errs = sum(round(r["model_test_error"] * r["n_test"]) for r in ok)
         if valid is not None and test is not None and gap is not None:
-            stats.append((s["label"], valid, test, gap))
+            stats.append((s.label, valid, test, gap))
         rows.append(
             [
-                s["label"],
+                s.label,
                 strength,
                 fmt_pct(train),
                 fmt_pct(valid),

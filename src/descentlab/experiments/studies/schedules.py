@@ -69,16 +69,16 @@ def report_sections(ctx: ReportContext) -> list[Section]:
         )
         sec.figure(paths[0])
     summaries = sorted(
-        (s for s in configuration_summaries(ctx) if s["ok"]),
-        key=lambda s: s["best_valid_error"]["mean"],
+        (s for s in configuration_summaries(ctx) if s.ok),
+        key=lambda s: s.valid_rank,
     )
     if summaries:
         sec.text(
             "Ranked by validation error: "
             + "; ".join(
-                f"{s['label']} (ε₀ {format_value(s['tuned'].get('lr'))}: valid "
-                f"{fmt_pct(s['best_valid_error']['mean'])}, "
-                f"test {fmt_pct(s['test_error']['mean'])})"
+                f"{s.label} (ε₀ {format_value(s.tuned.get('lr'))}: valid "
+                f"{fmt_pct(s.best_valid_error.mean)}, "
+                f"test {fmt_pct(s.test_error.mean)})"
                 for s in summaries
             )
             + "."
