@@ -16,6 +16,7 @@ from typing import Any
 
 from descentlab.errors import ConfigError
 from descentlab.experiments.plan import (
+    DEFAULT_SELECT_METRIC,
     LABEL_KEY,
     SweepPlan,
     config_key,
@@ -32,7 +33,7 @@ def select_best(
     tune_keys: Sequence[str],
     group_keys: Sequence[str],
     *,
-    metric: str = "best_valid_error",
+    metric: str = DEFAULT_SELECT_METRIC,
     tie_metric: str = "best_valid_nll",
 ) -> list[dict[str, Any]]:
     """For every configuration, the value of the tuned options with the lowest validation error.
@@ -155,7 +156,7 @@ def describe_selection(sel: Mapping[str, Any]) -> str:
         return f"{group}: every candidate failed; nothing to run with more seeds"
     chosen = ", ".join(f"{k}={format_value(v)}" for k, v in sel["chosen"].items())
     edge = " (at the edge of the grid: the best value may lie outside it)" if sel["at_edge"] else ""
-    metric = str(sel.get("metric", "best_valid_error"))
+    metric = str(sel.get("metric", DEFAULT_SELECT_METRIC))
     score = f"{100 * sel['score']:.2f}%" if metric.endswith("error") else f"{sel['score']:.4g}"
     return f"{group}: {chosen} ({metric.replace('_', ' ')} {score}){edge}"
 
