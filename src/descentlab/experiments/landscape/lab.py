@@ -16,19 +16,6 @@ import torch
 from descentlab.errors import ConfigError, did_you_mean
 from descentlab.optim import build_optimizer, clip_grad_norm_
 
-__all__ = [
-    "CLIP_SUFFIX",
-    "DEFAULT_CLIP_NORM",
-    "DIVERGED_BEYOND",
-    "LANDSCAPES",
-    "MAX_STEPS",
-    "Landscape",
-    "LandscapeResult",
-    "Trajectory",
-    "default_lr",
-    "run_landscape",
-]
-
 Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 #: The suffix that asks for a clipped copy of an optimizer's path: ``"sgd+clip"``.

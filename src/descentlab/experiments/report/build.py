@@ -41,8 +41,6 @@ from descentlab.experiments.report.tables import (
 )
 from descentlab.experiments.store import collect_results
 
-__all__ = ["StudyReport", "build_report", "build_sections", "comparison_sections", "render"]
-
 
 class StudyReport(Protocol):
     """What a built-in study adds to its sweep's report (see descentlab.experiments.studies)."""

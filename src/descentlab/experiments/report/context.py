@@ -18,20 +18,6 @@ from descentlab.experiments.plan import LABEL_KEY, SweepPlan, config_key, format
 from descentlab.experiments.stats import wilson_interval
 from descentlab.experiments.store import RUNS_DIR, read_history
 
-__all__ = [
-    "MAX_CURVES",
-    "STAR",
-    "ReportContext",
-    "Section",
-    "Table",
-    "error_ci",
-    "fmt_ci",
-    "fmt_num",
-    "fmt_pct",
-    "fmt_pm",
-    "fmt_sig",
-]
-
 STAR = "★"
 MAX_CURVES = 8
 _BARE_KEYS = frozenset({LABEL_KEY, "optimizer", "loss", "model", "dataset"})

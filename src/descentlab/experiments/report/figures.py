@@ -11,8 +11,6 @@ from descentlab.experiments.report.context import MAX_CURVES, ReportContext, Sec
 from descentlab.experiments.report.tables import ConfigSummary
 from descentlab.plots import plot_curves, plot_lr_sensitivity
 
-__all__ = ["figures_section"]
-
 
 def _curve_rows(ctx: ReportContext, summaries: Sequence[ConfigSummary]) -> tuple[list, str]:
     """The finished final runs to draw, at most MAX_CURVES configurations."""

@@ -12,8 +12,6 @@ from descentlab.experiments.report.context import ReportContext, Section, Table,
 from descentlab.experiments.report.tables import ConfigSummary
 from descentlab.experiments.stats import RULE_OF_30, mcnemar
 
-__all__ = ["compare_top_two", "significance_section"]
-
 
 def _predictions(
     ctx: ReportContext, row: Mapping[str, Any]

@@ -23,16 +23,6 @@ from descentlab.experiments.report.context import (
 from descentlab.experiments.stats import mean_std
 from descentlab.experiments.tuning import describe_selection, selection_group_name
 
-__all__ = [
-    "ConfigSummary",
-    "Spread",
-    "configuration_summaries",
-    "configuration_table",
-    "protocol_paragraphs",
-    "runs_table",
-    "selection_section",
-]
-
 
 @dataclass
 class Spread:
