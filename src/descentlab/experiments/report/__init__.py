@@ -33,6 +33,8 @@ from descentlab.experiments.report.figures import figures_section
 from descentlab.experiments.report.render import MARKER, render_report
 from descentlab.experiments.report.significance import compare_top_two, significance_section
 from descentlab.experiments.report.tables import (
+    ConfigSummary,
+    Spread,
     configuration_summaries,
     configuration_table,
     protocol_paragraphs,
@@ -44,8 +46,10 @@ __all__ = [
     "MARKER",
     "MAX_CURVES",
     "STAR",
+    "ConfigSummary",
     "ReportContext",
     "Section",
+    "Spread",
     "StudyReport",
     "Table",
     "build_report",
