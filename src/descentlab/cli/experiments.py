@@ -306,7 +306,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 # ========================================================================== register
-def register(sub: Any) -> None:
+def _register_compare(sub: Any) -> None:
     p = sub.add_parser(
         "compare",
         help="run a grid of training runs in parallel and compare them",
@@ -351,6 +351,8 @@ def register(sub: Any) -> None:
     typed, flags = add_grid_options(p)
     p.set_defaults(func=cmd_compare, _typed=typed, _flags=flags)
 
+
+def _register_report(sub: Any) -> None:
     p = sub.add_parser(
         "report",
         help="(re)write the report of a sweep directory",
@@ -361,6 +363,8 @@ def register(sub: Any) -> None:
     p.add_argument("--title", default=None)
     p.set_defaults(func=cmd_report)
 
+
+def _register_study(sub: Any) -> None:
     p = sub.add_parser(
         "study",
         help="run a built-in study (optimizers, batch-size, losses, ...)",
@@ -381,6 +385,8 @@ def register(sub: Any) -> None:
     p.add_argument("--no-report", action="store_true", help="write results.csv only")
     p.set_defaults(func=cmd_study)
 
+
+def _register_landscape(sub: Any) -> None:
     p = sub.add_parser(
         "landscape",
         help="watch optimizers on 2-D test functions",
@@ -399,9 +405,23 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default="landscape", help="output folder (default ./landscape)")
     p.set_defaults(func=cmd_landscape)
 
+
+def _register_explain(sub: Any) -> None:
     p = sub.add_parser(
         "explain",
         help="worked examples computed by the library (losses, significance)",
     )
     p.add_argument("topic", metavar="TOPIC", help="losses or significance")
     p.set_defaults(func=cmd_explain)
+
+
+def register(sub: Any) -> None:
+    """Add the experiments commands to the CLI's subparsers."""
+    for add in (
+        _register_compare,
+        _register_report,
+        _register_study,
+        _register_landscape,
+        _register_explain,
+    ):
+        add(sub)
