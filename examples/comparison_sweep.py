@@ -16,8 +16,8 @@ import argparse
 import os
 import tempfile
 
-from descentlab.experiments.grid import SweepPlan
-from descentlab.experiments.sweep import run_sweep
+from descentlab.experiments import run_sweep
+from descentlab.experiments.plan import SweepPlan
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from descentlab.errors import ConfigError
-from descentlab.experiments.grid import (
+from descentlab.experiments.plan import (
     SweepPlan,
     expand_grid,
     normalize_grid,

@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from descentlab.errors import ConfigError
-from descentlab.experiments.render import MARKER, render_report
+from descentlab.experiments.report.render import MARKER, render_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -9,7 +9,7 @@ import pytest
 
 from descentlab.cli.main import main
 from descentlab.errors import CheckpointError
-from descentlab.experiments.grid import SweepPlan, run_name
+from descentlab.experiments.plan import SweepPlan, run_name
 from descentlab.experiments.report import (
     ReportContext,
     build_report,
@@ -17,7 +17,7 @@ from descentlab.experiments.report import (
     configuration_summaries,
 )
 from descentlab.experiments.stats import mcnemar, wilson_interval
-from descentlab.experiments.sweep import collect_results
+from descentlab.experiments.store import collect_results
 
 N_TEST = 400
 N_VALID = 300
@@ -177,3 +177,28 @@ def test_report_cli_and_errors(sweep, tmp_path, capsys):
     assert "not a sweep directory" in capsys.readouterr().err
     with pytest.raises(CheckpointError):
         build_report(tmp_path / "nothing")
+
+
+def test_user_text_in_labels_and_titles_is_escaped_in_report_html(sweep):
+    """Run labels, titles and error messages are user text: shown, never markup."""
+    evil = "<script>alert(1)</script>"
+    path = sweep / "sweep.json"
+    manifest = json.loads(path.read_text())
+    manifest["plan"]["grid"] = [
+        {"label": [evil if opt == "sgd" else opt], "optimizer": [opt]}
+        for opt in ("sgd", "adam", "rmsprop")
+    ]
+    for run in manifest["runs"]:
+        run["label"] = evil if run["options"]["optimizer"] == "sgd" else run["options"]["optimizer"]
+    path.write_text(json.dumps(manifest))
+    failed = next(sweep.glob("runs/*rmsprop*"))
+    (failed / "sweep_run.json").write_text(
+        json.dumps({"status": "failed", "error": 'diverged <img src=x onerror="alert(2)">'})
+    )
+    html, md = build_report(sweep, title=f"Sweep {evil}")
+    page = html.read_text(encoding="utf-8")
+    assert "<script" not in page and "<img src=x" not in page
+    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in page  # the label, in a table
+    assert "<title>Sweep &lt;script&gt;alert(1)&lt;/script&gt;</title>" in page
+    assert "&lt;img src=x onerror=" in page
+    assert "<script>" not in md.read_text(encoding="utf-8")

@@ -13,13 +13,14 @@ from descentlab.experiments.studies import (
     KNOWN_GOOD_LR,
     STUDIES,
     StudySettings,
+    batch_size,
     batch_size_analysis,
     epoch_ranges,
     get_study,
     lr_grid,
     surrogate_disagreements,
 )
-from descentlab.experiments.sweep import run_sweep
+from descentlab.experiments.workflow import run_sweep
 
 SMALL = StudySettings(fast=True, datasets=["iris", "wine", "digits"])
 
@@ -89,7 +90,7 @@ def test_surrogate_disagreements_and_epoch_ranges():
 
 def _fake_ctx(tmp_path, curves):
     """A report context holding one run per (dataset, batch size) with given error curves."""
-    from descentlab.experiments.grid import SweepPlan
+    from descentlab.experiments.plan import SweepPlan
 
     plan = SweepPlan.build({"batch_size": [1, 2]}, {"dataset": "digits"}, study="batch-size")
     rows, hists = [], {}
@@ -123,7 +124,7 @@ def _fake_ctx(tmp_path, curves):
 
 
 def test_batch_size_verdict_is_computed_from_the_runs(tmp_path):
-    from descentlab.experiments.studies import _batch_sections
+    _batch_sections = batch_size.report_sections
 
     ctx = _fake_ctx(
         tmp_path,
@@ -197,7 +198,7 @@ def test_tiny_surrogate_and_schedules_studies(tmp_path):
 def test_tiny_batch_size_study_from_the_cli(tmp_path, capsys, monkeypatch):
     from descentlab.experiments import studies
 
-    real = studies._batch_plan
+    real = batch_size.build_plan
 
     def tiny(settings):
         plan = real(settings)
@@ -209,7 +210,7 @@ def test_tiny_batch_size_study_from_the_cli(tmp_path, capsys, monkeypatch):
         studies.STUDIES,
         "batch-size",
         studies.STUDIES["batch-size"].__class__(
-            "batch-size", "tiny", tiny, studies._batch_sections, split_by="dataset"
+            "batch-size", "tiny", tiny, batch_size.report_sections, split_by="dataset"
         ),
     )
     out = tmp_path / "b"

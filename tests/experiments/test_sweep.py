@@ -11,16 +11,12 @@ import pytest
 
 from descentlab.cli.main import main
 from descentlab.errors import ConfigError
-from descentlab.experiments.grid import SweepPlan
-from descentlab.experiments.sweep import (
-    RUN_STATUS,
-    collect_results,
-    execute_run,
-    run_state,
-    run_sweep,
-    select_best,
-    threads_per_job,
-)
+from descentlab.experiments.executor import threads_per_job
+from descentlab.experiments.plan import SweepPlan
+from descentlab.experiments.runs import execute_run
+from descentlab.experiments.store import RUN_STATUS, collect_results, run_state
+from descentlab.experiments.tuning import select_best
+from descentlab.experiments.workflow import run_sweep
 from descentlab.train import fit
 from descentlab.train.config import from_mapping
 

@@ -1,4 +1,8 @@
-"""Experiments: grids and sweeps, statistics, plots, reports, built-in studies, the landscape lab.
+"""Experiments: plans and sweeps, statistics, reports, built-in studies, the landscape lab.
+
+Inside, modules import one way: ``plan``, ``stats``, ``tuning`` → ``store`` → ``runs``
+→ ``executor`` → ``sweep``; ``report/`` reads ``store``; ``studies/`` build on
+``report``; ``workflow`` (run_sweep, build_report, run_study) sits on top.
 
 Heavy modules (matplotlib, the sweep runner) are imported on first use.
 """
@@ -9,24 +13,29 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "SweepPlan": "descentlab.experiments.grid",
-    "expand_grid": "descentlab.experiments.grid",
-    "read_plan_file": "descentlab.experiments.grid",
-    "run_sweep": "descentlab.experiments.sweep",
-    "select_best": "descentlab.experiments.sweep",
-    "collect_results": "descentlab.experiments.sweep",
+    "SweepPlan": "descentlab.experiments.plan",
+    "expand_grid": "descentlab.experiments.plan",
+    "read_plan_file": "descentlab.experiments.plan",
+    "run_sweep": "descentlab.experiments.workflow",
+    "run_study": "descentlab.experiments.workflow",
+    "build_report": "descentlab.experiments.workflow",
+    "execute_sweep": "descentlab.experiments.sweep",
     "SweepResult": "descentlab.experiments.sweep",
-    "build_report": "descentlab.experiments.report",
-    "run_study": "descentlab.experiments.studies",
+    "select_best": "descentlab.experiments.tuning",
+    "collect_results": "descentlab.experiments.store",
+    "write_results": "descentlab.experiments.store",
+    "read_run": "descentlab.experiments.store",
+    "Executor": "descentlab.experiments.executor",
+    "LocalExecutor": "descentlab.experiments.executor",
     "STUDIES": "descentlab.experiments.studies",
     "explain": "descentlab.experiments.explain",
     "wilson_interval": "descentlab.experiments.stats",
     "mcnemar": "descentlab.experiments.stats",
     "mean_std": "descentlab.experiments.stats",
     "summarize_seeds": "descentlab.experiments.stats",
-    "plot_curves": "descentlab.experiments.plots",
-    "plot_lr_sensitivity": "descentlab.experiments.plots",
-    "plot_learning_curve": "descentlab.experiments.plots",
+    "plot_curves": "descentlab.plots",
+    "plot_lr_sensitivity": "descentlab.plots",
+    "plot_learning_curve": "descentlab.plots",
 }
 
 __all__ = sorted(_LAZY)

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from descentlab.errors import ConfigError, did_you_mean
+from descentlab.experiments.stats import RULE_OF_30, wilson_interval
+from descentlab.losses import losses_worked_example
 
 __all__ = ["TOPICS", "explain", "explain_losses", "explain_significance", "losses_table"]
 
@@ -32,8 +34,6 @@ def losses_table() -> tuple[list[str], list[list[str]]]:
     Uses :func:`descentlab.losses.losses_worked_example`, whose cross-entropy and MSE
     come from the same ``nll`` and ``mse_softmax`` the trainer minimizes.
     """
-    from descentlab.losses import losses_worked_example
-
     columns = [
         "model",
         "example",
@@ -90,8 +90,6 @@ def _text_table(columns: list[str], rows: list[list[str]]) -> str:
 
 def explain_losses() -> str:
     """The worked example as a text table with the conclusion, all numbers computed."""
-    from descentlab.losses import losses_worked_example
-
     models = losses_worked_example()
     a, b = models[0], models[1]
     columns, rows = losses_table()
@@ -118,8 +116,6 @@ def explain_losses() -> str:
 
 def explain_significance(n_valid: int = 10000, error: float = 0.0165) -> str:
     """Wilson intervals and the rule of 30 on an MNIST-sized validation set."""
-    from descentlab.experiments.stats import RULE_OF_30, wilson_interval
-
     if not isinstance(n_valid, int) or n_valid < 1:
         raise ConfigError(f"n_valid must be a positive integer, got {n_valid!r}")
     k = round(error * n_valid)

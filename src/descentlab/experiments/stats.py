@@ -21,18 +21,19 @@ One rule of thumb and two proper tools live here:
   correction, ``X² = (|b - c| - 1)² / (b + c)`` on 1 degree of freedom, is the
   textbook choice.
 
-Everything is pure Python (``math``, ``statistics.NormalDist``): no SciPy at run
-time.  The tests check the numbers against SciPy.
+The distributions come from :mod:`scipy.stats` (``binomtest`` for the exact
+p-value and the Wilson interval, ``chi2`` for the approximation); this module adds
+the input checks, the choice between the two tests and the report-ready records.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from descentlab.errors import ConfigError, did_you_mean
 
@@ -92,54 +93,40 @@ def wilson_interval(errors: int, n: int, confidence: float = 0.95) -> tuple[floa
         raise ConfigError(f"errors must lie in [0, n] = [0, {n}], got {errors}")
     confidence = _check_confidence(confidence)
 
-    z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
     p = errors / n
-    z2n = z * z / n
-    centre = (p + z2n / 2.0) / (1.0 + z2n)
-    half = z / (1.0 + z2n) * math.sqrt(p * (1.0 - p) / n + z2n / (4.0 * n))
+    ci = scipy_stats.binomtest(errors, n).proportion_ci(
+        confidence_level=confidence, method="wilson"
+    )
     # In exact arithmetic low <= p̂ <= high, and low = 0 exactly when errors = 0 (high = 1
     # when errors = n); rounding can miss both by ~1e-19, so state them exactly.
-    low = 0.0 if errors == 0 else min(p, centre - half)
-    high = 1.0 if errors == n else max(p, centre + half)
+    low = 0.0 if errors == 0 else min(p, float(ci.low))
+    high = 1.0 if errors == n else max(p, float(ci.high))
     return max(0.0, low), min(1.0, high)
-
-
-def _log_binom_pmf(k: int, n: int) -> float:
-    """log P(X = k) for X ~ Binomial(n, 1/2)."""
-    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) - n * math.log(2.0)
 
 
 def binomial_two_sided_p(k: int, n: int) -> float:
     """Exact two-sided p-value of ``k`` successes in ``n`` fair-coin trials.
 
-    The Binomial(n, 1/2) distribution is symmetric, so the two-sided p-value (the
-    probability of an outcome at most as likely as ``k``) is twice the smaller
-    tail, ``2 · P(X <= min(k, n - k))``, capped at 1.  The tail is summed in log
-    space (log-sum-exp over ``lgamma`` terms), so it stays accurate and cheap for
-    any ``n`` — no big integers, no underflow of the individual terms.
+    The probability, under Binomial(n, 1/2), of an outcome at most as likely as
+    ``k``; by symmetry ``min(1, 2 · P(X <= min(k, n - k)))``
+    (:func:`scipy.stats.binomtest`).  No trials (``n = 0``) give p = 1.
     """
     if n < 0 or not 0 <= k <= n:
         raise ConfigError(f"need 0 <= k <= n, got k={k}, n={n}")
     if n == 0:
         return 1.0
-    m = min(k, n - k)
-    if 2 * m == n:  # the observed count is the centre: nothing is less likely
-        return 1.0
-    logs = [_log_binom_pmf(i, n) for i in range(m + 1)]
-    top = max(logs)
-    log_tail = top + math.log(math.fsum(math.exp(v - top) for v in logs))
-    return min(1.0, 2.0 * math.exp(log_tail))
+    return float(min(1.0, scipy_stats.binomtest(int(k), int(n), 0.5).pvalue))
 
 
 def chi2_sf_1dof(x: float) -> float:
     """Survival function of the chi-square distribution with one degree of freedom.
 
-    If ``Z ~ N(0, 1)`` then ``Z² ~ χ²₁`` and ``P(Z² > x) = P(|Z| > √x) =
-    erfc(√(x / 2))``.
+    If ``Z ~ N(0, 1)`` then ``Z² ~ χ²₁`` and ``P(Z² > x) = P(|Z| > √x)``
+    (:data:`scipy.stats.chi2`).
     """
     if x < 0 or math.isnan(x):
         raise ConfigError(f"a chi-square statistic must be >= 0, got {x}")
-    return math.erfc(math.sqrt(x / 2.0))
+    return float(scipy_stats.chi2.sf(x, df=1))
 
 
 def _as_bool_vector(values: Any, name: str) -> np.ndarray:
@@ -168,6 +155,28 @@ def _as_label_vector(values: Any, name: str) -> np.ndarray:
     if arr.ndim != 1:
         raise ConfigError(f"{name} must be a 1-D array of class indices, got shape {arr.shape}")
     return arr
+
+
+def _correctness(correct_a: Any, correct_b: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example correctness of A and B, from correctness or from predictions and labels."""
+    if labels is not None:
+        truth = _as_label_vector(labels, "labels")
+        pred_a = _as_label_vector(correct_a, "predictions of A")
+        pred_b = _as_label_vector(correct_b, "predictions of B")
+        if not pred_a.shape == pred_b.shape == truth.shape:
+            raise ConfigError(
+                f"predictions and labels must have the same length, got {pred_a.shape[0]}, "
+                f"{pred_b.shape[0]} and {truth.shape[0]}"
+            )
+        return pred_a == truth, pred_b == truth
+    ok_a = _as_bool_vector(correct_a, "correct_a")
+    ok_b = _as_bool_vector(correct_b, "correct_b")
+    if ok_a.shape != ok_b.shape:
+        raise ConfigError(
+            f"correct_a and correct_b must score the same examples, got lengths "
+            f"{ok_a.shape[0]} and {ok_b.shape[0]}"
+        )
+    return ok_a, ok_b
 
 
 def mcnemar(
@@ -206,24 +215,7 @@ def mcnemar(
         (``p_value < alpha``) and ``rule_of_30`` (``|b - c| >= 30``: the change
         affects at least 30 examples net).
     """
-    if labels is not None:
-        truth = _as_label_vector(labels, "labels")
-        pred_a = _as_label_vector(correct_a, "predictions of A")
-        pred_b = _as_label_vector(correct_b, "predictions of B")
-        if not pred_a.shape == pred_b.shape == truth.shape:
-            raise ConfigError(
-                f"predictions and labels must have the same length, got {pred_a.shape[0]}, "
-                f"{pred_b.shape[0]} and {truth.shape[0]}"
-            )
-        ok_a, ok_b = pred_a == truth, pred_b == truth
-    else:
-        ok_a = _as_bool_vector(correct_a, "correct_a")
-        ok_b = _as_bool_vector(correct_b, "correct_b")
-        if ok_a.shape != ok_b.shape:
-            raise ConfigError(
-                f"correct_a and correct_b must score the same examples, got lengths "
-                f"{ok_a.shape[0]} and {ok_b.shape[0]}"
-            )
+    ok_a, ok_b = _correctness(correct_a, correct_b, labels)
     n = int(ok_a.shape[0])
     if n == 0:
         raise ConfigError("McNemar's test needs at least one example, got none")

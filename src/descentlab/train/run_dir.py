@@ -181,7 +181,7 @@ class RunDirectory(Callback):
         )
 
     def _plot(self, history: list[dict[str, Any]]) -> None:
-        from descentlab.experiments.plots import plot_learning_curve
+        from descentlab.plots import plot_learning_curve
 
         try:
             plot_learning_curve(history, self.path / "learning_curve.png")

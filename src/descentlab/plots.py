@@ -29,6 +29,7 @@ from descentlab.errors import ConfigError, did_you_mean
 __all__ = [
     "OPTIMIZER_COLORS",
     "color_for",
+    "new_figure",
     "plot_curves",
     "plot_learning_curve",
     "plot_lr_sensitivity",
@@ -62,7 +63,8 @@ def color_for(name: Any, index: int = 0) -> str:
     return _FALLBACK[index % len(_FALLBACK)]
 
 
-def _new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[Any]]:
+def new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[Any]]:
+    """A bare Agg figure (no pyplot registry) with one row of ``ncols`` axes."""
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
@@ -105,17 +107,32 @@ def _num(value: Any) -> float:
     return float(value)
 
 
+def _require(row: Mapping[str, Any], keys: Iterable[str], what: str = "row") -> None:
+    """A ConfigError naming the first of ``keys`` that ``row`` lacks."""
+    for key in keys:
+        if key not in row:
+            raise ConfigError(f"{what} has no key {key!r}", hint=did_you_mean(key, list(row)))
+
+
+def _spread(values: Iterable[float]) -> tuple[float, float, float]:
+    """Mean of the finite values and the distances down to the min and up to the max.
+
+    No finite value (every run diverged): ``(nan, 0, 0)``.
+    """
+    vals = np.array([v for v in values if math.isfinite(v)])
+    if not vals.size:
+        return math.nan, 0.0, 0.0
+    mean = float(vals.mean())
+    return mean, mean - float(vals.min()), float(vals.max()) - mean
+
+
 def _xy(
     history: Iterable[Mapping[str, Any]], x_key: str, y_key: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Finite (x, y) pairs of one run, sorted by x."""
     pts = []
     for row in history:
-        for key in (x_key, y_key):
-            if key not in row:
-                raise ConfigError(
-                    f"history row has no key {key!r}", hint=did_you_mean(key, list(row.keys()))
-                )
+        _require(row, (x_key, y_key), what="history row")
         x, y = _num(row[x_key]), _num(row[y_key])
         if math.isfinite(x) and math.isfinite(y):
             pts.append((x, y))
@@ -198,7 +215,7 @@ def plot_curves(
             )
         groups.setdefault(run[group_key], []).append(_xy(run[history_key], x_key, y_key))
 
-    fig, (ax,) = _new_figure(7.0, 4.4)
+    fig, (ax,) = new_figure(7.0, 4.4)
     drawn = 0
     for i, (name, runs) in enumerate(groups.items()):
         agg = _aggregate(runs, band)
@@ -249,33 +266,19 @@ def plot_lr_sensitivity(
     """
     cells: dict[Any, dict[float, list[float]]] = {}
     for row in rows:
-        for key in (lr_key, metric_key, group_key):
-            if key not in row:
-                raise ConfigError(
-                    f"row has no key {key!r}", hint=did_you_mean(key, list(row.keys()))
-                )
+        _require(row, (lr_key, metric_key, group_key))
         lr = float(row[lr_key])
         if not lr > 0:
             raise ConfigError(f"learning rates must be > 0 for a log axis, got {lr}")
         cells.setdefault(row[group_key], {}).setdefault(lr, []).append(_num(row[metric_key]))
 
-    fig, (ax,) = _new_figure(7.0, 4.4)
+    fig, (ax,) = new_figure(7.0, 4.4)
     diverged_seen = False
     for i, (name, by_lr) in enumerate(cells.items()):
         color = color_for(name, i)
         lrs = np.array(sorted(by_lr))
-        means, lows, highs, dead = [], [], [], []
-        for lr in lrs:
-            vals = np.array([v for v in by_lr[lr] if math.isfinite(v)])
-            if vals.size:
-                means.append(vals.mean())
-                lows.append(vals.mean() - vals.min())
-                highs.append(vals.max() - vals.mean())
-            else:
-                means.append(np.nan)
-                lows.append(0.0)
-                highs.append(0.0)
-                dead.append(lr)
+        means, lows, highs = zip(*(_spread(by_lr[lr]) for lr in lrs), strict=True)
+        dead = [lr for lr, m in zip(lrs, means, strict=True) if math.isnan(m)]
         ax.errorbar(
             lrs,
             means,
@@ -328,7 +331,7 @@ def plot_learning_curve(
     cheap (one small figure, no pyplot) and never fails on an empty or one-point
     history: missing values are skipped and single points get markers.
     """
-    fig, (ax_nll, ax_err) = _new_figure(9.0, 3.4, ncols=2)
+    fig, (ax_nll, ax_err) = new_figure(9.0, 3.4, ncols=2)
     hist = list(history)
 
     def column(key: str) -> np.ndarray:

@@ -39,20 +39,26 @@ The winner of a table column is marked by a ★ in the cell (the report builder 
 there) or by the table's ``best`` cells (the renderer adds the ★); either way the cell
 is shown in bold, so it stands out on screen, in print and in plain text.
 
-All text is escaped (``html.escape``) before the two inline markups the report builder
-uses, ``**bold**`` and ```code```, are turned into tags: a cell holding ``<script>``
-shows the word, it never runs.
+Both files are rendered through jinja2 templates (``templates/report.html.j2`` and
+``templates/report.md.j2``).  The HTML environment autoescapes everything: run labels
+and option values are user text and never become markup.  The only markup added to
+text is made by the ``inline`` filter, which escapes first and then turns the two
+inline markups the report builder uses, ``**bold**`` and ```code```, into tags: a
+cell holding ``<script>`` shows the word, it never runs.  In Markdown a ``<`` that
+could open a tag is escaped, and so are pipes inside table cells.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup, escape
 
 from descentlab.errors import ConfigError
 
@@ -72,25 +78,6 @@ _MIME = {
 # A cell that starts like a number ("12.3 ± 0.4%", "–", "[1.2, 3.4]%") is right-aligned,
 # so that digits line up down the column.
 _NUMERIC = re.compile(r"^\s*(?:[-−+]?\s*(?:\d|\.\d)|\[|–\s*$)")
-
-_STYLE = """
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2430;
-max-width:76em;margin:2em auto;padding:0 1.2em}
-h1{font-size:1.7em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:1.8em;
-border-bottom:1px solid #d8dde6;padding-bottom:.2em}
-nav ol{columns:2;font-size:.9em;color:#556}nav a{color:#2456a6;text-decoration:none}
-.scroll{overflow-x:auto;margin:.8em 0}
-table{border-collapse:collapse;font-size:.88em;font-variant-numeric:tabular-nums}
-th,td{border:1px solid #d8dde6;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#eef1f6}tr:nth-child(even) td{background:#f8f9fb}
-td.num{text-align:right;white-space:nowrap}
-td.best{background:#fff4cc!important}td.best strong{color:#7a4b00}
-caption{caption-side:bottom;text-align:left;font-size:.85em;color:#556;padding-top:.4em}
-figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eef1f6}
-figcaption{font-size:.85em;color:#556}code{background:#eef1f6;padding:0 .25em;border-radius:3px}
-.missing{color:#a12}
-"""
-
 
 # ===================================================================== simple sections
 _SIMPLE_KEYS = ("heading", "paragraphs", "tables", "images")
@@ -271,50 +258,42 @@ def _with_marker(cell: Any) -> str:
     return text if MARKER in text else f"{text} {MARKER}"
 
 
-# ================================================================================ HTML
-def _inline_html(text: str) -> str:
-    """Escaped text with ``**bold**`` and ```code``` turned into tags."""
-    text = html.escape(str(text))
-    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+# ======================================================================= view models
+def _inline_html(text: Any) -> Markup:
+    """Escaped text with ``**bold**`` and ```code``` turned into tags (the ``inline`` filter)."""
+    html = str(escape(str(text)))
+    html = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html)
+    return Markup(re.sub(r"`(.+?)`", r"<code>\1</code>", html))
 
 
-def _html_table(table: Mapping[str, Any]) -> str:
+def _html_table(table: Mapping[str, Any]) -> dict[str, Any]:
+    """Cells with their text (★ added to winners) and classes; escaping is the template's."""
     best = _best_cells(table)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table["columns"])
-    body = []
-    for r, row in enumerate(table["rows"]):
-        cells = []
-        for c, cell in enumerate(row):
-            classes = []
-            if _NUMERIC.match(str(cell)):
-                classes.append("num")
-            if (r, c) in best:
-                classes.append("best")
-                content = f"<strong>{html.escape(_with_marker(cell))}</strong>"
-            else:
-                content = html.escape(str(cell))
-            attr = f' class="{" ".join(classes)}"' if classes else ""
-            cells.append(f"<td{attr}>{content}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    caption = table.get("caption")
-    cap = f"<caption>{_inline_html(caption)}</caption>" if caption else ""
-    return (
-        f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></div>"
-    )
+    rows = [
+        [
+            {
+                "text": _with_marker(cell) if (r, c) in best else str(cell),
+                "num": bool(_NUMERIC.match(str(cell))),
+                "best": (r, c) in best,
+            }
+            for c, cell in enumerate(row)
+        ]
+        for r, row in enumerate(table["rows"])
+    ]
+    columns = [str(c) for c in table["columns"]]
+    return {"kind": "table", "columns": columns, "rows": rows, "caption": table.get("caption")}
 
 
-def _html_figure(value: Any) -> str:
+def _html_figure(value: Any) -> dict[str, Any]:
     path, caption = _figure(value)
-    alt = html.escape(caption or path.stem.replace("_", " "))
+    view: dict[str, Any] = {"kind": "figure", "name": path.name, "caption": caption}
+    view["alt"] = caption or path.stem.replace("_", " ")
     mime = _MIME.get(path.suffix.lower())
     if mime is None or not path.is_file():
-        why = "unsupported image type" if path.is_file() else "file not found"
-        return f'<p class="missing">[figure {html.escape(path.name)}: {why}]</p>'
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    cap = f"<figcaption>{_inline_html(caption)}</figcaption>" if caption else ""
-    return f'<figure><img alt="{alt}" src="data:{mime};base64,{data}">{cap}</figure>'
+        view["missing"] = "unsupported image type" if path.is_file() else "file not found"
+        return view
+    view["src"] = f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+    return view
 
 
 def _anchor(index: int, title: str) -> str:
@@ -322,33 +301,23 @@ def _anchor(index: int, title: str) -> str:
     return f"s{index}-{slug}"[:60]
 
 
-def _html_page(title: str, sections: Sequence[Mapping[str, Any]]) -> str:
-    parts = [f"<h1>{html.escape(title)}</h1>"]
-    if len(sections) > 2:
-        items = "".join(
-            f'<li><a href="#{_anchor(i, s["title"])}">{html.escape(str(s["title"]))}</a></li>'
-            for i, s in enumerate(sections)
-        )
-        parts.append(f"<nav><ol>{items}</ol></nav>")
+def _html_sections(sections: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = []
     for i, sec in enumerate(sections):
-        parts.append(f'<h2 id="{_anchor(i, sec["title"])}">{html.escape(str(sec["title"]))}</h2>')
+        blocks = []
         for block in sec.get("blocks", ()):
             kind, value = block["kind"], block["value"]
             if kind == "text":
-                parts.append(f"<p>{_inline_html(value)}</p>")
+                blocks.append({"kind": "text", "text": str(value)})
             elif kind == "table":
-                parts.append(_html_table(value))
+                blocks.append(_html_table(value))
             else:
-                parts.append(_html_figure(value))
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{_STYLE.strip()}</style></head>\n"
-        "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
-    )
+                blocks.append(_html_figure(value))
+        title = str(sec["title"])
+        out.append({"title": title, "anchor": _anchor(i, title), "blocks": blocks})
+    return out
 
 
-# ============================================================================ Markdown
 def _md_text(text: Any) -> str:
     """Text for Markdown: only a ``<`` that could open an HTML tag is escaped.
 
@@ -358,52 +327,70 @@ def _md_text(text: Any) -> str:
 
 
 def _md_cell(cell: Any) -> str:
+    """A table cell: pipes and backslashes escaped, on one line (a newline ends the row)."""
     text = _md_text(cell).replace("\\", "\\\\").replace("|", "\\|")
-    return " ".join(text.split())  # a newline would end the table row
+    return " ".join(text.split())
 
 
-def _md_table(table: Mapping[str, Any]) -> list[str]:
+def _md_table(table: Mapping[str, Any]) -> dict[str, Any]:
     best = _best_cells(table)
-    columns = [_md_cell(c) or " " for c in table["columns"]]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    rows = []
     for r, row in enumerate(table["rows"]):
         cells = []
         for c, cell in enumerate(row):
             text = _md_cell(_with_marker(cell) if (r, c) in best else cell)
             cells.append(f"**{text}**" if (r, c) in best and text else text)
-        lines.append("| " + " | ".join(cells) + " |")
-    if table.get("caption"):
-        lines += ["", f"*{_md_text(table['caption'])}*"]
-    return lines
+        rows.append(cells)
+    columns = [_md_cell(c) or " " for c in table["columns"]]
+    return {"kind": "table", "columns": columns, "rows": rows, "caption": table.get("caption")}
 
 
-def _md_figure(value: Any, out_dir: Path) -> list[str]:
+def _md_figure(value: Any, out_dir: Path) -> dict[str, Any]:
     path, caption = _figure(value)
     rel = Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
-    alt = (caption or path.stem.replace("_", " ")).replace("]", ")")
-    lines = [f"![{_md_text(alt)}]({rel})"]
     svg = path.with_suffix(".svg")
-    if path.suffix.lower() != ".svg" and svg.is_file():
-        lines[0] += f" ([SVG]({Path(rel).with_suffix('.svg').as_posix()}))"
-    if caption:
-        lines += ["", f"*{_md_text(caption)}*"]
-    return lines
+    has_svg = path.suffix.lower() != ".svg" and svg.is_file()
+    return {
+        "kind": "figure",
+        "alt": (caption or path.stem.replace("_", " ")).replace("]", ")"),
+        "path": rel,
+        "svg": Path(rel).with_suffix(".svg").as_posix() if has_svg else None,
+        "caption": caption,
+    }
 
 
-def _markdown(title: str, sections: Sequence[Mapping[str, Any]], out_dir: Path) -> str:
-    lines = [f"# {_md_text(title)}", ""]
+def _md_sections(sections: Sequence[Mapping[str, Any]], out_dir: Path) -> list[dict[str, Any]]:
+    out = []
     for sec in sections:
-        lines += [f"## {_md_text(sec['title'])}", ""]
+        blocks = []
         for block in sec.get("blocks", ()):
             kind, value = block["kind"], block["value"]
             if kind == "text":
-                lines.append(_md_text(value))
+                blocks.append({"kind": "text", "text": value})
             elif kind == "table":
-                lines += _md_table(value)
+                blocks.append(_md_table(value))
             else:
-                lines += _md_figure(value, out_dir)
-            lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+                blocks.append(_md_figure(value, out_dir))
+        out.append({"title": sec["title"], "blocks": blocks})
+    return out
+
+
+def _environment(autoescape: bool) -> Environment:
+    env = Environment(
+        loader=PackageLoader("descentlab.experiments.report", "templates"),
+        autoescape=autoescape,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["inline"] = _inline_html
+    env.filters["md"] = _md_text
+    return env
+
+
+_HTML = _environment(autoescape=True)
+_MARKDOWN = _environment(autoescape=False)
 
 
 # ============================================================================== public
@@ -429,6 +416,12 @@ def render_report(title: str, sections: Iterable[Any], out_dir: str | Path) -> t
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     html_path, md_path = out / "report.html", out / "report.md"
-    html_path.write_text(_html_page(str(title), checked), encoding="utf-8")
-    md_path.write_text(_markdown(str(title), checked, out), encoding="utf-8")
+    page = _HTML.get_template("report.html.j2").render(
+        title=str(title), sections=_html_sections(checked)
+    )
+    html_path.write_text(page, encoding="utf-8")
+    text = _MARKDOWN.get_template("report.md.j2").render(
+        title=str(title), sections=_md_sections(checked, out)
+    )
+    md_path.write_text(text.rstrip() + "\n", encoding="utf-8")
     return html_path, md_path

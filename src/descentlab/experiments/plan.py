@@ -1,4 +1,4 @@
-"""Grids of training runs: which runs a sweep holds, and what each run is called.
+"""Plans of training runs (grids): which runs a sweep holds, and what each run is called.
 
 A *grid* is a table of option lists, expanded to their Cartesian product; a sweep
 may hold the union of several grids (so Adam can get its own learning rates)::
@@ -38,9 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from descentlab.errors import ConfigError, did_you_mean
+from descentlab.models import MODEL_NAMES
+from descentlab.optim.registry import optimizer_hyperparameters
+from descentlab.optim.schedules import parse_schedule_spec
 from descentlab.train.config import FIELD_NAMES, TrainConfig, from_mapping, preset
 
 __all__ = [
+    "DEFAULT_SELECT_METRIC",
     "LABEL_KEY",
     "NON_IDENTITY_OPTIONS",
     "SweepPlan",
@@ -78,6 +82,8 @@ NON_IDENTITY_OPTIONS = frozenset(
 #: lowest validation error along the run; ``model_valid_error`` that of the model the
 #: run returns (the final one when ``restore_best = false``).
 SELECT_METRICS = ("best_valid_error", "model_valid_error", "best_valid_nll")
+#: What tuning minimizes unless a plan says otherwise.
+DEFAULT_SELECT_METRIC = SELECT_METRICS[0]
 
 # Options a sweep sets itself (per run) and a grid may not vary.
 _RESERVED = frozenset({"out", "name", "quiet", "seed"})
@@ -286,10 +292,6 @@ def expand_grid(
 
 def _validated(options: Mapping[str, Any]) -> TrainConfig:
     """Check one run's options now, including names only the trainer would look up."""
-    from descentlab.models import MODEL_NAMES
-    from descentlab.optim.registry import optimizer_hyperparameters
-    from descentlab.optim.schedules import parse_schedule_spec
-
     cfg = from_mapping({k: v for k, v in options.items() if k != LABEL_KEY})
     optimizer_hyperparameters(cfg.optimizer)  # unknown optimizer -> ConfigError
     parse_schedule_spec(cfg.schedule)
@@ -319,7 +321,7 @@ class SweepPlan:
     tune: tuple[str, ...] = ()
     title: str | None = None
     study: str | None = None
-    select_metric: str = "best_valid_error"
+    select_metric: str = DEFAULT_SELECT_METRIC
 
     def __post_init__(self) -> None:
         self.grid = normalize_grid(self.grid)
@@ -350,7 +352,7 @@ class SweepPlan:
         tune: Sequence[str] = (),
         title: str | None = None,
         study: str | None = None,
-        select_metric: str = "best_valid_error",
+        select_metric: str = DEFAULT_SELECT_METRIC,
     ) -> SweepPlan:
         fixed = dict(fixed or {})
         base = fixed.pop("seed", 0)
@@ -403,7 +405,7 @@ class SweepPlan:
             tune=tuple(data.get("tune") or ()),
             title=data.get("title"),
             study=data.get("study"),
-            select_metric=data.get("select_metric") or "best_valid_error",
+            select_metric=data.get("select_metric") or DEFAULT_SELECT_METRIC,
         )
 
     def digest(self) -> str:

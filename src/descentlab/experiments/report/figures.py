@@ -1,0 +1,94 @@
+"""The figures of a sweep report: learning curves and learning-rate sensitivity."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from descentlab.experiments.plan import config_key
+from descentlab.experiments.report.context import MAX_CURVES, ReportContext, Section
+from descentlab.experiments.report.tables import ConfigSummary
+from descentlab.plots import plot_curves, plot_lr_sensitivity
+
+
+def _curve_rows(ctx: ReportContext, summaries: Sequence[ConfigSummary]) -> tuple[list, str]:
+    """The finished final runs to draw, at most MAX_CURVES configurations."""
+    keep = [s for s in summaries if s.ok]
+    note = ""
+    if len(keep) > MAX_CURVES:
+        primary = ctx.varying_keys[0] if ctx.varying_keys else None
+        best: OrderedDict[Any, ConfigSummary] = OrderedDict()
+        for s in keep:
+            key = config_key(s.ok[0], [primary]) if primary else ()
+            if s.best_valid_error.mean is None:
+                continue
+            if key not in best or s.valid_rank < best[key].valid_rank:
+                best[key] = s
+        keep = list(best.values())[:MAX_CURVES]
+        note = (
+            f"With {len(summaries)} configurations, the curves show the best one (by mean "
+            f"validation error) per {primary}."
+        )
+    series = []
+    for s in keep:
+        for r in s.ok:
+            series.append({"group": s.label, "history": ctx.history(r)})
+    return series, note
+
+
+def figures_section(ctx: ReportContext, summaries: Sequence[ConfigSummary]) -> Section:
+    section = Section("Learning curves")
+    series, note = _curve_rows(ctx, summaries)
+    if note:
+        section.text(note)
+    if not series:
+        section.text("No run finished, so there is nothing to plot.")
+        return section
+    section.text(
+        "One curve per configuration: the mean over its seeds, shaded from the lowest to the "
+        "highest seed. Validation error is measured at every validation point; wall-clock "
+        "seconds include validation. Training NLL is the mean minibatch cost since the "
+        "previous validation."
+    )
+    figs = ctx.figures_dir
+    specs: list[tuple[str, str, str, dict[str, Any], str]] = [
+        ("valid_error_vs_epoch", "epoch", "valid_error", {}, "validation error vs epoch"),
+        (
+            "valid_error_vs_seconds",
+            "seconds",
+            "valid_error",
+            {"xlabel": "wall-clock seconds"},
+            "validation error vs wall-clock time",
+        ),
+        (
+            "train_nll_vs_iteration",
+            "iteration",
+            "train_nll",
+            {"logy": True, "ylabel": "training NLL (log scale)"},
+            "training NLL vs iterations",
+        ),
+    ]
+    for stem, x, y, kwargs, title in specs:
+        paths = plot_curves(series, x, y, "group", figs / stem, title=title, **kwargs)
+        section.figure(paths[0])
+    lr_rows = [r for r in ctx.rows if r.get("lr") is not None]
+    if len({r["lr"] for r in lr_rows}) > 1:
+        points = [
+            {
+                "lr": r["lr"],
+                "best_valid_error": r.get("best_valid_error") if r["status"] == "ok" else None,
+                "group": ctx.label(r),
+            }
+            for r in lr_rows
+        ]
+        paths = plot_lr_sensitivity(
+            points,
+            figs / "lr_sensitivity",
+            metric_key="best_valid_error",
+            group_key="group",
+            title="learning-rate sensitivity (every run, incl. the lr search)",
+            ylabel="best validation error",
+        )
+        section.figure(paths[0])
+    return section
