@@ -102,7 +102,9 @@ class GradientHook:
             norm = clip_grad_norm_(model.parameters(), self.clip_norm)
             interval.grad_max = torch.maximum(interval.grad_max, norm.detach())
         elif self.log_norm:
-            norms = [torch.linalg.vector_norm(p.grad) for p in model.parameters() if p.grad is not None]
+            norms = [
+                torch.linalg.vector_norm(p.grad) for p in model.parameters() if p.grad is not None
+            ]
             norm = torch.linalg.vector_norm(torch.stack(norms))
             interval.grad_max = torch.maximum(interval.grad_max, norm)
         if self.clip_value is not None:

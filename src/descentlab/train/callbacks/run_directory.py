@@ -6,7 +6,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from descentlab.train.callbacks.base import Callback
-from descentlab.train.run_dir import model_metadata, plot_history, write_config, write_results, write_summary
+from descentlab.train.run_files import (
+    model_metadata,
+    plot_history,
+    write_config,
+    write_results,
+    write_summary,
+)
 
 if TYPE_CHECKING:
     from descentlab.train.records import FitResult
