@@ -51,8 +51,8 @@ from torch import nn
 
 from descentlab.data import Dataset, Split, stratified_split
 from descentlab.errors import ConfigError, DivergenceError, did_you_mean
+from descentlab.losses import get_loss
 from descentlab.models import MODEL_NAMES, build_model
-from descentlab.objective import get_loss
 from descentlab.optim import build_optimizer
 from descentlab.train import Callback, NeverValidate, TrainConfig, Trainer, ValidationRecord
 from descentlab.train.build import resolve_device

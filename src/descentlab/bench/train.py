@@ -211,6 +211,25 @@ def _check_names(names: Iterable[str], known: Sequence[str], what: str) -> list[
     return out
 
 
+def _contenders(
+    names: Sequence[str], data: Dataset, work: Workload, *, device: str, seed: int
+) -> dict[str, Any]:
+    """The contenders that apply to ``work`` (scikit-learn only on the CPU, if it has one)."""
+    entries: dict[str, Any] = {}
+    for name in names:
+        if name == "descentlab":
+            entries[name] = _DescentlabContender(data, work, fast=True, seed=seed)
+        elif name == "descentlab plain":
+            entries[name] = _DescentlabContender(data, work, fast=False, seed=seed)
+        elif name == "torch loop":
+            entries[name] = _TorchContender(TorchLoop, data, work, seed)
+        elif name == "DataLoader loop":
+            entries[name] = _TorchContender(DataLoaderLoop, data, work, seed)
+        elif work.sklearn is not None and torch.device(device).type == "cpu":
+            entries[name] = _SklearnContender(data, work)
+    return entries
+
+
 def run_train_bench(
     workloads: Iterable[str] | None = None,
     contenders: Iterable[str] | None = None,
@@ -249,18 +268,7 @@ def run_train_bench(
             n_train = int(data.train.y.shape[0])
             if work.batch_size > n_train:  # tiny datasets in tests: one minibatch per epoch
                 work = replace(work, batch_size=n_train)
-            entries: dict[str, Any] = {}
-            for name in who:
-                if name == "descentlab":
-                    entries[name] = _DescentlabContender(data, work, fast=True, seed=seed)
-                elif name == "descentlab plain":
-                    entries[name] = _DescentlabContender(data, work, fast=False, seed=seed)
-                elif name == "torch loop":
-                    entries[name] = _TorchContender(TorchLoop, data, work, seed)
-                elif name == "DataLoader loop":
-                    entries[name] = _TorchContender(DataLoaderLoop, data, work, seed)
-                elif work.sklearn is not None and torch.device(device).type == "cpu":
-                    entries[name] = _SklearnContender(data, work)
+            entries = _contenders(who, data, work, device=device, seed=seed)
             if progress is not None:
                 progress(f"{wname}: {', '.join(entries)} x {warmup}+{repeats} epochs")
             before = machine_info()

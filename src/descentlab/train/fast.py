@@ -65,8 +65,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as _module_globals
 
+from descentlab.losses import LossFn
 from descentlab.models import MLP, LogisticRegression
-from descentlab.objective import LossFn, NonFiniteCost, Objective
+from descentlab.objective import NonFiniteCost, Objective
 from descentlab.optim.sgd import SGD, sgd_update_
 
 __all__ = ["DenseFastPath", "FastClosure", "fast_path_for"]

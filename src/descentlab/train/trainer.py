@@ -182,6 +182,12 @@ class Trainer:
         return self.progress.history
 
     @property
+    def best(self) -> dict[str, Any]:
+        """The best validation point so far as a dict (empty before the first)."""
+        best = self.progress.best
+        return best.state_dict() if best is not None else {}
+
+    @property
     def best_state(self) -> dict[str, torch.Tensor] | None:
         return self.progress.best_state
 
