@@ -26,7 +26,9 @@ the minibatch size.  Write ``p = softmax(z)`` for the predicted class probabilit
   (:func:`losses_worked_example`).
 
 Regularization (the tutorial's ``cost = NLL + λ1·L1 + λ2·L2_sqr``) is :func:`penalty`,
-which covers weights only, as listed by :func:`weight_parameters`.
+which covers weights only, as listed by :func:`weight_parameters`.  These are the
+ingredients; the cost that training minimizes is composed from them in one place,
+:class:`descentlab.objective.Objective`.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from descentlab.errors import ConfigError, did_you_mean
 
 __all__ = [
     "LOSSES",
+    "LossFn",
     "add_penalty_grad_",
+    "check_lambda",
     "get_loss",
     "losses_worked_example",
     "mse_softmax",
@@ -123,7 +127,8 @@ def weight_parameters(model: nn.Module | Iterable[Tensor]) -> list[Tensor]:
     return weights
 
 
-def _check_lambda(value: object, name: str) -> float:
+def check_lambda(value: object, name: str) -> float:
+    """``value`` as a float if it is a finite number >= 0, else :class:`ConfigError`."""
     if (
         not isinstance(value, numbers.Real)
         or isinstance(value, bool)
@@ -144,8 +149,8 @@ def penalty(model: nn.Module | Iterable[Tensor], l1: float = 0.0, l2: float = 0.
     therefore ``2·λ2·W``.  Returns a zero tensor (on the weights' device) when both
     coefficients are 0, and raises :class:`ConfigError` for negative or non-finite ones.
     """
-    l1 = _check_lambda(l1, "l1")
-    l2 = _check_lambda(l2, "l2")
+    l1 = check_lambda(l1, "l1")
+    l2 = check_lambda(l2, "l2")
     weights = weight_parameters(model)
     if not weights:
         return torch.zeros(())
@@ -166,8 +171,8 @@ def add_penalty_grad_(
     subgradient autograd uses for ``|·|``), without building the penalty's graph each step.
     Weights whose ``.grad`` is ``None`` get one.
     """
-    l1 = _check_lambda(l1, "l1")
-    l2 = _check_lambda(l2, "l2")
+    l1 = check_lambda(l1, "l1")
+    l2 = check_lambda(l2, "l2")
     if not (l1 or l2):
         return
     with torch.no_grad():

@@ -14,15 +14,18 @@ library itself::
         → the parameters of the epoch with the best validation accuracy
 
     fit(X, y), early_stopping=False
-        max_epochs × one epoch of minibatch steps on all of (X, y)
+        max_epochs × Trainer.run_epoch() on all of (X, y), never validating
 
     partial_fit(X, y, classes=...)
-        one epoch of minibatch steps on (X, y), continuing from the current state
+        one Trainer.run_epoch() on (X, y), continuing from the current state
 
-One epoch of minibatch steps is the trainer's loop: minibatches from
+One epoch of minibatch steps is the trainer's loop and step: minibatches from
 :class:`~descentlab.data.Batches` (reshuffled each epoch when ``shuffle``), and for each
-``optimizer.step(closure)`` with ``closure`` = zero the gradients, ``cost = loss(model(x),
-y) + l1·Σ|W| + l2·ΣW²``, backpropagate, return the cost.
+``optimizer.step(closure)`` with the closure of :class:`~descentlab.objective.Objective`
+(zero the gradients, ``cost = loss(model(x), y) + l1·Σ|W| + l2·ΣW²``, backpropagate,
+return the cost), or the trainer's dense fast path, which computes the same.  The
+estimator keeps the model, the optimizer and the generator states between calls; a
+trainer is made around them for each ``fit``/``partial_fit``.
 
 Inputs are used as given (no scaling): put a ``StandardScaler`` in front, as for any
 gradient-trained scikit-learn model.  Random numbers come from ``random_state`` only:
@@ -46,11 +49,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from descentlab.data import Batches, Dataset, Split, stratified_split
+from descentlab.data import Dataset, Split, stratified_split
 from descentlab.errors import ConfigError, DivergenceError, did_you_mean
-from descentlab.losses import get_loss, penalty
+from descentlab.losses import get_loss
 from descentlab.models import MODEL_NAMES, build_model
 from descentlab.optim import build_optimizer
+from descentlab.train import Callback, NeverValidate, TrainConfig, Trainer, ValidationRecord
+from descentlab.train.build import resolve_device
 
 __all__ = ["DescentClassifier"]
 
@@ -133,7 +138,7 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
     t_ : int
         Training examples processed (counted once per epoch they were used in).
     loss_curve_ : list of float
-        Mean training cost (loss plus penalty) of each epoch.
+        Mean training cost (loss plus penalty) over the minibatches of each epoch.
     validation_scores_ : list of float or None
         Validation accuracy after each epoch (early stopping), else None.
     best_validation_score_ : float or None
@@ -237,8 +242,10 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
                 self._fit_early_stopping(x, target, seed)
             else:
                 x, target = x.to(self._device), target.to(self._device)
+                trainer = self._trainer(x, target, torch.get_rng_state())
                 for _ in range(self.max_epochs):
-                    self._epoch(x, target)
+                    self._run_epoch(trainer)
+                self._shuffle_state = trainer.generator.get_state()
                 self.stopped_because_ = "max_epochs"
             self._torch_rng = torch.get_rng_state()
         return self
@@ -287,8 +294,10 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
         x = self._as_input(X).to(self._device)
         target = torch.as_tensor(np.searchsorted(self.classes_, y), dtype=torch.int64)
         with _isolated_rng(self._device):
-            torch.set_rng_state(self._torch_rng)  # dropout masks continue their own stream
-            self._epoch(x, target.to(self._device))
+            # dropout masks and the shuffle order continue their own streams
+            trainer = self._trainer(x, target.to(self._device), self._torch_rng)
+            self._run_epoch(trainer)
+            self._shuffle_state = trainer.generator.get_state()
             self._torch_rng = torch.get_rng_state()
         self.stopped_because_ = "partial_fit"
         return self
@@ -325,18 +334,78 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
         extra = dict(self.optimizer_params or {})
         return {"lr": self.lr, **extra}
 
+    def _config(self, seed: int, n_train: int, early_stopping: str) -> TrainConfig:
+        return TrainConfig(
+            dataset="arrays",
+            model=self.model if isinstance(self.model, str) else type(self.model).__name__,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            loss=self.loss,
+            l1=self.l1,
+            l2=self.l2,
+            batch_size=self._effective_batch_size(n_train),
+            shuffle=self.shuffle,
+            drop_last=False,
+            max_epochs=self.max_epochs,
+            early_stopping=early_stopping,
+            patience=self.patience,
+            min_delta=self.min_delta,
+            restore_best=True,
+            seed=seed,
+            device=str(self._device),
+            quiet=not self.verbose,
+        )
+
+    def _data(self, train: Split, valid: Split) -> Dataset:
+        return Dataset(
+            name="arrays",
+            train=train,
+            valid=valid,
+            # The trainer scores a test split at each new best; there is none here, and
+            # scoring the validation split again costs little and changes nothing.
+            test=valid,
+            n_classes=len(self.classes_),
+            input_shape=tuple(train.x.shape[1:]),
+            class_names=[str(c) for c in self.classes_],
+        )
+
+    def _trainer(self, x: torch.Tensor, y: torch.Tensor, torch_rng: torch.Tensor) -> Trainer:
+        """A trainer over this estimator's model, optimizer and generator streams, for
+        epochs on all of ``(x, y)`` without validation."""
+        split = Split(x, y)
+        trainer = Trainer(
+            self._config(0, len(y), "none"),
+            data=self._data(split, split),
+            model=self.model_,
+            optimizer=self.optimizer_,
+            stopper=NeverValidate(),
+        )
+        # The trainer seeds the generators from its config; the estimator's own streams win.
+        torch.set_rng_state(torch_rng)
+        trainer.generator.set_state(self._shuffle_state)
+        return trainer
+
+    def _run_epoch(self, trainer: Trainer) -> None:
+        """One epoch of the trainer's loop; its mean cost goes to ``loss_curve_``."""
+        try:
+            trainer.run_epoch()
+            mean, _ = trainer.progress.interval.take()
+        except DivergenceError:
+            mean = float("nan")
+        if not np.isfinite(mean):
+            raise DivergenceError(
+                f"non-finite training loss in epoch {self.n_iter_ + 1} (lr {self.lr:.3g})",
+                hint="lower lr, or standardize the inputs (StandardScaler)",
+            )
+        n = int(trainer.data.train.y.shape[0])
+        self.n_iter_ += 1
+        self.t_ += n
+        self.loss_curve_.append(mean)
+        if self.verbose:
+            print(f"epoch {self.n_iter_:4d} | train loss {mean:.4f}", flush=True)
+
     def _fit_early_stopping(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> None:
         """The trainer's loop with Keras-style epoch patience on a stratified hold-out."""
-        from descentlab.train import Callback, TrainConfig, Trainer
-
-        class PrintEpoch(Callback):
-            def on_validation(self, trainer: Trainer, row: dict[str, Any]) -> None:
-                print(
-                    f"epoch {row['epoch']:4d} | train loss {row['train_nll']:.4f} | "
-                    f"validation accuracy {1.0 - row['valid_error']:.2%}",
-                    flush=True,
-                )
-
         n = len(y)
         f = float(self.validation_fraction)
         train_idx, valid_idx = stratified_split(y.numpy(), [1.0 - f, f], seed=seed)
@@ -348,40 +417,9 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
             )
         train = Split(x[torch.as_tensor(train_idx)], y[torch.as_tensor(train_idx)])
         valid = Split(x[torch.as_tensor(valid_idx)], y[torch.as_tensor(valid_idx)])
-        data = Dataset(
-            name="arrays",
-            train=train,
-            valid=valid,
-            # The trainer scores a test split at each new best; there is none here, and
-            # scoring the validation split again costs little and changes nothing.
-            test=valid,
-            n_classes=len(self.classes_),
-            input_shape=tuple(x.shape[1:]),
-            class_names=[str(c) for c in self.classes_],
-        )
-        config = TrainConfig(
-            dataset="arrays",
-            model=self.model if isinstance(self.model, str) else type(self.model).__name__,
-            optimizer=self.optimizer,
-            lr=self.lr,
-            loss=self.loss,
-            l1=self.l1,
-            l2=self.l2,
-            batch_size=self._effective_batch_size(len(train)),
-            shuffle=self.shuffle,
-            drop_last=False,
-            max_epochs=self.max_epochs,
-            early_stopping="epochs",
-            patience=self.patience,
-            min_delta=self.min_delta,
-            restore_best=True,
-            seed=seed,
-            device=str(self._device),
-            quiet=not self.verbose,
-        )
         trainer = Trainer(
-            config,
-            data=data,
+            self._config(seed, len(train), "epochs"),
+            data=self._data(train, valid),
             model=self.model_,
             optimizer=self.optimizer_,
             callbacks=[PrintEpoch()] if self.verbose else [],
@@ -396,54 +434,6 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ = int(result.summary["epochs_run"])
         self.t_ = self.n_iter_ * len(train)
         self.stopped_because_ = str(result.summary["stopped_because"])
-
-    def _epoch(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One pass of minibatch steps over ``(x, y)`` (already on the device)."""
-        generator = torch.Generator()
-        generator.set_state(self._shuffle_state)
-        batches = Batches(
-            (x, y),
-            self._effective_batch_size(len(y)),
-            shuffle=self.shuffle,
-            generator=generator,
-            drop_last=False,
-        )
-        loss_fn = get_loss(self.loss)
-        self.model_.train()
-        total = torch.zeros((), dtype=torch.float64, device=x.device)
-        for xb, yb in batches:
-            total += self._step(loss_fn, xb, yb) * len(yb)
-        mean = float(total) / len(y)
-        if not np.isfinite(mean):
-            raise DivergenceError(
-                f"non-finite training loss in epoch {self.n_iter_ + 1} (lr {self.lr:.3g})",
-                hint="lower lr, or standardize the inputs (StandardScaler)",
-            )
-        self._shuffle_state = generator.get_state()
-        self.n_iter_ += 1
-        self.t_ += len(y)
-        self.loss_curve_.append(mean)
-        if self.verbose:
-            print(f"epoch {self.n_iter_:4d} | train loss {mean:.4f}", flush=True)
-        return mean
-
-    def _step(self, loss_fn: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """θ ← θ + Δθ for one minibatch; the cost is built in a closure (Nesterov needs it)."""
-        model, opt = self.model_, self.optimizer_
-        has_penalty = self.l1 > 0 or self.l2 > 0
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
-            cost = loss_fn(model(x), y)
-            if has_penalty:
-                cost = cost + penalty(model, l1=self.l1, l2=self.l2)
-            cost.backward()
-            return cost
-
-        # torch annotates step() with float closures; ours returns the loss tensor.
-        loss: Any = opt.step(closure)  # type: ignore[arg-type]
-        assert loss is not None, "optimizer.step(closure) must return the closure's loss"
-        return loss.detach().double()
 
     def _effective_batch_size(self, n: int) -> int:
         # As scikit-learn's MLPClassifier: a minibatch larger than the data is all of it.
@@ -557,6 +547,17 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
             )
 
 
+class PrintEpoch(Callback):
+    """``verbose=True`` with early stopping: one line per epoch (each epoch validates)."""
+
+    def on_validation(self, trainer: Trainer, row: ValidationRecord) -> None:
+        print(
+            f"epoch {row.epoch:4d} | train loss {row.train_nll:.4f} | "
+            f"validation accuracy {1.0 - row.valid_error:.2%}",
+            flush=True,
+        )
+
+
 def _check_n_classes(n: int) -> None:
     if n < 2:
         raise ValueError(
@@ -565,8 +566,6 @@ def _check_n_classes(n: int) -> None:
 
 
 def _resolve_device(name: str) -> torch.device:
-    from descentlab.train.trainer import resolve_device
-
     known = name in ("auto", "cpu", "cuda", "mps") or (
         isinstance(name, str) and name.startswith("cuda:") and name[5:].isdigit()
     )

@@ -14,9 +14,8 @@ import torch
 
 from descentlab.cli.main import main
 from descentlab.train import fit
-from descentlab.train.callbacks import Callback, Checkpointer, MetricsFiles
+from descentlab.train.callbacks import Callback, Checkpointer, MetricsFiles, RunDirectory
 from descentlab.train.checkpoint import load_checkpoint
-from descentlab.train.run_dir import RunDirectory
 
 # Small and fast: digits (bundled with scikit-learn), 21 minibatches of 50 per epoch.
 QUICK = dict(

@@ -17,8 +17,9 @@ Contenders (see :mod:`descentlab.bench.baselines` for the baselines' code):
 ``DataLoader loop``   the same over ``DataLoader(TensorDataset(x, y))``
 ``scikit-learn``      ``SGDClassifier`` / ``MLPClassifier``, one ``partial_fit`` per epoch
 
-The trainer's epoch is timed without its validation passes (the baselines do not
-validate either): the bench gives it an early-stopping rule that never validates.
+The trainer's epoch (``Trainer.run_epoch``) is timed without its validation passes (the
+baselines do not validate either): the bench gives it the rule that never validates
+(:class:`~descentlab.train.NeverValidate`).
 
 ``run_time_to_target`` trains a preset (``fast-mnist``) in a child process and reports the
 seconds until the test error at the best validation point reached the target, with the
@@ -27,7 +28,6 @@ child's peak memory.
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import resource
 import statistics
@@ -49,7 +49,8 @@ from descentlab.bench.baselines import (
 )
 from descentlab.bench.timing import interleaved, machine_info, summarize, thread_limit
 from descentlab.data import Dataset, load_dataset
-from descentlab.errors import ConfigError, did_you_mean
+from descentlab.errors import ConfigError, DescentlabError, did_you_mean
+from descentlab.train import NeverValidate, TrainConfig, Trainer, evaluate, resolve
 
 __all__ = [
     "CONTENDERS",
@@ -130,34 +131,8 @@ CONTENDERS: tuple[str, ...] = (
 _REFERENCE = "torch loop"
 
 
-class _NeverValidate:
-    """Early-stopping rule for timing epochs: no validation passes, no stopping."""
-
-    def __init__(self) -> None:
-        self.best = math.inf
-        self.best_iteration = -1
-        self.stop_iteration = math.inf
-
-    def validation_due(self, iteration: int, end_of_epoch: bool) -> bool:
-        return False
-
-    def update(self, iteration: int, value: float) -> bool:
-        return False
-
-    def should_stop_after_epoch(self) -> bool:
-        return False
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
-
 class _DescentlabContender:
     def __init__(self, data: Dataset, work: Workload, *, fast: bool, seed: int) -> None:
-        from descentlab.train import TrainConfig, Trainer
-
         cfg = TrainConfig(
             dataset=data.name,
             model=work.model,
@@ -172,19 +147,16 @@ class _DescentlabContender:
             fast_path=fast,
             quiet=True,
         )
-        self.trainer = Trainer(cfg, data=data, stopper=_NeverValidate())
+        self.trainer = Trainer(cfg, data=data, stopper=NeverValidate())
         self.fast_path = self.trainer.fast_path is not None
         self.detail = "Trainer, fast path" if self.fast_path else "Trainer, autograd"
         if fast and not self.fast_path:
             self.detail += f" ({self.trainer.fast_path_reason})"
 
     def train_epoch(self) -> None:
-        t = self.trainer
-        t._run_epoch(t.epoch + 1)
+        self.trainer.run_epoch()
 
     def test_error(self, data: Dataset) -> float:
-        from descentlab.train import evaluate
-
         return evaluate(self.trainer.model, data.test, n_classes=data.n_classes).error
 
 
@@ -239,6 +211,25 @@ def _check_names(names: Iterable[str], known: Sequence[str], what: str) -> list[
     return out
 
 
+def _contenders(
+    names: Sequence[str], data: Dataset, work: Workload, *, device: str, seed: int
+) -> dict[str, Any]:
+    """The contenders that apply to ``work`` (scikit-learn only on the CPU, if it has one)."""
+    entries: dict[str, Any] = {}
+    for name in names:
+        if name == "descentlab":
+            entries[name] = _DescentlabContender(data, work, fast=True, seed=seed)
+        elif name == "descentlab plain":
+            entries[name] = _DescentlabContender(data, work, fast=False, seed=seed)
+        elif name == "torch loop":
+            entries[name] = _TorchContender(TorchLoop, data, work, seed)
+        elif name == "DataLoader loop":
+            entries[name] = _TorchContender(DataLoaderLoop, data, work, seed)
+        elif work.sklearn is not None and torch.device(device).type == "cpu":
+            entries[name] = _SklearnContender(data, work)
+    return entries
+
+
 def run_train_bench(
     workloads: Iterable[str] | None = None,
     contenders: Iterable[str] | None = None,
@@ -277,18 +268,7 @@ def run_train_bench(
             n_train = int(data.train.y.shape[0])
             if work.batch_size > n_train:  # tiny datasets in tests: one minibatch per epoch
                 work = replace(work, batch_size=n_train)
-            entries: dict[str, Any] = {}
-            for name in who:
-                if name == "descentlab":
-                    entries[name] = _DescentlabContender(data, work, fast=True, seed=seed)
-                elif name == "descentlab plain":
-                    entries[name] = _DescentlabContender(data, work, fast=False, seed=seed)
-                elif name == "torch loop":
-                    entries[name] = _TorchContender(TorchLoop, data, work, seed)
-                elif name == "DataLoader loop":
-                    entries[name] = _TorchContender(DataLoaderLoop, data, work, seed)
-                elif work.sklearn is not None and torch.device(device).type == "cpu":
-                    entries[name] = _SklearnContender(data, work)
+            entries = _contenders(who, data, work, device=device, seed=seed)
             if progress is not None:
                 progress(f"{wname}: {', '.join(entries)} x {warmup}+{repeats} epochs")
             before = machine_info()
@@ -383,8 +363,6 @@ def _time_to_target_child(options: dict[str, Any], queue: Any) -> None:
     """Runs in a fresh process: train, then report the summary and this process's peak RSS."""
     start = time.perf_counter()
     try:
-        from descentlab.train import Trainer, resolve
-
         preset = options.pop("preset")
         cfg = resolve(preset_name=preset, overrides=options)
         trainer = Trainer(cfg)  # what fit() does without a run directory or console output
@@ -455,8 +433,6 @@ def run_time_to_target(
         _time_to_target_child(dict(options), _Q())
         status, payload = queue_list[0]
     if status != "ok":
-        from descentlab.errors import DescentlabError
-
         raise DescentlabError(f"time-to-target run failed: {payload}")
     summary: dict[str, Any] = payload
     summary["wall_seconds"] = time.perf_counter() - start

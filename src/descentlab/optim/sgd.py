@@ -1,4 +1,9 @@
-"""Stochastic gradient descent with optional (Nesterov) momentum: Algorithms 8.1–8.3."""
+"""Stochastic gradient descent with optional (Nesterov) momentum: Algorithms 8.1–8.3.
+
+:func:`sgd_update_` is plain SGD's update (Algorithm 8.1) on one tensor; the optimizer's
+per-tensor path and the trainer's dense fast path (which hands it the gradient as the
+two factors of a matrix product) both apply it, so the update is written once.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from torch import Tensor
 from descentlab.errors import ConfigError
 from descentlab.optim import _validate as check
 from descentlab.optim._base import BookOptimizer, ParamsT, foreach_buckets, foreach_tiles
+
+__all__ = ["SGD", "sgd_update_"]
 
 
 class SGD(BookOptimizer):
@@ -187,17 +194,50 @@ def _sgd_single(
     params_at_lookahead: bool,
 ) -> None:
     """One parameter, written as the algorithm box (the reference for the foreach path)."""
+    if v is None:
+        sgd_update_(p, g, lr=lr, weight_decay=weight_decay)
+        return
     if weight_decay != 0.0:
         p.mul_(1.0 - lr * weight_decay)  # θ ← θ − ελθ
-    if v is None:
-        p.add_(g, alpha=-lr)  # θ ← θ − εg
-        return
     v.mul_(momentum).add_(g, alpha=-lr)  # v ← αv − εg
     if params_at_lookahead:
         # p holds φ = θ + αv; θ_new + αv_new = φ − αv_old + v_new + αv_new = φ + αv_new − εg.
         p.add_(v, alpha=momentum).add_(g, alpha=-lr)
     else:
         p.add_(v)  # θ ← θ + v
+
+
+def sgd_update_(
+    param: Tensor,
+    grad: Tensor | tuple[Tensor, Tensor],
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    l2: float = 0.0,
+    l1: float = 0.0,
+) -> None:
+    r"""Plain SGD (Algorithm 8.1) on one tensor, in place: ``θ ← θ − ε g − ελ_wd θ``.
+
+    ``grad`` is g itself, or the pair ``(A, B)`` of a matrix product ``g = A B`` (the
+    dense fast path's weight gradient ``δᵀh``): then the update is one ``addmm`` and g is
+    never materialized.  ``l2`` and ``l1`` add the gradient of the weight penalty
+    ``λ1 Σ|θ| + λ2 Σθ²`` when g does not hold it yet (``sign θ`` taken before the step)::
+
+        θ ← (1 − ελ_wd − 2ελ2) θ − ε g − ελ1 sign θ
+
+    The optimizer passes a complete g (``l1 = l2 = 0``): ``θ ← (1 − ελ_wd) θ − ε g``.
+    Call under ``torch.no_grad()`` for leaf tensors that require gradients.
+    """
+    sign = torch.sign(param) if l1 else None
+    keep = 1.0 - lr * weight_decay - 2.0 * lr * l2
+    if isinstance(grad, tuple):
+        param.addmm_(grad[0], grad[1], beta=keep, alpha=-lr)
+    else:
+        if keep != 1.0:
+            param.mul_(keep)  # θ ← θ − ελθ
+        param.add_(grad, alpha=-lr)  # θ ← θ − εg
+    if sign is not None:
+        param.add_(sign, alpha=-lr * l1)
 
 
 def _sgd_foreach(

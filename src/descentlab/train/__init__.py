@@ -7,13 +7,21 @@ from descentlab.train.callbacks import (
     ConsoleLogger,
     MetricsFiles,
     ProgressBar,
+    RunDirectory,
     TensorBoardLogger,
 )
 from descentlab.train.config import PRESETS, TrainConfig, register_preset, resolve
-from descentlab.train.early_stopping import EpochPatience, NoEarlyStopping, TutorialEarlyStopping
+from descentlab.train.early_stopping import (
+    EpochPatience,
+    NeverValidate,
+    NoEarlyStopping,
+    TutorialEarlyStopping,
+)
 from descentlab.train.evaluate import Evaluation, evaluate
-from descentlab.train.run_dir import Run, RunDirectory, load_run
-from descentlab.train.trainer import FitResult, Trainer, TrainingInterrupted
+from descentlab.train.interrupt import TrainingInterrupted
+from descentlab.train.records import FitResult, RunSummary, ValidationRecord
+from descentlab.train.run_dir import Run, load_run
+from descentlab.train.trainer import Trainer
 
 __all__ = [
     "PRESETS",
@@ -24,15 +32,18 @@ __all__ = [
     "Evaluation",
     "FitResult",
     "MetricsFiles",
+    "NeverValidate",
     "NoEarlyStopping",
     "ProgressBar",
     "Run",
     "RunDirectory",
+    "RunSummary",
     "TensorBoardLogger",
     "TrainConfig",
     "Trainer",
     "TrainingInterrupted",
     "TutorialEarlyStopping",
+    "ValidationRecord",
     "default_callbacks",
     "evaluate",
     "fit",

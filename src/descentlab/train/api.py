@@ -16,12 +16,14 @@ from descentlab.train.callbacks import (
     ConsoleLogger,
     MetricsFiles,
     ProgressBar,
+    RunDirectory,
     TensorBoardLogger,
 )
 from descentlab.train.config import TrainConfig, from_mapping
 from descentlab.train.early_stopping import EarlyStopping
-from descentlab.train.run_dir import RunDirectory, check_run_dir, prepare_run_dir
-from descentlab.train.trainer import FitResult, Trainer
+from descentlab.train.records import FitResult
+from descentlab.train.run_dir import check_run_dir, prepare_run_dir
+from descentlab.train.trainer import Trainer
 
 
 def default_callbacks(cfg: TrainConfig, run_dir: Path | None) -> list[Callback]:

@@ -21,6 +21,10 @@ users) can swap them:
 ``EpochPatience`` is the Keras-style rule: validate after every epoch, stop
 after ``patience`` epochs without an improvement larger than ``min_delta``.
 
+``NeverValidate`` never validates and never stops: for driving the loop epoch by
+epoch without a validation set (the scikit-learn estimator without early stopping,
+the training benchmark).
+
 The trainer calls ``validation_due`` after each step, ``update`` with each
 monitored value (lower is better: the trainer turns F1 into 1 − F1), and stops
 once ``iteration >= stop_iteration`` or ``should_stop_after_epoch`` says so.
@@ -173,3 +177,27 @@ class NoEarlyStopping(EpochPatience):
 
     def should_stop_after_epoch(self) -> bool:
         return False
+
+
+class NeverValidate:
+    """No validation passes and no stopping: epochs are run as the caller asks."""
+
+    def __init__(self) -> None:
+        self.best = math.inf
+        self.best_iteration = -1
+        self.stop_iteration = math.inf
+
+    def validation_due(self, iteration: int, end_of_epoch: bool) -> bool:
+        return False
+
+    def update(self, iteration: int, value: float) -> bool:
+        return False
+
+    def should_stop_after_epoch(self) -> bool:
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

@@ -28,29 +28,35 @@ equal autograd's up to the rounding of the matrix products.  What it saves, per 
   softmax over its leading dimension run about twice as fast as ``z = h Wᵀ + b``, so the
   logits, their gradient ``δzᵀ`` and ``∇W = δzᵀ h`` are kept in that orientation;
 * with plain SGD (Algorithm 8.1, no momentum), the update's own pass:
-  :meth:`DenseFastPath.backward_sgd_` computes ``W ← (1 − 2ελ2 − ελ_wd) W − ε δaᵀh`` inside
-  the gradient's product, so neither the gradient nor the update makes a separate pass
-  over ``W``.
+  :meth:`DenseFastPath.backward_sgd_` hands the weight gradient to the optimizer's own
+  update, :func:`descentlab.optim.sgd.sgd_update_`, as the factors of ``δaᵀh``, which then
+  computes ``W ← (1 − 2ελ2 − ελ_wd) W − ε δaᵀh`` inside the product, so neither the
+  gradient nor the update makes a separate pass over ``W``.
 
 Dropout masks are drawn by ``torch.native_dropout``, the kernel behind ``F.dropout``: it
 consumes the same random numbers, so the fast and the plain path stay on the same
 trajectory with dropout too (the tests check it).
 
-The fast path applies to :class:`~descentlab.models.MLP` (without batch norm) and
+The cost is the :class:`~descentlab.objective.Objective`'s (its loss must be the NLL; its
+λ1, λ2 and the weights-only rule are taken from it, and the penalty's value is its
+:meth:`~descentlab.objective.Objective.penalty_value`).  The fast path applies to
+:class:`~descentlab.models.MLP` (without batch norm) and
 :class:`~descentlab.models.LogisticRegression` built by :func:`~descentlab.models.build_model`,
 trained on the NLL, with no hooks on the modules or parameters (nothing that expects
 autograd to run).  :func:`fast_path_for` says why it does not apply otherwise; the trainer
 then uses the plain autograd path, and ``fast_path=False`` forces the plain path.  The
-optimizer is still called as ``optimizer.step(closure)`` with this module's forward and
-backward as the closure, so Nesterov's look-ahead, clipping, schedules and averaging work
-as before.  Only for plain SGD, and only when nothing reads ``.grad`` between the backward
-pass and the update (no clipping, no gradient logging, no user step callbacks: the
-trainer's ``_sgd_fusable``), does the closure apply the update itself; the optimizer's
-step then finds no ``.grad`` and has nothing left to do.
+optimizer is still called as ``optimizer.step(closure)`` with a :class:`FastClosure` (the
+same interface as :class:`~descentlab.objective.Closure`), so Nesterov's look-ahead,
+clipping, schedules and averaging work as before.  Only for plain SGD
+(:meth:`DenseFastPath.sgd_rates`), and only when nothing reads ``.grad`` between the
+backward pass and the update (no clipping, no gradient logging, no step callback that
+declares ``reads_gradients``: the trainer's step decides), does the closure apply the
+update itself; the optimizer's step then finds no ``.grad`` and has nothing left to do.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,11 +65,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as _module_globals
 
-from descentlab.losses import nll
+from descentlab.losses import LossFn
 from descentlab.models import MLP, LogisticRegression
-from descentlab.train.config import register_preset
+from descentlab.objective import NonFiniteCost, Objective
+from descentlab.optim.sgd import SGD, sgd_update_
 
-__all__ = ["DenseFastPath", "fast_path_for"]
+__all__ = ["DenseFastPath", "FastClosure", "fast_path_for"]
 
 _aten = torch.ops.aten
 _NLL_MEAN = 1  # ATen's Reduction::Mean
@@ -131,10 +138,16 @@ def _param_hooks_present(params: Sequence[Tensor]) -> bool:
 
 
 def fast_path_for(
-    model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], *, l1: float, l2: float
+    model: nn.Module, objective: Objective | LossFn, *, l1: float = 0.0, l2: float = 0.0
 ) -> tuple[DenseFastPath | None, str]:
-    """``(fast_path, "")`` when the fast path applies to ``model``, else ``(None, reason)``."""
-    if loss_fn is not nll:
+    """``(fast_path, "")`` when the fast path applies to ``model``, else ``(None, reason)``.
+
+    ``objective`` is the cost to compute; a bare loss function with ``l1``/``l2`` stands
+    for ``Objective(loss, l1=l1, l2=l2)``.
+    """
+    if not isinstance(objective, Objective):
+        objective = Objective(objective, l1=l1, l2=l2)
+    if not objective.is_nll:
         return None, "the loss is not the NLL"
     if type(model) is LogisticRegression:
         layers = [_Layer(model.linear.weight, model.linear.bias, None)]
@@ -163,7 +176,7 @@ def fast_path_for(
             return None, "parameters must share one dtype and device"
     if _module_hooks_present(model) or _global_hooks_present() or _param_hooks_present(params):
         return None, "hooks are registered on the model (they expect autograd)"
-    return DenseFastPath(model, layers, dropout=dropout, l1=l1, l2=l2), ""
+    return DenseFastPath(model, layers, dropout=dropout, objective=objective), ""
 
 
 class DenseFastPath:
@@ -183,16 +196,16 @@ class DenseFastPath:
         layers: list[_Layer],
         *,
         dropout: float,
-        l1: float,
-        l2: float,
+        objective: Objective,
     ) -> None:
         self.model = model
         self.layers = layers
         self.hidden_layers = layers[:-1]
         self.output = layers[-1]
         self.dropout = dropout
-        self.l1 = float(l1)
-        self.l2 = float(l2)
+        self.objective = objective
+        self.l1 = objective.l1
+        self.l2 = objective.l2
         self.params = [t for layer in layers for t in (layer.weight, layer.bias)]
         self.weights = [layer.weight for layer in layers]
         self._buffers: dict[tuple[int, torch.device, torch.dtype], _Buffers] = {}
@@ -265,25 +278,9 @@ class DenseFastPath:
             buf.log_probs_t.t(), y, None, _NLL_MEAN, _IGNORE_INDEX
         )
         self._y = y
-        if self.l1 or self.l2:
-            cost = cost + self.penalty_value()
+        if self.objective.has_penalty:
+            cost = cost + self.objective.penalty_value(self.weights)
         return cost
-
-    def penalty_value(self) -> Tensor:
-        """``λ1 Σ|W| + λ2 Σ W²`` over the weight matrices (without building a graph)."""
-        total: Tensor | None = None
-        for w in self.weights:
-            flat = w.detach().reshape(-1)
-            term: Tensor | None = None
-            if self.l2:
-                term = torch.dot(flat, flat) * self.l2
-            if self.l1:
-                l1_term = torch.linalg.vector_norm(flat, 1) * self.l1
-                term = l1_term if term is None else term + l1_term
-            assert term is not None
-            total = term if total is None else total + term
-        assert total is not None
-        return total
 
     @torch.no_grad()
     def backward(self) -> None:
@@ -309,11 +306,10 @@ class DenseFastPath:
     def sgd_rates(self, optimizer: torch.optim.Optimizer) -> list[tuple[float, float]] | None:
         """Per-layer ``(lr, weight_decay)`` if ``optimizer`` is plain SGD on these parameters.
 
-        None when the update cannot be fused: another optimizer, momentum, or a layer's
-        weight and bias in different groups, or parameters it does not hold.
+        None when the update cannot be fused: another optimizer (a subclass may change
+        the update), momentum, a layer's weight and bias in different groups, or
+        parameters it does not hold.
         """
-        from descentlab.optim import SGD
-
         if type(optimizer) is not SGD:
             return None
         group_of: dict[int, dict] = {}
@@ -383,15 +379,17 @@ class DenseFastPath:
     def _sgd_update(
         self, layer: _Layer, delta_t: Tensor, h_in: Tensor, lr: float, weight_decay: float
     ) -> None:
-        """``θ ← θ − ε(∇θ) − ελ_wd θ`` for one layer, the weight's inside its product."""
-        w, b = layer.weight, layer.bias  # in place: the caller runs under no_grad
-        sign = torch.sign(w) if self.l1 else None  # of θ before the step
-        w.addmm_(delta_t, h_in, beta=1.0 - lr * weight_decay - 2.0 * lr * self.l2, alpha=-lr)
-        if sign is not None:
-            w.add_(sign, alpha=-lr * self.l1)
-        if weight_decay:
-            b.mul_(1.0 - lr * weight_decay)
-        b.add_(delta_t.sum(1), alpha=-lr)
+        """SGD's update of one layer, the weight's gradient ``δᵀh + penalty`` by factors."""
+        # In place: the caller runs under no_grad.
+        sgd_update_(
+            layer.weight,
+            (delta_t, h_in),
+            lr=lr,
+            weight_decay=weight_decay,
+            l2=self.l2,
+            l1=self.l1,
+        )
+        sgd_update_(layer.bias, delta_t.sum(1), lr=lr, weight_decay=weight_decay)
 
 
 def _grad_buffer(p: Tensor) -> Tensor:
@@ -403,29 +401,50 @@ def _grad_buffer(p: Tensor) -> Tensor:
     return g
 
 
-# ------------------------------------------------------------------ the fast-MNIST preset
-# The quickest route to the tutorial MLP's 1.65% MNIST test error found in this toolkit,
-# chosen on the validation error only (docs/performance.md has the sweep): the tutorial's
-# LeNet with relu units, Adam at 3e-3 decayed linearly to 1% of it over a single epoch of
-# minibatches of 64, validated every quarter epoch.  (MLP recipes needed 15-20 epochs to
-# get near 1.65% and missed it for some seeds; LeNet is at about 1% after one epoch.)
-# Evaluation runs in chunks of 250, which keeps the peak memory under 600 MB.
-register_preset(
-    "fast-mnist",
-    {
-        "dataset": "mnist",
-        "model": "lenet",
-        "hidden": (500,),
-        "activation": "relu",
-        "optimizer": "adam",
-        "lr": 0.003,
-        "batch_size": 64,
-        "schedule": "linear:tau_epochs=1,final_ratio=0.01",
-        "max_epochs": 1,
-        "early_stopping": "tutorial",
-        "patience": 100_000,
-        "validation_frequency": 195,
-        "eval_batch_size": 250,
-    },
-    help="LeNet (relu), Adam 3e-3 decayed over one epoch: about 1% test error in one epoch",
-)
+class FastClosure:
+    """The fast path as ``optimizer.step``'s closure (the interface of ``objective.Closure``).
+
+    ``fuse_sgd`` lets the closure apply plain SGD's update itself when the optimizer is
+    plain SGD (:meth:`DenseFastPath.sgd_rates`); the caller turns it on only when nothing
+    reads ``.grad`` between the backward pass and the update.
+    """
+
+    __slots__ = ("after_backward", "check_finite", "fast", "fuse_sgd", "optimizer", "x", "y")
+
+    def __init__(
+        self,
+        fast: DenseFastPath,
+        optimizer: torch.optim.Optimizer,
+        *,
+        check_finite: bool = False,
+        after_backward: Callable[[], None] | None = None,
+        fuse_sgd: bool = False,
+    ) -> None:
+        self.fast = fast
+        self.optimizer = optimizer
+        self.check_finite = check_finite
+        self.after_backward = after_backward
+        self.fuse_sgd = fuse_sgd
+        self.x: Tensor | None = None
+        self.y: Tensor | None = None
+
+    def bind(self, x: Tensor, y: Tensor) -> FastClosure:
+        self.x, self.y = x, y
+        return self
+
+    def __call__(self) -> Tensor:
+        assert self.x is not None and self.y is not None, "bind(x, y) first"
+        fast = self.fast
+        # Same cost and gradients, by hand; .grad tensors are overwritten in place.
+        cost = fast.forward(self.x, self.y)
+        if self.check_finite and not math.isfinite(cost.item()):
+            self.optimizer.zero_grad(set_to_none=True)  # as the autograd closure leaves them
+            raise NonFiniteCost("loss")
+        rates = fast.sgd_rates(self.optimizer) if self.fuse_sgd else None
+        if rates is not None:
+            fast.backward_sgd_(rates)  # θ ← θ − ε∇ done here; opt.step finds no .grad
+            return cost
+        fast.backward()
+        if self.after_backward is not None:
+            self.after_backward()
+        return cost

@@ -6,8 +6,11 @@ rows, ``summary.json`` holds a ``RunSummary``), and sweeps and reports read them
 back with :meth:`RunSummary.from_row`.  Field names are the on-disk keys, so
 files written by earlier versions read unchanged.
 
-Both records also answer ``record["key"]`` and ``record.get("key")``: code and
-notebooks written against the dict rows of earlier versions keep working.
+Both records also answer ``record["key"]`` and ``record.get("key")``, and compare
+equal to a mapping with the same items: code and notebooks written against the dict
+rows of earlier versions keep working.
+
+:class:`FitResult` is what ``fit`` returns: the summary, the rows and the model.
 """
 
 from __future__ import annotations
@@ -15,8 +18,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from descentlab.data import Dataset
+    from descentlab.train.config import TrainConfig
 
 _R = TypeVar("_R", bound="_Record")
 
@@ -76,8 +87,17 @@ class _Record:
     def __len__(self) -> int:
         return len(self.field_names())
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _Record):
+            return type(other) is type(self) and self.to_row() == other.to_row()
+        if isinstance(other, Mapping):
+            return self.to_row() == dict(other)
+        return NotImplemented
 
-@dataclass
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dicts it stands for
+
+
+@dataclass(eq=False)
 class ValidationRecord(_Record):
     """One validation point: what ``metrics.jsonl`` holds a line of.
 
@@ -103,7 +123,7 @@ class ValidationRecord(_Record):
     grad_norm: float | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class RunSummary(_Record):
     """What one finished run reports: ``summary.json``, and a row of a sweep's results.
 
@@ -147,4 +167,33 @@ class RunSummary(_Record):
         return value is not None and math.isfinite(value)
 
 
-__all__ = ["RunSummary", "ValidationRecord"]
+@dataclass
+class FitResult:
+    """What ``fit`` returns: the summary, the per-validation history and the model.
+
+    ``history`` holds the ``metrics.jsonl`` rows as plain dicts (JSON-ready);
+    ``records`` the same rows as :class:`ValidationRecord`.  ``model`` holds the best
+    parameters (by validation) when ``restore_best`` is on, else the final ones;
+    ``best_state`` is always the best.
+    """
+
+    summary: RunSummary
+    history: list[dict[str, Any]]
+    model: nn.Module
+    best_state: dict[str, torch.Tensor] | None
+    config: TrainConfig
+    run_dir: Path | None = None
+    test_predictions: torch.Tensor | None = None
+    data: Dataset | None = field(default=None, repr=False)
+    records: list[ValidationRecord] = field(default_factory=list, repr=False)
+
+    @property
+    def test_error(self) -> float | None:
+        return self.summary.test_error
+
+    @property
+    def best_valid_error(self) -> float | None:
+        return self.summary.best_valid_error
+
+
+__all__ = ["FitResult", "RunSummary", "ValidationRecord"]

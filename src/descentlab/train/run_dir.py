@@ -18,28 +18,34 @@ holds any of these files, so it never overwrites someone's work.
 from __future__ import annotations
 
 import contextlib
-import errno
-import io
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from torch import nn
 
-from descentlab.errors import CheckpointError
-from descentlab.train.callbacks import Callback
-from descentlab.train.checkpoint import atomic_write_bytes
-from descentlab.train.config import TrainConfig, from_mapping, read_config_file, save_config
+from descentlab.errors import CheckpointError, DataError
+from descentlab.models import build_model
+from descentlab.train.callbacks import RunDirectory
+from descentlab.train.config import TrainConfig, from_mapping, read_config_file
+from descentlab.train.run_files import MODEL_FILE
 
-if TYPE_CHECKING:
-    from descentlab.train.trainer import FitResult, Trainer
+__all__ = [
+    "MODEL_FILE",
+    "RUN_FILES",
+    "Run",
+    "RunDirectory",
+    "check_run_dir",
+    "default_run_dir",
+    "load_run",
+    "prepare_run_dir",
+]
 
-MODEL_FILE = "model.safetensors"
 # Everything a run writes into its folder (a new run refuses to overwrite any of it).
 RUN_FILES = (
     "config.toml",
@@ -107,105 +113,6 @@ def prepare_run_dir(path: str | Path, *, resume: bool = False) -> Path:
     return path
 
 
-def model_metadata(trainer: Trainer) -> dict[str, Any]:
-    data = trainer.data
-    return {
-        "model_spec": getattr(trainer.model, "descentlab_spec", None),
-        "model": trainer.config.model,
-        "input_shape": list(data.input_shape),
-        "n_classes": data.n_classes,
-        "class_names": data.class_names,
-        "dataset": data.name,
-        "input_scale": data.scale,
-    }
-
-
-def save_model(
-    path: Path,
-    model: nn.Module,
-    meta: dict[str, Any],
-    preprocessing: dict[str, torch.Tensor] | None = None,
-) -> None:
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for k, v in (preprocessing or {}).items():
-        tensors[f"__preprocessing__.{k}"] = v.detach().cpu().contiguous().float()
-    atomic_write_bytes(path, save(tensors, metadata={"descentlab": json.dumps(meta)}))
-
-
-class RunDirectory(Callback):
-    """Writes config, summary, best model, predictions and the learning curve."""
-
-    def __init__(self, path: str | Path, *, plot: bool = True) -> None:
-        self.path = Path(path)
-        self.plot = plot
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        # Atomically: a resume rewrites it, and a kill then must not leave half a config.
-        path = self.path / "config.toml"
-        rendered = path.with_name(f".config.toml.render-{os.getpid()}")
-        try:
-            save_config(trainer.config, rendered)
-            atomic_write_bytes(path, rendered.read_bytes())
-        except OSError as exc:
-            raise _write_error(path, exc) from None
-        finally:
-            with contextlib.suppress(OSError):
-                rendered.unlink(missing_ok=True)
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
-        # Refresh the curve now and then so a long run can be watched.
-        if self.plot and epoch % 10 == 0:
-            self._plot(trainer.history)
-
-    def on_train_end(self, trainer: Trainer, result: FitResult) -> None:
-        model = result.model
-        if result.best_state is not None:
-            model = _with_state(model, result.best_state)
-        data = trainer.data
-        stats = None
-        if data.mean is not None and data.std is not None:
-            stats = {"mean": data.mean, "std": data.std}
-        save_model(self.path / MODEL_FILE, model, model_metadata(trainer), stats)
-        if result.test_predictions is not None:
-            buffer = io.BytesIO()
-            np.save(buffer, result.test_predictions.numpy(), allow_pickle=False)
-            atomic_write_bytes(self.path / "test_predictions.npy", buffer.getvalue())
-        if self.plot:
-            self._plot(result.history)
-        # Last: a summary.json means the run finished and everything above is in place.
-        summary = dict(result.summary)
-        atomic_write_bytes(
-            self.path / "summary.json", json.dumps(summary, indent=2).encode("utf-8")
-        )
-
-    def _plot(self, history: list[dict[str, Any]]) -> None:
-        from descentlab.plots import plot_learning_curve
-
-        try:
-            plot_learning_curve(history, self.path / "learning_curve.png")
-        except OSError as exc:
-            raise _write_error(self.path / "learning_curve.png", exc) from None
-
-
-def _write_error(path: Path, exc: OSError) -> CheckpointError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return CheckpointError(f"disk full while writing {path}", hint="free some space")
-    return CheckpointError(
-        f"cannot write {path}: {exc.strerror or exc}", hint="choose a writable --out directory"
-    )
-
-
-def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    import copy
-
-    clone = copy.deepcopy(model)
-    clone.load_state_dict(state)
-    return clone
-
-
-# ------------------------------------------------------------------ reading
 def _read_json_file(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
@@ -236,8 +143,6 @@ class Run:
 
     @torch.inference_mode()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        from descentlab.errors import DataError
-
         shape = tuple(self.metadata["input_shape"])
         x = torch.as_tensor(x, dtype=torch.float32)
         n_in = int(np.prod(shape))
@@ -262,10 +167,6 @@ def load_run(path: str | Path, *, model: nn.Module | None = None) -> Run:
 
     ``model`` is needed only for runs of custom modules (no saved spec).
     """
-    from safetensors import safe_open
-
-    from descentlab.models import build_model
-
     path = Path(path)
     if not (path / MODEL_FILE).is_file() or not (path / "config.toml").is_file():
         raise CheckpointError(

@@ -1,0 +1,136 @@
+"""Writing a run's files: the config, the best model, the predictions, the summary, the curve.
+
+Each file is written atomically (temporary file, fsync, rename); the layout of the
+folder and reading it back are :mod:`descentlab.train.run_dir`, and the callback that
+calls these at the right events is :class:`~descentlab.train.callbacks.RunDirectory`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import errno
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from safetensors.torch import save
+from torch import nn
+
+from descentlab.data import Dataset
+from descentlab.errors import CheckpointError
+from descentlab.train.checkpoint import atomic_write_bytes
+from descentlab.train.config import TrainConfig, save_config
+from descentlab.train.records import RunSummary, ValidationRecord
+
+if TYPE_CHECKING:
+    from descentlab.train.records import FitResult
+
+__all__ = [
+    "MODEL_FILE",
+    "model_metadata",
+    "plot_history",
+    "save_model",
+    "write_config",
+    "write_error",
+    "write_results",
+    "write_summary",
+]
+
+MODEL_FILE = "model.safetensors"
+
+
+def model_metadata(model: nn.Module, data: Dataset, cfg: TrainConfig) -> dict[str, Any]:
+    """What ``model.safetensors`` records next to the parameters (see :func:`load_run`)."""
+    return {
+        "model_spec": getattr(model, "descentlab_spec", None),
+        "model": cfg.model,
+        "input_shape": list(data.input_shape),
+        "n_classes": data.n_classes,
+        "class_names": data.class_names,
+        "dataset": data.name,
+        "input_scale": data.scale,
+    }
+
+
+def save_model(
+    path: Path,
+    model: nn.Module,
+    meta: dict[str, Any],
+    preprocessing: dict[str, torch.Tensor] | None = None,
+) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for k, v in (preprocessing or {}).items():
+        tensors[f"__preprocessing__.{k}"] = v.detach().cpu().contiguous().float()
+    atomic_write_bytes(path, save(tensors, metadata={"descentlab": json.dumps(meta)}))
+
+
+def write_config(path: Path, cfg: TrainConfig) -> None:
+    """``config.toml``, atomically: a resume rewrites it, and a kill then must not leave half."""
+    target = path / "config.toml"
+    rendered = target.with_name(f".config.toml.render-{os.getpid()}")
+    try:
+        save_config(cfg, rendered)
+        atomic_write_bytes(target, rendered.read_bytes())
+    except OSError as exc:
+        raise write_error(target, exc) from None
+    finally:
+        with contextlib.suppress(OSError):
+            rendered.unlink(missing_ok=True)
+
+
+def write_results(path: Path, result: FitResult, metadata: dict[str, Any]) -> None:
+    """The best model, the test predictions and, last, ``summary.json``."""
+    model = result.model
+    if result.best_state is not None:
+        model = _with_state(model, result.best_state)
+    data = result.data
+    stats = None
+    if data is not None and data.mean is not None and data.std is not None:
+        stats = {"mean": data.mean, "std": data.std}
+    save_model(path / MODEL_FILE, model, metadata, stats)
+    if result.test_predictions is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, result.test_predictions.numpy(), allow_pickle=False)
+        atomic_write_bytes(path / "test_predictions.npy", buffer.getvalue())
+
+
+def write_summary(path: Path, summary: RunSummary) -> None:
+    """``summary.json``: written last, its presence means the run finished."""
+    atomic_write_bytes(
+        path / "summary.json", json.dumps(summary.to_row(), indent=2).encode("utf-8")
+    )
+
+
+def plot_history(path: Path, history: Sequence[ValidationRecord | dict[str, Any]]) -> None:
+    """``learning_curve.png`` from the validation rows."""
+    # matplotlib is heavy: imported only when a curve is drawn.
+    from descentlab.plots import plot_learning_curve
+
+    rows = [row.to_row() if isinstance(row, ValidationRecord) else row for row in history]
+    try:
+        plot_learning_curve(rows, path / "learning_curve.png")
+    except OSError as exc:
+        raise write_error(path / "learning_curve.png", exc) from None
+
+
+def write_error(path: Path, exc: OSError) -> CheckpointError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return CheckpointError(f"disk full while writing {path}", hint="free some space")
+    return CheckpointError(
+        f"cannot write {path}: {exc.strerror or exc}", hint="choose a writable --out directory"
+    )
+
+
+def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    clone = copy.deepcopy(model)
+    clone.load_state_dict(state)
+    return clone
+
+
+# ------------------------------------------------------------------ reading
