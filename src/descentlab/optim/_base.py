@@ -148,11 +148,6 @@ def decay_foreach_(params: list[Tensor], lr: float, weight_decay: float) -> None
         torch._foreach_mul_(params, 1.0 - lr * weight_decay)
 
 
-def pick(group: dict[str, Any], *names: str) -> dict[str, Any]:
-    """The hyperparameters ``names`` of a param group, as keyword arguments for an update."""
-    return {name: group[name] for name in names}
-
-
 def sqrt_into(out: list[Tensor], xs: list[Tensor]) -> list[Tensor]:
     """``out[i] = √xs[i]`` without allocating (torch._foreach_sqrt would allocate)."""
     for o, x in zip(out, xs):

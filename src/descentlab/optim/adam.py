@@ -15,9 +15,9 @@ from descentlab.optim._base import (
     ParamsT,
     decay_,
     decay_foreach_,
+    descend_,
     foreach_buckets,
     foreach_tiles,
-    descend_,
     scalar,
     sqrt_into,
     step_counter,
@@ -101,7 +101,8 @@ class Adam(BookOptimizer):
         fused: bool | None = None,
         differentiable: bool = False,
     ) -> None:
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+        defaults: dict[str, Any] = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        defaults.update(amsgrad=amsgrad)
         defaults.update(
             maximize=maximize, foreach=foreach, fused=fused, differentiable=differentiable
         )

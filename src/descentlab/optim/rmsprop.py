@@ -123,7 +123,8 @@ class RMSProp(BookOptimizer):
         fused: bool | None = None,
         differentiable: bool = False,
     ) -> None:
-        defaults = dict(lr=lr, rho=rho, eps=eps, momentum=momentum, nesterov=nesterov)
+        defaults: dict[str, Any] = dict(lr=lr, rho=rho, eps=eps, momentum=momentum)
+        defaults.update(nesterov=nesterov)
         defaults.update(eps_inside_sqrt=eps_inside_sqrt, weight_decay=weight_decay)
         defaults.update(centered=centered, maximize=maximize, foreach=foreach, fused=fused)
         defaults.update(differentiable=differentiable)
@@ -165,8 +166,13 @@ class RMSProp(BookOptimizer):
         lookahead = group["nesterov"] and not closure_given
         h = _Hyper(
             scalar(group["lr"]),
-            *(group[name] for name in _Hyper._fields[1:-1]),
-            params_at_lookahead=lookahead,
+            group["rho"],
+            group["eps"],
+            group["momentum"],
+            group["eps_inside_sqrt"],
+            group["centered"],
+            group["weight_decay"],
+            lookahead,
         )
         path = update_path(group)
         if path == "fused":
@@ -205,7 +211,7 @@ def _rmsprop_single(
     p: Tensor, g: Tensor, r: Tensor, v: Tensor | None, gbar: Tensor | None, h: _Hyper
 ) -> None:
     """One parameter, line by line as Algorithms 8.5/8.6 (the reference for foreach)."""
-    lr, rho, eps, momentum, eps_inside_sqrt, centered, weight_decay, params_at_lookahead = h
+    lr, rho, eps, momentum, eps_inside_sqrt, _centered, weight_decay, params_at_lookahead = h
     decay_(p, lr, weight_decay)  # θ ← θ − ελθ
     r.mul_(rho).addcmul_(g, g, value=1.0 - rho)  # r ← ρr + (1 − ρ) g ⊙ g
     var = r
@@ -273,7 +279,7 @@ def _rmsprop_foreach(
 ) -> None:
     """Algorithms 8.5/8.6 over all tensors at once: the lines of :func:`_rmsprop_single`,
     the denominator in reused scratch buffers."""
-    lr, rho, eps, momentum, eps_inside_sqrt, centered, weight_decay, params_at_lookahead = h
+    lr, rho, eps, momentum, eps_inside_sqrt, _centered, weight_decay, params_at_lookahead = h
     decay_foreach_(params, lr, weight_decay)
     torch._foreach_mul_(squares, rho)
     torch._foreach_addcmul_(squares, grads, grads, value=1.0 - rho)
