@@ -142,6 +142,11 @@ def descend_(p: Tensor, num: Tensor, denom: Tensor, lr: float | Tensor) -> None:
         p.addcdiv_(num, denom, value=-lr)
 
 
+def step_along_(x: Tensor, g: Tensor, lr: float | Tensor) -> Tensor:
+    """x ← x − ε·g in place (ε a number, or a tensor under compile); returns x."""
+    return x.sub_(lr * g) if isinstance(lr, Tensor) else x.add_(g, alpha=-lr)
+
+
 def decay_foreach_(params: list[Tensor], lr: float, weight_decay: float) -> None:
     """:func:`decay_` for a list of parameters at once."""
     if weight_decay != 0.0:

@@ -21,6 +21,7 @@ from descentlab.optim._base import (
     foreach_buckets,
     foreach_tiles,
     scalar,
+    step_along_,
     update_path,
 )
 
@@ -170,7 +171,7 @@ def _sgd_single(
     g: Tensor,
     v: Tensor | None,
     *,
-    lr: float,
+    lr: float | Tensor,
     momentum: float,
     weight_decay: float,
     params_at_lookahead: bool,
@@ -181,10 +182,10 @@ def _sgd_single(
         return
     if weight_decay != 0.0:
         p.mul_(1.0 - lr * weight_decay)  # θ ← θ − ελθ
-    v.mul_(momentum).add_(g, alpha=-lr)  # v ← αv − εg
+    step_along_(v.mul_(momentum), g, lr)  # v ← αv − εg
     if params_at_lookahead:
         # p holds φ = θ + αv; θ_new + αv_new = φ − αv_old + v_new + αv_new = φ + αv_new − εg.
-        p.add_(v, alpha=momentum).add_(g, alpha=-lr)
+        step_along_(p.add_(v, alpha=momentum), g, lr)
     else:
         p.add_(v)  # θ ← θ + v
 
@@ -193,7 +194,7 @@ def sgd_update_(
     param: Tensor,
     grad: Tensor | tuple[Tensor, Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     weight_decay: float = 0.0,
     l2: float = 0.0,
     l1: float = 0.0,
@@ -215,9 +216,9 @@ def sgd_update_(
     if isinstance(grad, tuple):
         param.addmm_(grad[0], grad[1], beta=keep, alpha=-lr)
     else:
-        if keep != 1.0:
+        if weight_decay or l2:
             param.mul_(keep)  # θ ← θ − ελθ
-        param.add_(grad, alpha=-lr)  # θ ← θ − εg
+        step_along_(param, grad, lr)  # θ ← θ − εg
     if sign is not None:
         param.add_(sign, alpha=-lr * l1)
 
