@@ -8,10 +8,12 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor
 
+from descentlab.errors import ConfigError
 from descentlab.optim import _validate as check
 from descentlab.optim._base import (
     BookOptimizer,
     ParamsT,
+    add_scalar_into,
     decay_,
     decay_foreach_,
     descend_,
@@ -28,7 +30,8 @@ class AdaGrad(BookOptimizer):
 
     Hyperparameters (book symbol in brackets): ``lr`` [ε] = 0.01 (number or one-element
     tensor, ≥ 0), ``eps`` [δ] = 1e-7, ``weight_decay`` [λ] = 0 (decoupled: θ ← θ − ελθ
-    before the update), ``initial_accumulator_value`` [r₀] = 0, ``maximize`` = False,
+    before the update), ``initial_accumulator_value`` [r₀] = 0, ``eps_inside_sqrt`` =
+    False, ``maximize`` = False,
     ``foreach`` = True, ``fused`` = None, ``differentiable`` = False.
 
     Algorithm 8.4 (AdaGrad)::
@@ -43,7 +46,8 @@ class AdaGrad(BookOptimizer):
             θ ← θ + Δθ
 
     Where the options enter: ``initial_accumulator_value`` is the r of the ``initialize``
-    line (r = r₀ instead of 0; Keras starts at 0.1); ``maximize=True`` uses −g for g;
+    line (r = r₀ instead of 0; Keras starts at 0.1); ``eps_inside_sqrt=True`` divides by
+    √(δ + r) instead of δ + √r (Keras's placement); ``maximize=True`` uses −g for g;
     ``weight_decay`` multiplies θ by (1 − ελ) before the r line.
 
     State per parameter, the same on every path: ``sum_sq`` (r). ``fused=True`` runs
@@ -65,6 +69,7 @@ class AdaGrad(BookOptimizer):
         "eps": check.positive,
         "weight_decay": check.nonnegative,
         "initial_accumulator_value": check.nonnegative,
+        "eps_inside_sqrt": check.boolean,
         "maximize": check.boolean,
         "foreach": check.optional_boolean,
         "fused": check.optional_boolean,
@@ -80,6 +85,7 @@ class AdaGrad(BookOptimizer):
         weight_decay: float = 0.0,
         initial_accumulator_value: float = 0.0,
         *,
+        eps_inside_sqrt: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
@@ -90,12 +96,20 @@ class AdaGrad(BookOptimizer):
             "eps": eps,
             "weight_decay": weight_decay,
             "initial_accumulator_value": initial_accumulator_value,
+            "eps_inside_sqrt": eps_inside_sqrt,
             "maximize": maximize,
             "foreach": foreach,
             "fused": fused,
             "differentiable": differentiable,
         }
         super().__init__(params, defaults)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        if group.get("fused") and group.get("eps_inside_sqrt"):
+            raise ConfigError(
+                "AdaGrad: fused=True computes δ + √r, not √(δ + r)",
+                hint="drop fused=True or eps_inside_sqrt=True",
+            )
 
     def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
         params, grads, states = self._gather(
@@ -104,7 +118,9 @@ class AdaGrad(BookOptimizer):
         if not params:
             return
         sums = [state["sum_sq"] for state in states]
-        h = _Hyper(scalar(group["lr"]), group["eps"], group["weight_decay"])
+        h = _Hyper(
+            scalar(group["lr"]), group["eps"], group["weight_decay"], group["eps_inside_sqrt"]
+        )
         path = update_path(group)
         if path == "fused":
             for ps, gs, rs in foreach_buckets(params, grads, sums):
@@ -124,6 +140,7 @@ class _Hyper(NamedTuple):
     lr: Any  # a float, or a tensor while torch.compile traces
     eps: float
     weight_decay: float
+    eps_inside_sqrt: bool
 
 
 def fused_adagrad_(
@@ -155,19 +172,24 @@ _ONE = torch.ones(())
 
 def _adagrad_single(p: Tensor, g: Tensor, r: Tensor, h: _Hyper) -> None:
     """One parameter, line by line as Algorithm 8.4 (the reference for the foreach path)."""
-    lr, eps, weight_decay = h
+    lr, eps, weight_decay, eps_inside_sqrt = h
     decay_(p, lr, weight_decay)  # θ ← θ − ελθ
     r.addcmul_(g, g)  # r ← r + g ⊙ g
-    descend_(p, g, r.sqrt().add_(eps), lr)  # θ ← θ − ε/(δ + √r) ⊙ g
+    denom = r.add(eps).sqrt() if eps_inside_sqrt else r.sqrt().add_(eps)  # √(δ+r) | δ+√r
+    descend_(p, g, denom, lr)  # θ ← θ − ε/denom ⊙ g
 
 
 def _adagrad_foreach(
     params: list[Tensor], grads: list[Tensor], sums: list[Tensor], scratch: list[Tensor], h: _Hyper
 ) -> None:
     """Same operations as :func:`_adagrad_single`; δ + √r goes into reused scratch buffers."""
-    lr, eps, weight_decay = h
+    lr, eps, weight_decay, eps_inside_sqrt = h
     decay_foreach_(params, lr, weight_decay)
     torch._foreach_addcmul_(sums, grads, grads)
-    denom = sqrt_into(scratch, sums)
-    torch._foreach_add_(denom, eps)
+    if eps_inside_sqrt:
+        denom = add_scalar_into(scratch, sums, eps)
+        torch._foreach_sqrt_(denom)
+    else:
+        denom = sqrt_into(scratch, sums)
+        torch._foreach_add_(denom, eps)
     torch._foreach_addcdiv_(params, grads, denom, value=-lr)
