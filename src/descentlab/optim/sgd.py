@@ -214,13 +214,13 @@ def sgd_update_(
     sign = torch.sign(param) if l1 else None
     keep = 1.0 - lr * weight_decay - 2.0 * lr * l2
     if isinstance(grad, tuple):
-        param.addmm_(grad[0], grad[1], beta=keep, alpha=-lr)
+        param.addmm_(grad[0], grad[1], beta=float(keep), alpha=-float(lr))
     else:
         if weight_decay or l2:
             param.mul_(keep)  # θ ← θ − ελθ
         step_along_(param, grad, lr)  # θ ← θ − εg
     if sign is not None:
-        param.add_(sign, alpha=-lr * l1)
+        step_along_(param, sign, lr * l1)
 
 
 def _sgd_foreach(
