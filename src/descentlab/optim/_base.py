@@ -314,8 +314,11 @@ class BookOptimizer(torch.optim.Optimizer):
             params.append(p)
             grads.append(g)
             states.append(state)
-        if group.get("maximize") and not group.get("fused"):
-            grads = list(torch._foreach_neg(grads)) if grads else grads
+        if group.get("maximize") and not group.get("fused") and grads:
+            if group.get("differentiable"):
+                grads = [-g for g in grads]
+            else:
+                grads = list(torch._foreach_neg(grads))
         return params, grads, states
 
     def _scratch_like(self, params: list[Tensor], slot: int = 0) -> list[Tensor]:

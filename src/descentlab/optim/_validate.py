@@ -35,6 +35,8 @@ def _label(name: str, owner: str | None) -> str:
 
 
 def _as_float(name: str, value: Any, owner: str | None) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()  # torch.optim accepts one-element tensors (e.g. betas)
     # bool is a subclass of int; lr=True is always a mistake.
     if isinstance(value, bool) or not isinstance(value, Real):
         if isinstance(value, str):

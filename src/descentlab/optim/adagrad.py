@@ -175,7 +175,7 @@ def _adagrad_single(p: Tensor, g: Tensor, r: Tensor, h: _Hyper) -> None:
     lr, eps, weight_decay, eps_inside_sqrt = h
     decay_(p, lr, weight_decay)  # θ ← θ − ελθ
     r.addcmul_(g, g)  # r ← r + g ⊙ g
-    denom = r.add(eps).sqrt() if eps_inside_sqrt else r.sqrt().add_(eps)  # √(δ+r) | δ+√r
+    denom = r.add(eps).sqrt() if eps_inside_sqrt else r.sqrt().add(eps)  # √(δ+r) | δ+√r
     descend_(p, g, denom, lr)  # θ ← θ − ε/denom ⊙ g
 
 

@@ -215,7 +215,8 @@ def _adam_single(
     s.mul_(beta1).add_(g, alpha=1.0 - beta1)  # s ← ρ1 s + (1 − ρ1) g
     r.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)  # r ← ρ2 r + (1 − ρ2) g ⊙ g
     if r_max is not None:
-        r = r_max.copy_(torch.maximum(r_max, r))  # r_max ← max(r_max, r)   (amsgrad)
+        # r_max ← max(r_max, r)   (amsgrad; torch.where keeps only the mask for autograd)
+        r = r_max.copy_(torch.where(r > r_max, r, r_max))
     s_hat = s / (1.0 - beta1**t)  # ŝ ← s / (1 − ρ1^t)
     r_hat = r / (1.0 - beta2**t)  # r̂ ← r / (1 − ρ2^t)
     descend_(p, s_hat, r_hat.sqrt().add(eps), lr)  # θ ← θ − ε ŝ / (√r̂ + δ)

@@ -217,7 +217,9 @@ def _rmsprop_single(
     var = r
     if gbar is not None:  # centered: ḡ ← ρḡ + (1 − ρ) g;  r − ḡ ⊙ ḡ
         gbar.mul_(rho).add_(g, alpha=1.0 - rho)
-        var = r.addcmul(gbar, gbar, value=-1.0)
+        # (a copy: with differentiable=True the graph must not see ḡ change next step)
+        gb = gbar.clone() if gbar.requires_grad else gbar
+        var = r.addcmul(gb, gb, value=-1.0)
     denom = var.add(eps).sqrt() if eps_inside_sqrt else var.sqrt().add(eps)  # √(δ+r) | δ+√r
     if v is None:
         descend_(p, g, denom, lr)  # θ ← θ − ε/denom ⊙ g
