@@ -43,7 +43,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau, StepLR
 if importlib.util.find_spec("expecttest") is None:
     sys.modules["expecttest"] = types.SimpleNamespace(TestCase=unittest.TestCase)  # type: ignore[assignment]
 
-from torch.testing._internal.common_optimizers import (  # noqa: E402
+from torch.testing._internal.common_optimizers import (
     OptimizerInfo,
     OptimizerInput,
 )
@@ -426,10 +426,18 @@ def test_save_load_equality_with_weights_only(info, kwargs):
 ERRORS = {
     SGD: [({"lr": -0.5}, "lr"), ({"lr": 0.1, "momentum": -0.5}, "momentum")],
     AdaGrad: [({"lr": -0.5}, "lr"), ({"eps": -1.0}, "eps")],
-    RMSProp: [({"lr": -0.5}, "lr"), ({"rho": 1.5}, "rho"), ({"fused": True, "momentum": 0.9}, "fused")],
-    Adam: [({"lr": -0.5}, "lr"), ({"betas": (1.0, 0.999)}, "betas"), ({"fused": True, "foreach": True}, "fused")],
+    RMSProp: [
+        ({"lr": -0.5}, "lr"),
+        ({"rho": 1.5}, "rho"),
+        ({"fused": True, "momentum": 0.9}, "fused"),
+    ],
+    Adam: [
+        ({"lr": -0.5}, "lr"),
+        ({"betas": (1.0, 0.999)}, "betas"),
+        ({"fused": True, "foreach": True}, "fused"),
+    ],
     AdaDelta: [({"lr": -0.5}, "lr"), ({"rho": -0.1}, "rho")],
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("info", OPTIM_DB, ids=lambda i: i.name)
