@@ -66,7 +66,8 @@ OPTIM_DB = [
             ("weight_decay", {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.1}),
             ("maximize", {"lr": 0.01, "momentum": 0.9, "maximize": True}),
         ),
-        supported_impls=("foreach", "differentiable"),
+        supported_impls=("foreach", "differentiable", "fused"),
+        supports_fused_on=("cpu",),
         supports_complex=False,
     ),
     OptimizerInfo(

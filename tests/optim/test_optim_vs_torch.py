@@ -97,7 +97,18 @@ CASES = {
 # Velocity v = −lr·b (ours) against torch's buffer b, divided by a centered (smaller)
 # denominator: float32 rounding of the two forms drifts apart by 1.5e-6 in 100 steps.
 LOOSER = {"rmsprop-centered+momentum": 3e-6}
-FUSABLE = ["adagrad", "rmsprop", "adam", "adam+decay=adamw", "adam-amsgrad", "adamw-amsgrad"]
+FUSABLE = [
+    "sgd",
+    "sgd+decay",
+    "momentum",
+    "sgd-momentum-maximize",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "adam+decay=adamw",
+    "adam-amsgrad",
+    "adamw-amsgrad",
+]
 FUSABLE += ["adagrad-initial-accumulator", "adagrad-maximize", "rmsprop-maximize", "adam-maximize"]
 
 

@@ -124,7 +124,10 @@ class AdaGrad(BookOptimizer):
         path = update_path(group)
         if path == "fused":
             for ps, gs, rs in foreach_buckets(params, grads, sums):
-                fused_adagrad_(ps, gs, rs, h, maximize=group["maximize"])
+                fused_adagrad_(
+                    ps, gs, rs, lr=h.lr, eps=h.eps, weight_decay=h.weight_decay,
+                    maximize=group["maximize"],
+                )  # fmt: skip
         elif path == "foreach":
             scratch = self._scratch_like(params)
             for ps, gs, rs, bs in foreach_tiles(params, grads, sums, scratch):
@@ -144,27 +147,28 @@ class _Hyper(NamedTuple):
 
 
 def fused_adagrad_(
-    params: list[Tensor], grads: list[Tensor], sums: list[Tensor], h: _Hyper, *, maximize: bool
+    params: list[Tensor],
+    grads: list[Tensor],
+    sums: list[Tensor],
+    *,
+    lr: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
 ) -> None:
     """Algorithm 8.4 in one pass over θ, g and r with ``torch._fused_adagrad_`` (CPU).
 
     The kernel's weight decay is an L2 term added to g (which would also enter r), so the
     book's decoupled decay is applied first; its ``lr_decay`` is 0, which makes the step
-    counter it reads irrelevant (ε/(1 + (t − 1)·0) = ε).
+    counter it reads irrelevant (ε/(1 + (t − 1)·0) = ε). ``sums`` are the r tensors
+    (an :class:`AdaGrad`'s ``state[p]["sum_sq"]``).
     """
-    decay_foreach_(params, h.lr, h.weight_decay)
+    decay_foreach_(params, lr, weight_decay)
     ones = [_ONE] * len(params)
     torch._fused_adagrad_(
-        params,
-        grads,
-        sums,
-        ones,
-        lr=float(h.lr),
-        lr_decay=0.0,
-        weight_decay=0.0,
-        eps=h.eps,
-        maximize=maximize,
-    )
+        params, grads, sums, ones, lr=float(lr), lr_decay=0.0, weight_decay=0.0,
+        eps=eps, maximize=maximize,
+    )  # fmt: skip
 
 
 _ONE = torch.ones(())

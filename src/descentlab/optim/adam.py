@@ -137,8 +137,10 @@ class Adam(BookOptimizer):
                 params, grads, firsts, seconds, steps, maxes or [None] * len(params)
             ):
                 fused_adam_(
-                    ps, gs, ss, rs, ts, h, maxes=ms if maxes else None, maximize=group["maximize"]
-                )
+                    ps, gs, ss, rs, ts, lr=h.lr, betas=(beta1, beta2), eps=h.eps,
+                    weight_decay=h.weight_decay, maxes=ms if maxes else None,
+                    maximize=group["maximize"],
+                )  # fmt: skip
             return
         for t in steps:
             t.add_(1.0)  # t ← t + 1
@@ -176,18 +178,27 @@ def fused_adam_(
     firsts: list[Tensor],
     seconds: list[Tensor],
     steps: list[Tensor],
-    h: _Hyper,
     *,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float = 0.0,
     maxes: list[Tensor] | None = None,
     maximize: bool = False,
 ) -> None:
     """Algorithm 8.7 in one pass over memory, with torch's fused kernel.
 
     All lists on one device with one dtype; ``steps`` already hold the new t (float32
-    tensors). ``torch._fused_adamw_`` evaluates exactly the box (δ outside √r̂, weight
-    decay θ ← (1 − ελ)θ first) element by element; the tests check it against the
-    per-tensor update. Usable by callers that keep their own s, r and t (the trainer's
-    fast path): ``fused_adam_([W, b], [gW, gb], [sW, sb], [rW, rb], [t, t], h)``.
+    scalar tensors, e.g. ``state["step"]`` after ``+= 1``). ``torch._fused_adamw_``
+    evaluates exactly the box (δ outside √r̂, weight decay θ ← (1 − ελ)θ first) element by
+    element; the tests check it against the per-tensor update. Callers that keep the
+    state themselves (the trainer's dense fast path) pass an :class:`Adam`'s state
+    tensors, so checkpoints stay in the one schema::
+
+        st = [opt.state[p] for p in ps]  # after one opt.step(), or filled like it
+        for s in st: s["step"] += 1
+        fused_adam_(ps, gs, [s["first_moment"] for s in st], [s["second_moment"] for s in st],
+                    [s["step"] for s in st], lr=..., betas=..., eps=..., weight_decay=...)
     """
     torch._fused_adamw_(
         params,
@@ -196,11 +207,11 @@ def fused_adam_(
         seconds,
         maxes if maxes is not None else [],
         steps,
-        lr=float(h.lr),
-        beta1=h.beta1,
-        beta2=h.beta2,
-        weight_decay=h.weight_decay,
-        eps=h.eps,
+        lr=float(lr),
+        beta1=betas[0],
+        beta2=betas[1],
+        weight_decay=weight_decay,
+        eps=eps,
         amsgrad=maxes is not None,
         maximize=maximize,
     )

@@ -178,7 +178,10 @@ class RMSProp(BookOptimizer):
         if path == "fused":
             firsts = self._scratch_like(params, slot=1)
             for ps, gs, rs, ss in foreach_buckets(params, grads, squares, firsts):
-                fused_rmsprop_(ps, gs, rs, ss, h, maximize=group["maximize"])
+                fused_rmsprop_(
+                    ps, gs, rs, ss, lr=h.lr, rho=h.rho, eps=h.eps,
+                    weight_decay=h.weight_decay, maximize=group["maximize"],
+                )  # fmt: skip
         elif path == "foreach":
             scratch = self._scratch_like(params)
             lists: list[list[Any]] = [params, grads, squares, scratch]
@@ -243,15 +246,19 @@ def fused_rmsprop_(
     grads: list[Tensor],
     squares: list[Tensor],
     scratch: list[Tensor],
-    h: _Hyper,
     *,
+    lr: float,
+    rho: float,
+    eps: float,
+    weight_decay: float = 0.0,
     maximize: bool = False,
 ) -> None:
     """Algorithm 8.5 in one pass, with torch's fused Adam kernel (see :class:`RMSProp`).
 
     With ρ1 = 0 and t = 2¹⁰⁰ the kernel's first moment is g itself, its bias corrections
     are 1 and its second moment is r ← ρr + (1 − ρ)g ⊙ g, so it computes
-    θ ← (1 − ελ)θ − ε g/(√r + δ). ``scratch`` receives g (the kernel's first moment).
+    θ ← (1 − ελ)θ − ε g/(√r + δ). ``squares`` are the r tensors (``state[p]["square_avg"]``);
+    ``scratch`` (tensors shaped like the parameters) receives g.
     """
     torch._fused_adamw_(
         params,
@@ -260,11 +267,11 @@ def fused_rmsprop_(
         squares,
         [],
         [_HUGE_STEP] * len(params),
-        lr=float(h.lr),
+        lr=float(lr),
         beta1=0.0,
-        beta2=h.rho,
-        weight_decay=h.weight_decay,
-        eps=h.eps,
+        beta2=rho,
+        weight_decay=weight_decay,
+        eps=eps,
         amsgrad=False,
         maximize=maximize,
     )

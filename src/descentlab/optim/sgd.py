@@ -67,6 +67,7 @@ class SGD(BookOptimizer):
             θ ← θ + v
 
     ``maximize=True`` replaces g by −g in every line (θ ascends the objective).
+    ``fused=True`` runs torch's single-pass SGD kernel (see :func:`fused_sgd_`).
 
     State per parameter, only when ``momentum > 0``: ``velocity`` (v), the same tensor on
     both paths; plain SGD keeps no state. :meth:`velocity` returns a copy of v.
@@ -98,6 +99,7 @@ class SGD(BookOptimizer):
         "nesterov": check.boolean,
         "weight_decay": check.nonnegative,
         "foreach": check.optional_boolean,
+        "fused": check.optional_boolean,
         "maximize": check.boolean,
         "differentiable": check.boolean,
     }
@@ -112,7 +114,8 @@ class SGD(BookOptimizer):
         nesterov: bool = False,
         weight_decay: float = 0.0,
         *,
-        foreach: bool | None = True,
+        foreach: bool | None = None,
+        fused: bool | None = None,
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
@@ -127,6 +130,7 @@ class SGD(BookOptimizer):
             "nesterov": nesterov,
             "weight_decay": weight_decay,
             "foreach": foreach,
+            "fused": fused,
             "maximize": maximize,
             "differentiable": differentiable,
         }
@@ -154,7 +158,14 @@ class SGD(BookOptimizer):
             "params_at_lookahead": group["nesterov"] and not closure_given,
         }
         vs = [state["velocity"] for state in states] if alpha else None
-        if update_path(group) == "single":
+        path = update_path(group)
+        if path == "fused" and not kw["params_at_lookahead"]:
+            for ps, gs, us in foreach_buckets(params, grads, vs or [None] * len(params)):
+                fused_sgd_(
+                    ps, gs, us if vs else None, lr=kw["lr"], momentum=alpha,
+                    weight_decay=kw["weight_decay"], maximize=group["maximize"],
+                )  # fmt: skip
+        elif path == "single":
             for i, (p, g) in enumerate(zip(params, grads)):
                 _sgd_single(p, g, None if vs is None else vs[i], **kw)
         elif vs is None:
@@ -221,6 +232,40 @@ def sgd_update_(
         step_along_(param, grad, lr)  # θ ← θ − εg
     if sign is not None:
         step_along_(param, sign, lr * l1)
+
+
+def fused_sgd_(
+    params: list[Tensor],
+    grads: list[Tensor],
+    velocities: list[Tensor] | None,
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+) -> None:
+    """Algorithms 8.1/8.2 in one pass over θ, g and v with torch's fused SGD kernel.
+
+    The kernel computes ``b ← μb + (1 − d)g; θ ← θ − lr·b``. With μ = α, d = 1 + ε and
+    lr = −1 that is exactly the book's ``v ← αv − εg; θ ← θ + v`` on the stored v (checked
+    in the tests against the per-tensor update). Its weight decay would be an L2 term
+    entering v, so the decoupled decay is applied first. ``velocities`` are the v tensors
+    (``state[p]["velocity"]``), or ``None`` for plain SGD. Nesterov's closure-less
+    look-ahead form (φ ← φ + αv − εg) is not this kernel's rule: :class:`SGD` runs it on
+    the foreach path.
+    """
+    if weight_decay != 0.0:
+        torch._foreach_mul_(params, 1.0 - lr * weight_decay)  # θ ← θ − ελθ
+    if velocities is None:
+        torch._fused_sgd_(
+            params, grads, [], weight_decay=0.0, momentum=0.0, lr=lr, dampening=0.0,
+            nesterov=False, maximize=maximize, is_first_step=False,
+        )  # fmt: skip
+    else:
+        torch._fused_sgd_(
+            params, grads, velocities, weight_decay=0.0, momentum=momentum, lr=-1.0,
+            dampening=1.0 + lr, nesterov=False, maximize=maximize, is_first_step=False,
+        )  # fmt: skip
 
 
 def _sgd_foreach(
