@@ -27,7 +27,9 @@ class Quadratic(nn.Module):
         super().__init__()
         assert len(eigenvalues) == 9
         q = random_orthogonal(9, seed)
-        self.register_buffer("a", q @ torch.diag(torch.tensor(eigenvalues, dtype=torch.float64)) @ q.T)
+        self.register_buffer(
+            "a", q @ torch.diag(torch.tensor(eigenvalues, dtype=torch.float64)) @ q.T
+        )
         gen = torch.Generator().manual_seed(seed + 1)
         self.register_buffer("b", torch.randn(9, generator=gen, dtype=torch.float64))
         self.w = nn.Parameter(torch.randn(2, 3, generator=gen, dtype=torch.float64))

@@ -109,7 +109,9 @@ def test_dense_matches_exact_hessian_of_small_mlp_with_penalty():
     x, y = x[:200], y[:200]
     model = build_model("mlp", (64,), 10, hidden=(6,))
     l2 = 1e-3
-    op = HessianOperator(model, default_cost("nll", l2=l2), x, y, chunk_size=64, dtype=torch.float64)
+    op = HessianOperator(
+        model, default_cost("nll", l2=l2), x, y, chunk_size=64, dtype=torch.float64
+    )
     assert torch.allclose(op.dense(), exact_hessian(model, x, y, l2), rtol=1e-7, atol=1e-10)
     assert next(model.parameters()).dtype == torch.float32  # the float64 copy was a copy
 
@@ -168,4 +170,6 @@ def test_linear_cost_has_zero_hessian():
         return m(x).mean()
 
     op = HessianOperator(model, linear, torch.randn(5, 3, dtype=torch.float64), torch.zeros(5))
-    assert torch.equal(op.hvp(torch.ones(3, dtype=torch.float64)), torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(
+        op.hvp(torch.ones(3, dtype=torch.float64)), torch.zeros(3, dtype=torch.float64)
+    )

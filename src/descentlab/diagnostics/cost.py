@@ -105,6 +105,10 @@ def has_stochastic_layers(model: nn.Module) -> list[str]:
     for m in model.modules():
         if isinstance(m, _DROPOUT) and float(getattr(m, "p", 0.0)) > 0:
             kinds.add("dropout")
+        # descentlab's MLP/LeNet apply functional dropout at the rate in ``.dropout``.
+        rate = getattr(m, "dropout", None)
+        if isinstance(rate, float | int) and not isinstance(rate, bool) and rate > 0:
+            kinds.add("dropout")
         if isinstance(m, _BATCH_NORM):
             kinds.add("batch norm")
     return sorted(kinds)

@@ -126,14 +126,7 @@ def lr_find(
         pos += batch_size
         for group in opt.param_groups:
             group["lr"] = lr
-
-        def closure(idx: Tensor = idx) -> Tensor:
-            opt.zero_grad()
-            loss = cost(net, x[idx], y[idx])
-            loss.backward()
-            return loss
-
-        loss = float(opt.step(closure).detach())  # type: ignore[union-attr]
+        loss = _step(opt, net, cost, x[idx], y[idx])
         avg = smooth * avg + (1 - smooth) * loss
         value = avg / (1 - smooth ** (t + 1)) if smooth else loss
         lrs.append(lr)
@@ -143,6 +136,22 @@ def lr_find(
             break
         best = min(best, value)
     return _summarize(lrs, losses, window, diverged)
+
+
+def _step(
+    opt: torch.optim.Optimizer, net: nn.Module, cost: CostFn, xb: Tensor, yb: Tensor
+) -> float:
+    """One optimizer step through a closure (Nesterov evaluates it at the look-ahead
+    point); returns the minibatch cost the closure saw."""
+
+    def closure() -> float:
+        opt.zero_grad()
+        loss = cost(net, xb, yb)
+        loss.backward()
+        return float(loss.detach())
+
+    value = opt.step(closure)
+    return float(value) if value is not None else math.nan
 
 
 def _summarize(
