@@ -173,3 +173,26 @@ def test_linear_cost_has_zero_hessian():
     assert torch.equal(
         op.hvp(torch.ones(3, dtype=torch.float64)), torch.zeros(3, dtype=torch.float64)
     )
+
+
+def test_cached_graph_gives_the_same_products_and_is_invalidated_by_steps():
+    from descentlab.diagnostics import step_test
+
+    torch.manual_seed(0)
+    x, y = digits()
+    model = build_model("mlp", (64,), 10, hidden=(8,))
+    cost = default_cost("nll", l2=1e-3)
+    plain = HessianOperator(model, cost, x[:300], y[:300], chunk_size=128)
+    cached = HessianOperator(model, cost, x[:300], y[:300], chunk_size=128, cache_graph=True)
+    v = torch.randn(plain.dim, dtype=torch.float64)
+    want = plain.hvp(v)
+    assert torch.allclose(cached.hvp(v), want, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(cached.hvp(v), want, rtol=1e-5, atol=1e-7)  # reused graph
+    step_test(cached, 0.5)  # moves θ and back, then drops the cache
+    assert torch.allclose(cached.hvp(v), want, rtol=1e-5, atol=1e-7)
+    with torch.no_grad():
+        next(model.parameters()).mul_(2.0)  # changed in place, cache not invalidated
+    with pytest.raises(RuntimeError):
+        cached.hvp(v)
+    cached.invalidate()
+    assert torch.allclose(cached.hvp(v), plain.hvp(v), rtol=1e-5, atol=1e-7)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +62,10 @@ __all__ = [
 ]
 
 
+# One chunk's gradient tensors (``None`` for an unused parameter) and its weight n_c/N.
+_Grads = tuple[tuple[Tensor | None, ...], float]
+
+
 class HessianOperator:
     """``v ↦ H v`` for the Hessian of ``C(θ)`` over ``(x, y)`` at the model's parameters.
 
@@ -77,6 +82,13 @@ class HessianOperator:
     dtype:
         Evaluate in this floating dtype on a *copy* of the model (``torch.float64`` for
         exactness checks); ``None`` uses the model as it is.
+    cache_graph:
+        Build each chunk's first-order graph (forward pass and ``create_graph``
+        backward) once and keep it, so every product is a single extra backward pass:
+        about twice as fast, at the memory of one forward and backward over *all* the
+        examples at once.  The cache is tied to the current parameters; call
+        :meth:`invalidate` after changing them (changing them in place and forgetting
+        makes autograd raise, not return stale numbers).
 
     The model is put in eval mode during each product and given its mode back after.
     :attr:`matvecs` counts the products taken.
@@ -93,6 +105,7 @@ class HessianOperator:
         sample: int | None = None,
         seed: int = 0,
         dtype: torch.dtype | None = None,
+        cache_graph: bool = False,
     ) -> None:
         x, y = sample_rows(x, y, sample, seed)
         if dtype is not None:
@@ -108,6 +121,8 @@ class HessianOperator:
         self.dim = sum(p.numel() for p in self.params)
         self.n_examples = int(x.shape[0])
         self.matvecs = 0
+        self.cache_graph = cache_graph
+        self._cache: list[_Grads] | None = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -123,19 +138,38 @@ class HessianOperator:
         vs = [piece.view_as(p) for piece, p in zip(pieces, self.params)]
         total = torch.zeros_like(v)
         with eval_mode(self.model):
-            for xc, yc, w in chunks(self.x, self.y, self.chunk_size):
-                c = self.cost(self.model, xc, yc)
-                grads = torch.autograd.grad(c, self.params, create_graph=True, allow_unused=True)
+            for grads, w in self._first_order():
                 dot = sum(
                     ((g * vi).sum() for g, vi in zip(grads, vs) if g is not None),
-                    start=c.new_zeros(()),
+                    start=v.new_zeros(()),
                 )
                 if not dot.requires_grad:  # cost linear in θ: H = 0
                     continue
-                hv = torch.autograd.grad(dot, self.params, allow_unused=True)
+                hv = torch.autograd.grad(
+                    dot, self.params, allow_unused=True, retain_graph=self.cache_graph
+                )
                 total.add_(flatten(hv, self.params), alpha=w)
         self.matvecs += 1
         return total.to(out_dtype)
+
+    def _first_order(self) -> Iterator[_Grads]:
+        """``(∇cost(chunk) with its graph, n_c/N)`` per chunk, from the cache if kept."""
+        if self._cache is not None:
+            yield from self._cache
+            return
+        built: list[_Grads] = []
+        for xc, yc, w in chunks(self.x, self.y, self.chunk_size):
+            c = self.cost(self.model, xc, yc)
+            grads = torch.autograd.grad(c, self.params, create_graph=True, allow_unused=True)
+            if self.cache_graph:
+                built.append((grads, w))
+            yield grads, w
+        if self.cache_graph:
+            self._cache = built
+
+    def invalidate(self) -> None:
+        """Drop the cached graph (after the parameters changed)."""
+        self._cache = None
 
     def gradient(self) -> tuple[Tensor, float]:
         """``(∇C(θ), C(θ))`` over the same examples, in eval mode."""

@@ -209,3 +209,4 @@ def _cost_after_step(op: HessianOperator, g: torch.Tensor, lr: float) -> float:
         with torch.no_grad():
             for p, s in zip(op.params, saved):
                 p.copy_(s)
+        op.invalidate()  # the in-place writes invalidate a cached graph
