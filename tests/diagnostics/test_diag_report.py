@@ -119,3 +119,16 @@ def test_edge_of_stability_diverges_loudly_and_leaves_model_alone():
     with pytest.raises(DivergenceError):
         edge_of_stability(model, mse_cost, x, y, lr=5.0, steps=2000, every=1000)
     assert torch.equal(model.weight.detach(), before)
+
+
+def test_repeats_report_the_spread_over_samples():
+    x, y = digits()
+    model = build_model("logreg", (64,), 10)
+    opts = DiagnoseOptions(sample=400, repeats=3, lambda_min=False, noise_batches=None)
+    d = diagnose(model, x, y, options=opts)
+    samples = d.lambda_max_samples or []
+    assert len(samples) == 3 and samples[0] == d.lambda_max
+    assert len(set(samples)) == 3  # different samples, different curvature
+    assert d.lambda_max_spread == pytest.approx(float(torch.tensor(samples).std()))
+    with pytest.raises(ConfigError, match="sample"):
+        diagnose(model, x, y, options=DiagnoseOptions(repeats=2))

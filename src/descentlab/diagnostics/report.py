@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -42,6 +43,8 @@ class Diagnostics:
     lambda_max: float | None = None
     lambda_min: float | None = None
     top_eigenvalues: list[float] | None = None
+    lambda_max_samples: list[float] | None = None  # one per sample, with repeats > 1
+    lambda_max_spread: float | None = None  # their standard deviation
     lr_stability_bound: float | None = None
     bound_formula: str | None = None
     bound_note: str | None = None  # why there is no bound, when there is none
@@ -94,6 +97,7 @@ class DiagnoseOptions:
     chunk_size: int = 1024
     cache_graph: bool = False  # see HessianOperator: ~2x faster, memory ∝ examples
     sample: int | None = None
+    repeats: int = 1  # λmax on this many independent samples (needs sample)
     seed: int = 0
 
 
@@ -124,6 +128,24 @@ def _curvature(
         out.trace, out.trace_stderr = tr.value, tr.stderr
 
 
+def _lambda_max_spread(
+    out: Diagnostics, model: nn.Module, cost: CostFn, x: Tensor, y: Tensor, opts: DiagnoseOptions
+) -> None:
+    """λmax on ``repeats − 1`` further samples of the same size: how much it varies."""
+    values = [out.lambda_max] if out.lambda_max is not None else []
+    t = time.perf_counter()
+    for r in range(1, opts.repeats):
+        op = HessianOperator(
+            model, cost, x, y, chunk_size=opts.chunk_size, sample=opts.sample, seed=opts.seed + r
+        )
+        top = top_eigenvalues(op, 1, tol=opts.tol, maxiter=opts.maxiter, seed=opts.seed)
+        values.extend(top.values[:1])
+        out.matvecs += op.matvecs
+    out.seconds["lambda_max_repeats"] = time.perf_counter() - t
+    out.lambda_max_samples = values
+    out.lambda_max_spread = statistics.stdev(values) if len(values) > 1 else None
+
+
 def diagnose(
     model: nn.Module,
     x: Tensor,
@@ -141,6 +163,11 @@ def diagnose(
     """
     opts = options or DiagnoseOptions()
     cost = cost or default_cost()
+    if opts.repeats > 1 and opts.sample is None:
+        raise ConfigError(
+            "repeats > 1 needs a sample size: repeats on the full split give the same value",
+            hint="set sample (e.g. 4096) or repeats=1",
+        )
     if isinstance(rule, torch.optim.Optimizer):
         rule = StepRule.from_optimizer(rule)
     if rule is not None and not isinstance(rule, StepRule):
@@ -186,5 +213,7 @@ def diagnose(
         out.seconds["noise_scale"] = time.perf_counter() - t
         out.noise_scale, out.critical_batch = ns.noise_scale, ns.critical_batch
         out.noise_batches, out.noise_repeats = [b_small, b_big], ns.repeats
-    out.matvecs = op.matvecs
+    out.matvecs += op.matvecs
+    if opts.repeats > 1:
+        _lambda_max_spread(out, model, cost, x, y, opts)
     return out
