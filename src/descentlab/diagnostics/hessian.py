@@ -198,7 +198,7 @@ class EigenResult:
     """Eigenvalue estimates: ``values`` (descending), how they were found, and the cost."""
 
     values: list[float]
-    method: str  # "lanczos-LA", "lanczos-SA", "power" or "power-shifted"
+    method: str  # "lanczos", "lanczos-shifted" (λmin), "power" or "power-shifted"
     matvecs: int
     converged: bool
     seconds: float
