@@ -257,8 +257,8 @@ def _format_size(n: int) -> str:
 
 def format_optim_table(rows: Sequence[dict[str, Any]]) -> str:
     """A plain-text table of :func:`run_optim_bench` rows (ratio = ours/torch)."""
-    header = ("optimizer", "params", "tensors", "ours ms", "foreach ms", "ratio", "fused ms")
-    header += ("vs fused", "torch.optim")
+    header: tuple[str, ...] = ("optimizer", "params", "tensors", "ours ms", "foreach ms")
+    header += ("ratio", "fused ms", "vs fused", "torch.optim")
     body = [
         (
             r["optimizer"],
