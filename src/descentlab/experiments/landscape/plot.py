@@ -196,8 +196,10 @@ def landscape_figure(result: LandscapeResult) -> Figure:
             zorder=st["zorder"],
         )
         # The end point, large and outlined: where each optimizer got to is never hidden.
-        end = "X" if t.diverged else st["marker"]
-        ax.plot(*pts[-1], marker=end, ms=10, color=st["color"], mec="k", mew=1.2, zorder=19)
+        if t.diverged:  # a thin cross: "X" is Adam's marker
+            ax.plot(*pts[-1], marker="x", ms=12, color=st["color"], mew=3, zorder=19)
+        else:
+            ax.plot(*pts[-1], marker=st["marker"], ms=10, color=st["color"], mec="k", zorder=19)
         gap = _loss_gap(result, t)
         ax_loss.plot(
             np.arange(gap.size),

@@ -72,7 +72,7 @@ def fmt_num(x: float | None, digits: int = 1) -> str:
 
 
 def fmt_pm(mean: float | None, std: float | None, pct: bool = True, digits: int = 2) -> str:
-    """``12.34 ± 0.56%`` for rates; for counts and seconds three significant digits."""
+    """``12.34 ± 0.56%`` for rates; counts and seconds to the digits their spread allows."""
     if mean is None:
         return "–"
     if pct:
@@ -90,7 +90,9 @@ def fmt_uncertain(mean: float, std: float) -> str:
     if not math.isfinite(mean):
         return f"{mean:g}"
     if not std or not math.isfinite(std) or std < 0:
-        text = str(int(mean)) if float(mean).is_integer() else fmt_sig(mean)
+        text = fmt_sig(mean)
+        if "." in text:  # "1.50" → "1.5", "4.00" → "4": no spread, no false precision
+            text = text.rstrip("0").rstrip(".")
         return f"{text} ± 0"
     exponent = math.floor(math.log10(std))
     significant = 2 if std / 10**exponent < 2 else 1
