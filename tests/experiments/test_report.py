@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from browser import check_in_browser, problems
 
 from descentlab.cli.main import main
 from descentlab.errors import CheckpointError
@@ -271,3 +272,25 @@ def test_the_lr_is_left_out_of_a_name_to_join_learning_rates(tmp_path):
     assert ctx.label(rows[1]) == "sgd, lr=0.1"
     assert ctx.label(rows[1], without=("lr",)) == "sgd"
     assert ctx.name == "logreg on digits"
+
+
+# ------------------------------------------------------------- in a browser
+def test_report_renders_cleanly_in_chromium(sweep, tmp_path):
+    html, _ = build_report(sweep)
+    verdict = check_in_browser(html, tmp_path)
+    assert verdict["images"] >= 3
+    assert problems(verdict) == []
+
+
+def test_the_browser_check_sees_what_a_reader_would_stumble_on(tmp_path):
+    # The check itself can fail: a broken image, a too-wide block and a console error.
+    page = tmp_path / "report.html"
+    page.write_text(
+        "<!doctype html><html><head><title>t</title></head><body>"
+        '<img alt="lost figure" src="data:image/png;base64,AAAA">'
+        '<div style="width:4000px">wide</div>'
+        '<script>console.error("boom")</script></body></html>',
+        encoding="utf-8",
+    )
+    found = " | ".join(problems(check_in_browser(page, tmp_path)))
+    assert "lost figure" in found and "px wide" in found and "boom" in found
