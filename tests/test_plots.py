@@ -171,8 +171,10 @@ def test_frequent_validation_is_drawn_against_examples_seen():
     # vertical line at epoch 1.
     hist = [_row(1 + i // 5, 200 * (i + 1), 0.5 / (i + 1), 0.4 / (i + 1)) for i in range(10)]
     fig = learning_curve_figure(hist, title="run fast")
-    ax_nll, ax_err = fig.axes
+    ax_err = fig.axes[1]
     assert ax_err.get_xlabel() == "training examples seen"
+    labels = [t.get_text() for t in ax_err.get_legend().get_texts()]
+    assert labels[0] == "validation error (best 5.00%, after 2,000 examples)"
     xs = ax_err.get_lines()[0].get_xdata()
     assert len(set(xs)) == 10
     assert "run fast" in fig.get_suptitle() and "10 validations over 2 epochs" in (
@@ -184,7 +186,7 @@ def test_epoch_curves_have_integer_ticks_percent_and_named_test_error():
     hist = [_row(e, 1000 * e, 0.2 / e, 0.18 / e, nll=1 / e) for e in range(1, 9)]
     fig = learning_curve_figure(hist, title="run r1")
     fig.canvas.draw()
-    ax_nll, ax_err = fig.axes
+    ax_err = fig.axes[1]
     assert ax_err.get_xlabel() == "epoch"
     assert np.allclose(ax_err.get_xticks(), np.round(ax_err.get_xticks()))
     assert ax_err.get_ylabel() == "error rate (%)"
@@ -197,7 +199,7 @@ def test_epoch_curves_have_integer_ticks_percent_and_named_test_error():
 def test_a_one_epoch_run_is_not_a_dot_on_a_blown_up_axis():
     fig = learning_curve_figure([_row(1, 1060, 0.194, 0.159)], title="run one")
     fig.canvas.draw()
-    ax_nll, ax_err = fig.axes
+    ax_err = fig.axes[1]
     lo, hi = ax_err.get_xlim()
     assert lo == 0 and hi == 2  # was 0.96–1.04
     assert ax_err.get_ylim()[0] == 0

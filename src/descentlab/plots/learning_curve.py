@@ -86,7 +86,7 @@ def learning_curve_figure(
     else:
         ax_nll.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax_nll.transAxes)
     shown = [
-        draw(ax_err, valid * 100, _best_label(x, valid, by_epoch), "#D55E00"),
+        draw(ax_err, valid * 100, _best_label(x, valid, xlabel), "#D55E00"),
         draw(
             ax_err,
             test * 100,
@@ -119,12 +119,15 @@ def _best_index(x: np.ndarray, valid: np.ndarray) -> int | None:
     return int(np.flatnonzero(ok)[np.argmin(valid[ok])]) if ok.any() else None
 
 
-def _best_label(x: np.ndarray, valid: np.ndarray, by_epoch: bool) -> str:
+def _best_label(x: np.ndarray, valid: np.ndarray, xlabel: str) -> str:
     """The validation curve's legend entry, with its best point (never hidden by the legend)."""
     best = _best_index(x, valid)
     if best is None:
         return "validation error"
-    where = f"epoch {x[best]:.0f}" if by_epoch else f"at {x[best]:,.0f}"
+    if xlabel == "epoch":
+        where = f"epoch {x[best]:.0f}"
+    else:
+        where = f"after {x[best]:,.0f} {'examples' if 'examples' in xlabel else 'iterations'}"
     return f"validation error (best {valid[best] * 100:.2f}%, {where})"
 
 
