@@ -24,6 +24,7 @@ from descentlab.plots.style import (
     as_float,
     line_styles,
     new_figure,
+    plain_log_ticks,
     require_keys,
     save_figure,
 )
@@ -199,6 +200,8 @@ def curves_figure(
             )
         name = run[group_key]
         x, y = _xy(run[history_key], x_key, y_key)
+        if x_key == "iteration":  # a 0-based counter; a person counts the first step as 1
+            x = x + 1
         groups.setdefault(name, []).append((x, 100 * y if percent else y))
         optimizer_of.setdefault(name, run.get(style_key, name) if style_key else name)
     styles = line_styles(list(groups), [optimizer_of[g] for g in groups])
@@ -212,7 +215,9 @@ def curves_figure(
         n_runs = len(runs)
         several |= n_runs > 1
         label = f"{name} ({n_runs} seeds)" if n_runs > 1 else str(name)
-        every = max(1, agg["x"].size // 12)  # a dozen markers per curve: enough to tell apart
+        # Few points: mark each.  A dense grid: markers evenly spaced along the drawn
+        # line (8% of the axes apart), however short or long its x range is.
+        every = None if agg["x"].size <= 30 else 0.08
         ax.plot(
             agg["x"], agg["mean"], label=label, lw=1.7, ms=4.5, markevery=every, **style.kwargs()
         )
@@ -225,6 +230,7 @@ def curves_figure(
         ax.set_xscale("log")
     if logy and drawn:
         ax.set_yscale("log")
+        plain_log_ticks(ax, np.concatenate([y for runs in groups.values() for _, y in runs]))
     if x_key in _COUNT_KEYS and not logx:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel or AXIS_LABELS.get(x_key, x_key.replace("_", " ")))

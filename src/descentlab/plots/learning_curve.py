@@ -8,9 +8,15 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import MaxNLocator
 
-from descentlab.plots.style import AXIS_LABELS, as_float, new_figure, save_figure
+from descentlab.plots.style import (
+    AXIS_LABELS,
+    as_float,
+    new_figure,
+    plain_log_ticks,
+    save_figure,
+)
 
 __all__ = ["learning_curve_figure", "plot_learning_curve"]
 
@@ -82,7 +88,7 @@ def learning_curve_figure(
     if draw(ax_nll, nll, "training NLL", "#0072B2"):
         if np.all(nll[np.isfinite(nll)] > 0):
             ax_nll.set_yscale("log")
-            _plain_log_ticks(ax_nll, nll)
+            plain_log_ticks(ax_nll, nll)
     else:
         ax_nll.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax_nll.transAxes)
     shown = [
@@ -136,15 +142,6 @@ def _mark_best(ax: Any, x: np.ndarray, valid: np.ndarray) -> None:
     best = _best_index(x, valid)
     if best is not None:
         ax.axvline(x[best], color="#D55E00", alpha=0.35, ls=":", lw=1)
-
-
-def _plain_log_ticks(ax: Any, values: np.ndarray) -> None:
-    """Plain numbers (0.4, 0.6, 1) on a log axis rather than 4×10⁻¹; minor ones within a decade."""
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    ax.yaxis.set_major_formatter(plain)
-    finite = values[np.isfinite(values)]
-    if finite.size and finite.max() < 10 * finite.min():
-        ax.yaxis.set_minor_formatter(plain)
 
 
 def _learning_x_axis(ax: Any, x: np.ndarray, xlabel: str, by_epoch: bool) -> None:

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from descentlab.errors import ConfigError, did_you_mean
 
@@ -29,6 +31,7 @@ __all__ = [
     "color_for",
     "line_styles",
     "new_figure",
+    "plain_log_ticks",
     "require_keys",
     "save_figure",
     "style_for",
@@ -192,3 +195,25 @@ def require_keys(row: Mapping[str, Any], keys: Iterable[str], what: str = "row")
     for key in keys:
         if key not in row:
             raise ConfigError(f"{what} has no key {key!r}", hint=did_you_mean(key, list(row)))
+
+
+def plain_log_ticks(ax: Any, values: np.ndarray) -> None:
+    """Plain numbers (0.4, 0.6, 1) on a log y axis rather than 4×10⁻¹.
+
+    Within one decade every minor tick is labelled, within two only 2× and 5× a power
+    of ten (0.2, 0.5, 2, 5): a decade tick alone would leave a short axis unreadable.
+    """
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    finite = values[np.isfinite(values) & (values > 0)]
+    if not finite.size:
+        return
+    ratio = finite.max() / finite.min()
+    if ratio < 10:
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    elif ratio < 100:
+
+        def some(v: float, _: Any) -> str:
+            lead = round(v / 10 ** math.floor(math.log10(v) + 1e-9))
+            return f"{v:g}" if lead in (2, 5) else ""
+
+        ax.yaxis.set_minor_formatter(FuncFormatter(some))
