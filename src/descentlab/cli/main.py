@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from descentlab._version import __version__
 from descentlab.errors import DescentlabError, closest
 
-COMMAND_MODULES = ("train", "bench", "experiments")
+COMMAND_MODULES = ("train", "bench", "experiments", "reproduce")
 
 # Spellings from other tools that difflib would not map to ours.
 FLAG_SYNONYMS = {

@@ -52,6 +52,14 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--subset", type=int, default=S, help="keep the first N examples of each split")
     g.add_argument("--label-column", default=S, help="label column of a CSV file (default label)")
+    g.add_argument(
+        "--pixel-scale",
+        type=float,
+        default=S,
+        help="MNIST-family pixels k become k/SCALE: 255 ([0, 1], the default for runs "
+        "without a tutorial preset) or 256 (the tutorial's mnist.pkl.gz; the dlt-* presets "
+        "and plain `descentlab train`)",
+    )
     g = p.add_argument_group("model")
     g.add_argument("--model", default=S, help="logreg, mlp or lenet (default logreg)")
     g.add_argument("--hidden", type=_ints, default=S, help="hidden layer sizes, e.g. 500,300")
@@ -149,6 +157,19 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         help="record when the test error at the best validation point reaches this",
     )
     g.add_argument("--on-nan", default=S, help="stop (default), skip-batch or lr-backoff")
+    g.add_argument(
+        "--eval-style",
+        default=S,
+        choices=("full", "tutorial"),
+        help="full: error over the whole split (default without a tutorial preset); "
+        "tutorial: mean of per-minibatch errors over whole minibatches of --batch-size",
+    )
+    g.add_argument(
+        "--log-style",
+        default=S,
+        choices=("descentlab", "tutorial"),
+        help="console lines: descentlab's (default) or the tutorial scripts' own format",
+    )
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=S, help="random seed (default 1234)")
     g.add_argument("--device", default=S, help="auto (default), cpu, cuda, cuda:N")
@@ -199,6 +220,9 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in CONFIG_SOURCE_KEYS}
 
 
+DEFAULT_PRESET = "dlt-logreg"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from descentlab.train import fit, resolve
     from descentlab.train.config import from_mapping, read_config_file
@@ -216,7 +240,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 hint="pass the run directory printed when training started",
             )
         values = read_config_file(run / "config.toml")
-        values.update({k: v for k, v in overrides.items() if k in ("quiet", "device", "threads")})
+        values.update({k: v for k, v in overrides.items() if k in RESUME_OPTIONS})
         values["out"] = str(run)
         cfg = from_mapping(values)
         if cfg.extra.get("in_memory_dataset"):
@@ -232,9 +256,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["out"] = args.out
     if getattr(args, "name", None):
         overrides["name"] = args.name
+    preset_name = getattr(args, "preset", None)
+    config_file = getattr(args, "config", None)
+    if preset_name is None and config_file is None:
+        preset_name = DEFAULT_PRESET  # plain `descentlab train` is the tutorial's logreg
     cfg = resolve(
-        preset_name=getattr(args, "preset", None),
-        config_file=getattr(args, "config", None),
+        preset_name=preset_name,
+        config_file=config_file,
         overrides=overrides,
     )
     if cfg.out is None:
@@ -250,7 +278,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _report(fit(config=cfg))
 
 
-RESUME_OPTIONS = ("quiet", "device", "threads")  # may differ from the interrupted run
+RESUME_OPTIONS = ("quiet", "device", "threads", "log_style")  # may differ on resume
 
 
 def _check_resume_args(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
@@ -269,7 +297,8 @@ def _check_resume_args(args: argparse.Namespace, overrides: dict[str, Any]) -> N
         raise ConfigError(
             f"{', '.join(sorted(given))} cannot be given with --resume: the run continues "
             "with the options in its config.toml",
-            hint="drop them; only --quiet, --device and --threads may change on resume",
+            hint="drop them; only --quiet, --device, --threads and --log-style may change "
+            "on resume",
         )
 
 
@@ -374,10 +403,16 @@ def register(sub: Any) -> None:
         "train",
         help="train a classifier (default: the tutorial's MNIST logreg)",
         description="Train a classifier with minibatch SGD and early stopping. "
-        "With no options: the Deep Learning Tutorials' logistic "
-        "regression on MNIST (lr 0.13, batch 600, patience 5000).",
+        "With neither --preset nor --config: the preset dlt-logreg, the Deep Learning "
+        "Tutorials' logistic regression on MNIST (lr 0.13, batch 600, patience 5000, "
+        "pixels k/256, tutorial scoring); it ends at 7.500000% validation, 7.489583% "
+        "test error after 74 epochs, as the tutorial does.",
     )
-    p.add_argument("--preset", default=None, help="start from a preset: " + _preset_names())
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="start from a preset (default dlt-logreg unless --config): " + _preset_names(),
+    )
     p.add_argument("--config", default=None, help="TOML or JSON file of options")
     p.add_argument("--out", default=None, help="run directory (default runs/<time>-<name>)")
     p.add_argument("--name", default=None, help="run name used in the default run directory")

@@ -437,8 +437,10 @@ def _load_idx_dataset(
     seed: int,
     subset: int | None,
     standardize_inputs: bool,
+    pixel_scale: float | None = None,
 ) -> Dataset:
     a = _idx_raw(found, expected_sums)
+    divisor = 255.0 if pixel_scale is None else float(pixel_scale)
     tr_x, tr_y = a["train_images"], a["train_labels"]
     if valid_fraction is None:
         # The tutorial's split: the last sixth of the training file (10,000 of 60,000).
@@ -472,7 +474,7 @@ def _load_idx_dataset(
             raise DataError(f"{where}: split is empty", hint="fix: provide more examples")
         labels = check_labels(y, where, n_classes)
         if x.dtype == np.uint8:
-            xt = scale_images(x)
+            xt = scale_images(x, divisor)
         else:
             xt = torch.from_numpy(check_features(x, where).astype(np.float32))
         splits[split] = Split(xt.unsqueeze(1), torch.from_numpy(labels))
@@ -484,7 +486,7 @@ def _load_idx_dataset(
         n_classes=n_classes,
         class_names=class_names,
         standardize_inputs=standardize_inputs,
-        scale=255.0 if a["train_images"].dtype == np.uint8 else None,
+        scale=divisor if a["train_images"].dtype == np.uint8 else None,
         source=str(found.folder),
         info={"format": "idx", "where": found.where, "downloaded": found.downloaded},
     )
@@ -551,6 +553,7 @@ def _named_idx_loader(name: str, class_names: list[str]) -> Callable[..., Datase
         seed: int,
         subset: int | None,
         quiet: bool,
+        pixel_scale: float | None = None,
         **_: Any,
     ) -> Dataset:
         found = find_dataset_files(name, data_dir=data_dir, offline=offline, quiet=quiet)
@@ -573,6 +576,7 @@ def _named_idx_loader(name: str, class_names: list[str]) -> Callable[..., Datase
             seed=seed,
             subset=subset,
             standardize_inputs=standardize_inputs,
+            pixel_scale=pixel_scale,
         )
 
     return load
@@ -862,6 +866,7 @@ def load_dataset(
     seed: int = 0,
     subset: int | None = None,
     quiet: bool = False,
+    pixel_scale: float | None = None,
 ) -> Dataset:
     """Load a built-in dataset by name, or a user file / folder by path.
 
@@ -894,6 +899,11 @@ def load_dataset(
         Keep only the first ``subset`` examples of each split (quick runs and tests).
     quiet:
         No download progress bar.
+    pixel_scale:
+        For MNIST-family IDX files: divide the uint8 pixels k by this.  ``None`` (default)
+        means 255 (pixels in [0, 1]); 256 gives exactly the values of the Deep Learning
+        Tutorials' ``mnist.pkl.gz`` (k/256), as the tutorial presets use.  Other datasets
+        ignore it.
     """
     _check_subset(subset)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
@@ -918,6 +928,7 @@ def load_dataset(
             seed=int(seed),
             subset=subset,
             quiet=quiet,
+            pixel_scale=pixel_scale,
         )
     if not _looks_like_path(text):
         raise DataError(

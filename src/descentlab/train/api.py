@@ -22,13 +22,17 @@ from descentlab.train.config import TrainConfig, from_mapping
 from descentlab.train.early_stopping import EarlyStopping
 from descentlab.train.run_dir import RunDirectory, check_run_dir, prepare_run_dir
 from descentlab.train.trainer import FitResult, Trainer
+from descentlab.train.tutorial_log import TutorialLogger
 
 
 def default_callbacks(cfg: TrainConfig, run_dir: Path | None) -> list[Callback]:
     """Console lines and progress bar (unless quiet), run files and checkpoints (with a run dir)."""
     callbacks: list[Callback] = []
     if not cfg.quiet:
-        callbacks += [ConsoleLogger(), ProgressBar()]
+        if cfg.log_style == "tutorial":
+            callbacks.append(TutorialLogger.for_model(cfg.model))
+        else:
+            callbacks += [ConsoleLogger(), ProgressBar()]
     if run_dir is not None:
         callbacks += [
             MetricsFiles(run_dir),

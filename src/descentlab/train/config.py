@@ -22,6 +22,8 @@ from typing import Any
 from descentlab.errors import ConfigError, did_you_mean
 
 EARLY_STOPPING_MODES = ("tutorial", "epochs", "none")
+EVAL_STYLES = ("full", "tutorial")
+LOG_STYLES = ("descentlab", "tutorial")
 MONITORS = ("valid_error", "valid_nll", "valid_f1")
 ON_NAN = ("stop", "skip-batch", "lr-backoff")
 
@@ -42,6 +44,9 @@ class TrainConfig:
     standardize: bool | None = None  # None: the dataset's default (tabular: on, images: off)
     subset: int | None = None
     label_column: str = "label"
+    # MNIST-family pixels k/pixel_scale; None: 255 ([0, 1]).  The tutorial presets use 256,
+    # the encoding of the tutorial's mnist.pkl.gz (see data/preprocess.scale_images).
+    pixel_scale: float | None = None
     # the model
     model: str = "logreg"
     hidden: tuple[int, ...] = (500,)
@@ -90,6 +95,11 @@ class TrainConfig:
     threads: int | None = None
     fast_path: bool = True  # hand-written backward for dense models (train/fast.py)
     eval_batch_size: int = 10000
+    # "full": error over every example of the split; "tutorial": the mean of per-minibatch
+    # error rates over the whole minibatches of batch_size (train/tutorial_eval.py).
+    eval_style: str = "full"
+    # console lines: descentlab's own, or the tutorial scripts' (train/tutorial_log.py)
+    log_style: str = "descentlab"
     checkpoint_every: int | None = None
     log_grad_norm: bool = False
     out: str | None = None
@@ -137,6 +147,7 @@ class TrainConfig:
             "validation_frequency",
             "threads",
             "subset",
+            "pixel_scale",
             "patience_increase",
             "improvement_threshold",
         ):
@@ -178,6 +189,8 @@ class TrainConfig:
             ("early_stopping", EARLY_STOPPING_MODES),
             ("monitor", MONITORS),
             ("on_nan", ON_NAN),
+            ("eval_style", EVAL_STYLES),
+            ("log_style", LOG_STYLES),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -305,9 +318,13 @@ def _type_name(hint: Any) -> str:
 
 
 # ---------------------------------------------------------------------- presets
+# What every tutorial preset shares: the pixels of mnist.pkl.gz (k/256) and the
+# tutorial's scoring (mean of per-minibatch errors over whole minibatches).
+TUTORIAL_DATA_AND_SCORING: dict[str, Any] = {"pixel_scale": 256.0, "eval_style": "tutorial"}
+
 PRESETS: dict[str, dict[str, Any]] = {
-    # logistic_sgd.py
-    "dlt-logreg": {},
+    # logistic_sgd.py (zero weights: the models' default init for logreg)
+    "dlt-logreg": {**TUTORIAL_DATA_AND_SCORING},
     # mlp.py: 500 tanh hidden units, L2 1e-4, minibatches of 20
     "dlt-mlp": {
         "model": "mlp",
@@ -319,6 +336,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 20,
         "patience": 10000,
         "max_epochs": 1000,
+        "init": "tutorial:seed=1234",
+        **TUTORIAL_DATA_AND_SCORING,
     },
     # convolutional_mlp.py (LeNet5): 20 and 50 kernels, 500 hidden units
     "dlt-lenet": {
@@ -329,6 +348,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 500,
         "max_epochs": 200,
         "patience": 10000,
+        "init": "tutorial:seed=23455",
+        **TUTORIAL_DATA_AND_SCORING,
     },
 }
 

@@ -57,6 +57,7 @@ from descentlab.train.early_stopping import (
 )
 from descentlab.train.evaluate import Evaluation, evaluate
 from descentlab.train.fast import DenseFastPath, fast_path_for
+from descentlab.train.tutorial_eval import evaluate_tutorial
 
 
 class TrainingInterrupted(DescentlabError):
@@ -134,6 +135,7 @@ def load_data(cfg: TrainConfig, **overrides: Any) -> Dataset:
         "label_column": cfg.label_column,
         "seed": cfg.seed,
         "subset": cfg.subset,
+        "pixel_scale": cfg.pixel_scale,
     }
     options.update(overrides)
     return load_dataset(options.pop("dataset", cfg.dataset), **options)
@@ -543,6 +545,14 @@ class Trainer:
         return row
 
     def _evaluate(self, split: Any) -> Evaluation:
+        if self.config.eval_style == "tutorial":
+            return evaluate_tutorial(
+                self.model,
+                split,
+                n_classes=self.data.n_classes,
+                batch_size=self.config.batch_size,
+                eval_batch_size=self.config.eval_batch_size,
+            )
         return evaluate(
             self.model, split, n_classes=self.data.n_classes, batch_size=self.config.eval_batch_size
         )
