@@ -258,8 +258,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["name"] = args.name
     preset_name = getattr(args, "preset", None)
     config_file = getattr(args, "config", None)
-    if preset_name is None and config_file is None:
-        preset_name = DEFAULT_PRESET  # plain `descentlab train` is the tutorial's logreg
+    if preset_name is None and config_file is None and overrides.get("dataset", "mnist") == "mnist":
+        # Plain `descentlab train` is the tutorial's logreg, exactly (pixels k/256, the
+        # tutorial's scoring); on other data it is `fit(**options)` with fit's defaults.
+        preset_name = DEFAULT_PRESET
     cfg = resolve(
         preset_name=preset_name,
         config_file=config_file,
@@ -403,7 +405,7 @@ def register(sub: Any) -> None:
         "train",
         help="train a classifier (default: the tutorial's MNIST logreg)",
         description="Train a classifier with minibatch SGD and early stopping. "
-        "With neither --preset nor --config: the preset dlt-logreg, the Deep Learning "
+        "On MNIST with neither --preset nor --config: the preset dlt-logreg, the Deep Learning "
         "Tutorials' logistic regression on MNIST (lr 0.13, batch 600, patience 5000, "
         "pixels k/256, tutorial scoring); it ends at 7.500000% validation, 7.489583% "
         "test error after 74 epochs, as the tutorial does.",

@@ -5,13 +5,16 @@ Built-in datasets (``DATASETS``):
 =================  =====================  ==========================  =========================
 name               input_shape            split                       preprocessing
 =================  =====================  ==========================  =========================
-``mnist``          (1, 28, 28)            50,000 / 10,000 / 10,000    pixels / 255 -> [0, 1]
-``fashion-mnist``  (1, 28, 28)            50,000 / 10,000 / 10,000    pixels / 255 -> [0, 1]
+``mnist``          (1, 28, 28)            50,000 / 10,000 / 10,000    pixels / 255 -> [0, 1] (*)
+``fashion-mnist``  (1, 28, 28)            50,000 / 10,000 / 10,000    pixels / 255 -> [0, 1] (*)
 ``digits``         (1, 8, 8)              60 / 20 / 20 % stratified   pixels / 16 -> [0, 1]
 ``iris``           (4,)                   60 / 20 / 20 % stratified   standardized (train stats)
 ``wine``           (13,)                  60 / 20 / 20 % stratified   standardized (train stats)
 ``breast-cancer``  (30,)                  60 / 20 / 20 % stratified   standardized (train stats)
 =================  =====================  ==========================  =========================
+
+(*) ``pixel_scale=256`` divides by 256 instead: the values of the tutorial's
+``mnist.pkl.gz`` (k/256), which the tutorial presets use.
 
 MNIST-style data uses the Deep Learning Tutorials' split: train = the first 50,000
 examples of the 60,000-example training file, valid = its last 10,000, test = the
@@ -943,6 +946,7 @@ def load_dataset(
         valid_fraction=valid_fraction,
         seed=int(seed),
         subset=subset,
+        pixel_scale=pixel_scale,
     )
 
 
@@ -954,6 +958,7 @@ def _load_path(
     valid_fraction: float | None,
     seed: int,
     subset: int | None,
+    pixel_scale: float | None = None,
 ) -> Dataset:
     if not path.exists():
         raise DataError(
@@ -969,6 +974,7 @@ def _load_path(
             valid_fraction=valid_fraction,
             seed=seed,
             subset=subset,
+            pixel_scale=pixel_scale,
         )
     suffixes = "".join(path.suffixes[-2:]).lower()
     if suffixes.endswith((".pkl.gz", ".pkl")):
@@ -1012,6 +1018,7 @@ def _load_folder(
     valid_fraction: float | None,
     seed: int,
     subset: int | None,
+    pixel_scale: float | None = None,
 ) -> Dataset:
     name = folder.name
     known = _canonical_name(name)
@@ -1053,6 +1060,7 @@ def _load_folder(
         seed=seed,
         subset=subset,
         standardize_inputs=standardize_inputs,
+        pixel_scale=pixel_scale,
     )
 
 

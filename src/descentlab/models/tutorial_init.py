@@ -58,11 +58,8 @@ def tutorial_draw(
 
 
 def _to_torch_layout(values: np.ndarray, layer: nn.Module) -> torch.Tensor:
-    if isinstance(layer, nn.Conv2d):
-        values = values[:, :, ::-1, ::-1]  # convolution → cross-correlation
-    else:
-        values = values.T  # (n_in, n_out) → (n_out, n_in)
-    # float32 first, as the tutorial's numpy.asarray(..., dtype=floatX) does
+    # conv: flip (convolution → cross-correlation); dense: (n_in, n_out) → (n_out, n_in)
+    values = values[:, :, ::-1, ::-1] if isinstance(layer, nn.Conv2d) else values.T
     return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
 
 

@@ -45,14 +45,11 @@ class TutorialLogger(Callback):
         print(line, file=stream, flush=True)
 
     def on_validation(self, trainer: Trainer, row: dict[str, Any]) -> None:
-        where = "epoch %i, minibatch %i/%i" % (
-            row["epoch"],
-            trainer.batch_in_epoch,
-            trainer.batches_per_epoch,
-        )
-        self._out("%s, validation error %f %%" % (where, 100.0 * row["valid_error"]))
+        where = f"epoch {row['epoch']}, minibatch {trainer.batch_in_epoch}/"
+        where += str(trainer.batches_per_epoch)
+        self._out(f"{where}, validation error {100.0 * row['valid_error']:f} %")
         if row["improved"]:
-            self._out("     %s, test error of best model %f %%" % (where, 100.0 * row["test_error"]))
+            self._out(f"     {where}, test error of best model {100.0 * row['test_error']:f} %")
 
     def on_train_end(self, trainer: Trainer, result: FitResult) -> None:
         out, err = closing_lines(self.model, result.summary)
@@ -81,20 +78,21 @@ def closing_lines(model: str, summary: dict[str, Any]) -> tuple[list[str], list[
     best_iter = summary.get("best_iteration") or 0  # 0-based, the scripts print +1
     seconds = float(summary.get("train_seconds") or 0.0)
     epochs = int(summary.get("epochs_run") or 0)
+    minutes = f"{seconds / 60.0:.2f}m"
     if model == "mlp":
         return [
-            "Optimization complete. Best validation score of %f %% obtained at iteration %i, "
-            "with test performance %f %%" % (valid, best_iter + 1, test)
-        ], ["The code for file mlp.py ran for %.2fm" % (seconds / 60.0)]
+            f"Optimization complete. Best validation score of {valid:f} % obtained at "
+            f"iteration {best_iter + 1}, with test performance {test:f} %"
+        ], [f"The code for file mlp.py ran for {minutes}"]
     if model == "lenet":
         return [
             "Optimization complete.",
-            "Best validation score of %f %% obtained at iteration %i,"
-            "with test performance %f %%" % (valid, best_iter + 1, test),
-        ], ["The code for file convolutional_mlp.py ran for %.2fm" % (seconds / 60.0)]
+            f"Best validation score of {valid:f} % obtained at iteration {best_iter + 1},"
+            f"with test performance {test:f} %",
+        ], [f"The code for file convolutional_mlp.py ran for {minutes}"]
     rate = epochs / seconds if seconds > 0 else float("inf")
     return [
-        "Optimization complete with best validation score of %f %%,"
-        "with test performance %f %%" % (valid, test),
-        "The code run for %d epochs, with %f epochs/sec" % (epochs, rate),
+        f"Optimization complete with best validation score of {valid:f} %,"
+        f"with test performance {test:f} %",
+        f"The code run for {epochs} epochs, with {rate:f} epochs/sec",
     ], []
