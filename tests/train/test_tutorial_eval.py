@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from descentlab.errors import ConfigError
 from descentlab.train.tutorial_eval import tutorial_error
 
 
@@ -49,3 +51,9 @@ def test_mlp_and_lenet_batches_cover_the_split() -> None:
     for batch in (20, 500):
         ours = tutorial_error(torch.from_numpy(pred), torch.from_numpy(y), batch)
         assert abs(ours - float((pred != y).mean())) < 1e-15
+
+
+def test_split_smaller_than_a_minibatch_is_a_config_error() -> None:
+    y = torch.zeros(30, dtype=torch.int64)
+    with pytest.raises(ConfigError, match="whole minibatches of 50"):
+        tutorial_error(y, y, 50)

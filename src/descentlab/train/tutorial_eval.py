@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from descentlab.data import Split
+from descentlab.errors import ConfigError
 from descentlab.train.evaluate import Evaluation, evaluate
 
 
@@ -35,8 +36,10 @@ def tutorial_error(predictions: torch.Tensor, y: torch.Tensor, batch_size: int) 
     """Mean of the per-minibatch error rates over the whole minibatches of ``batch_size``."""
     n_batches = int(y.shape[0]) // batch_size
     if n_batches < 1:
-        raise ValueError(
-            f"the split has {int(y.shape[0])} examples, fewer than one minibatch of {batch_size}"
+        raise ConfigError(
+            f"eval_style 'tutorial' scores whole minibatches of {batch_size}, but the split has "
+            f"only {int(y.shape[0])} examples",
+            hint="use --eval-style full, or a --batch-size no larger than the split",
         )
     n = n_batches * batch_size
     wrong = (predictions[:n].to(y.device) != y[:n]).reshape(n_batches, batch_size)
