@@ -28,21 +28,11 @@ Not mirrored, and why:
 from __future__ import annotations
 
 import copy
-import importlib.util
 import io
-import sys
-import types
-import unittest
 
 import pytest
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau, StepLR
-
-# torch's internal test utilities import ``expecttest`` (a test-only dependency of PyTorch,
-# not installed here) only for a TestCase base class that these tests never use.
-if importlib.util.find_spec("expecttest") is None:
-    sys.modules["expecttest"] = types.SimpleNamespace(TestCase=unittest.TestCase)  # type: ignore[assignment]
-
 from torch.testing._internal.common_optimizers import (
     OptimizerInfo,
     OptimizerInput,
