@@ -83,10 +83,12 @@ _ACTIVATION_FORWARD: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": torch.relu_,
     "sigmoid": torch.sigmoid_,
 }
+# In place into the incoming gradient's buffer (the same elementwise kernels autograd
+# runs, their out= variants): no activation-sized allocation per step.
 _ACTIVATION_BACKWARD: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "tanh": _aten.tanh_backward.default,
-    "sigmoid": _aten.sigmoid_backward.default,
-    "relu": lambda grad, out: _aten.threshold_backward.default(grad, out, 0),
+    "tanh": lambda grad, out: _aten.tanh_backward.grad_input(grad, out, grad_input=grad),
+    "sigmoid": lambda grad, out: _aten.sigmoid_backward.grad_input(grad, out, grad_input=grad),
+    "relu": lambda grad, out: _aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad),
 }
 
 
