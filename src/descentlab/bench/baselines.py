@@ -96,7 +96,7 @@ class TorchLoop:
         self, x: torch.Tensor, y: torch.Tensor, n_classes: int, spec: BaselineSpec
     ) -> None:
         self.x, self.y, self.spec = x, y, spec
-        self.model: nn.Module = sequential_model(x[0].numel(), n_classes, spec)
+        self.model: Any = sequential_model(x[0].numel(), n_classes, spec)  # or compiled
         self.optimizer = self._optimizer(spec)
         self.weights = [p for name, p in self.model.named_parameters() if name.endswith("weight")]
         batch = spec.batch_size
