@@ -378,6 +378,11 @@ def run_train_bench(
             medians = {name: statistics.median(t) for name, t in times.items()}
             baselines = {n: m for n, m in medians.items() if n not in _OURS}
             best = min(baselines, key=baselines.__getitem__) if baselines else None
+            # The same from CPU seconds: on a loaded machine the wall clock also counts the
+            # time the process waited for a core; with one thread CPU time does not.
+            cpu_medians = {name: statistics.median(t) for name, t in cpu.items()}
+            cpu_base = {n: m for n, m in cpu_medians.items() if n not in _OURS}
+            cpu_best = min(cpu_base.values()) if cpu_base else None
             for name, c in entries.items():
                 stats = summarize(times[name])
                 rows.append(
@@ -389,7 +394,9 @@ def run_train_bench(
                         **stats,
                         "speedup": baselines[best] / stats["median_s"] if best else None,
                         "best_baseline": best,
-                        "cpu_median_s": statistics.median(cpu[name]),
+                        "cpu_median_s": cpu_medians[name],
+                        "cpu_speedup": cpu_best / cpu_medians[name] if cpu_best else None,
+                        "cpu_floor_fraction": floor.seconds_per_epoch / cpu_medians[name],
                         "test_error": c.test_error(data),
                         "compile_s": c.compile_s,
                         "floor_s": floor.seconds_per_epoch,
@@ -421,6 +428,8 @@ def format_train_table(rows: Sequence[dict[str, Any]]) -> str:
         "speedup",
         "of floor",
         "cpu s",
+        "cpu speedup",
+        "cpu of floor",
         "test error",
         "how",
     )
@@ -439,6 +448,8 @@ def format_train_table(rows: Sequence[dict[str, Any]]) -> str:
                 f"{r['speedup']:.2f}×" if r["speedup"] is not None else "-",
                 f"{100 * r['floor_fraction']:.0f}%",
                 f"{r['cpu_median_s']:.3f}",
+                f"{r['cpu_speedup']:.2f}×" if r["cpu_speedup"] is not None else "-",
+                f"{100 * r['cpu_floor_fraction']:.0f}%",
                 f"{100 * r['test_error']:.2f}%",
                 r["detail"],
             )
@@ -455,7 +466,8 @@ def format_train_table(rows: Sequence[dict[str, Any]]) -> str:
             f"(median of {first['repeats']} interleaved epochs after {first['warmup']} "
             f"warm-up; speedup = median of the best baseline ({first['best_baseline']}) / "
             f"median; of floor = compute floor / median; cpu s = CPU seconds of the process "
-            f"per epoch; test error after {first['epochs']} epochs; load average "
+            f"per epoch, cpu speedup and cpu of floor the same from it; test error after "
+            f"{first['epochs']} epochs; load average "
             f"{loads[0]} -> {loads[1]})"
         )
         out.append(
@@ -474,9 +486,9 @@ def format_train_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _table_line(cells: Sequence[str], widths: list[int]) -> str:
-    # Numbers (columns 1-6) right-aligned, names and notes left-aligned.
+    # Numbers (columns 1-8) right-aligned, names and notes left-aligned.
     return "  ".join(
-        c.rjust(w) if 1 <= i <= 6 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        c.rjust(w) if 1 <= i <= 8 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
     ).rstrip()
 
 
