@@ -71,7 +71,7 @@ def _thread_counts(text: str) -> list[int]:
 def cmd_train(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for threads in args.threads or [None]:  # each thread count in turn, one process
-        rows += run_train_bench(
+        done = run_train_bench(
             workloads=args.workloads,
             contenders=args.contenders,
             repeats=args.repeats,
@@ -83,7 +83,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             device=args.device,
             progress=_progress(args.quiet or args.json),
         )
-    print(json.dumps(rows, indent=2) if args.json else format_train_table(rows))
+        rows += done
+        if not args.json:  # each thread count's tables as soon as they are measured
+            print(format_train_table(done) + "\n", flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
     return 0
 
 
