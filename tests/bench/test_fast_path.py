@@ -290,3 +290,31 @@ def test_trainer_uses_the_fused_adam_update_only_when_nothing_reads_gradients(di
     )
     clipped.fit()
     assert all(p.grad is not None for p in clipped.model.parameters())
+
+
+@pytest.mark.parametrize(
+    "option", [{"amsgrad": True}, {"maximize": True}], ids=["amsgrad", "maximize"]
+)
+def test_fused_fast_path_leaves_options_it_does_not_implement_to_the_optimizer(digits, option):
+    # The fused fast-path Adam implements the book's box only; AMSGrad and maximize must be
+    # applied by the optimizer itself (the fused path would silently drop them).
+    fast = _trainer(digits, True, model="mlp", hidden=(16,), optimizer="adam", max_epochs=1)
+    fast.optimizer.param_groups[0].update(option)
+    assert fast.fast_path is not None
+    assert fast.fast_path.adam_groups(fast.optimizer) is None
+    plain_options = {"amsgrad": False, "maximize": False}
+    fast.optimizer.param_groups[0].update(plain_options)
+    assert fast.fast_path.adam_groups(fast.optimizer) is not None
+    sgd = _trainer(digits, True, model="logreg", max_epochs=1)
+    if "maximize" in option:
+        sgd.optimizer.param_groups[0].update(option)
+        assert sgd.fast_path.sgd_rates(sgd.optimizer) is None
+
+
+def test_fused_fast_path_adam_keeps_the_optimizers_tensor_step(digits):
+    # One state schema on every path: t stays a float32 tensor after fast-path steps.
+    fast = _trainer(digits, True, model="mlp", hidden=(16,), optimizer="adam", max_epochs=1)
+    fast.fit()
+    steps = {float(s["step"]) for s in fast.optimizer.state.values()}
+    assert all(isinstance(s["step"], torch.Tensor) for s in fast.optimizer.state.values())
+    assert steps == {float(fast.iteration + 1)}

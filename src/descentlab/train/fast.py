@@ -68,7 +68,7 @@ from torch.nn.modules import module as _module_globals
 from descentlab.losses import LossFn
 from descentlab.models import MLP, LogisticRegression
 from descentlab.objective import NonFiniteCost, Objective
-from descentlab.optim.adam import Adam
+from descentlab.optim.adam import Adam, fused_adam_
 from descentlab.optim.sgd import SGD, sgd_update_
 
 __all__ = ["DenseFastPath", "FastClosure", "fast_path_for"]
@@ -220,7 +220,6 @@ class DenseFastPath:
         self._dropped: list[Tensor] = []  # inputs of the next layer (after dropout)
         self._total_weight: Tensor | None = None
         self._adam_grads: list[Tensor] = []  # gradients for the fused Adam update
-        self._adam_step = torch.zeros((), dtype=torch.float32)  # t, as torch's kernel reads it
 
     def still_valid(self) -> bool:
         """The model still has the parameters and no hooks (checked once per epoch)."""
@@ -319,7 +318,7 @@ class DenseFastPath:
             return None
         group_of: dict[int, dict] = {}
         for group in optimizer.param_groups:
-            if group["momentum"] != 0.0 or group["nesterov"]:
+            if group["momentum"] != 0.0 or group["nesterov"] or _unfusable(group):
                 return None
             for p in group["params"]:
                 group_of[id(p)] = group
@@ -340,10 +339,12 @@ class DenseFastPath:
         """
         if type(optimizer) is not Adam:
             return None
+        if any(_unfusable(g) or g.get("amsgrad") for g in optimizer.param_groups):
+            return None
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
         if any(id(p) not in held for p in self.params):
             return None
-        steps = {int(optimizer.state[p].get("step", 0)) for p in self.params}
+        steps = {float(optimizer.state[p].get("step", 0)) for p in self.params}
         if len(steps) != 1:
             return None
         return [g for g in optimizer.param_groups if g["params"]]
@@ -383,26 +384,20 @@ class DenseFastPath:
                     state["second_moment"] = torch.zeros_like(
                         p, memory_format=torch.preserve_format
                     )
-                state["step"] = int(state.get("step", 0)) + 1
-            step = self._adam_step
-            if step.device != params[0].device:
-                step = self._adam_step = torch.zeros((), device=params[0].device)
-            step.fill_(float(states[0]["step"]))
-            beta1, beta2 = group["betas"]
-            torch._fused_adamw_(
+                if not isinstance(state.get("step"), Tensor):
+                    state["step"] = torch.tensor(float(state.get("step", 0)), dtype=torch.float32)
+            steps = [s["step"] for s in states]
+            torch._foreach_add_(steps, 1.0)  # t ← t + 1, in the optimizer's own state
+            fused_adam_(
                 params,
                 [grads[index[id(p)]] for p in params],
                 [s["first_moment"] for s in states],
                 [s["second_moment"] for s in states],
-                [],
-                [step] * len(params),
+                steps,
                 lr=float(group["lr"]),
-                beta1=float(beta1),
-                beta2=float(beta2),
-                weight_decay=float(group["weight_decay"]),
+                betas=(float(group["betas"][0]), float(group["betas"][1])),
                 eps=float(group["eps"]),
-                amsgrad=False,
-                maximize=False,
+                weight_decay=float(group["weight_decay"]),
             )
 
     def _backward(
@@ -472,6 +467,11 @@ class DenseFastPath:
             l1=self.l1,
         )
         sgd_update_(layer.bias, delta_t.sum(1), lr=lr, weight_decay=weight_decay)
+
+
+def _unfusable(group: dict[str, Any]) -> bool:
+    """Options the fast path's fused updates do not implement: the optimizer applies them."""
+    return bool(group.get("maximize") or group.get("differentiable"))
 
 
 def _grad_buffer(p: Tensor) -> Tensor:
