@@ -167,6 +167,20 @@ def add_scalar_into(out: list[Tensor], xs: list[Tensor], c: float) -> list[Tenso
     return out
 
 
+def rms_denom_into(
+    out: list[Tensor], xs: list[Tensor], eps: float, eps_inside_sqrt: bool
+) -> list[Tensor]:
+    """``out[i] = √(δ + xs[i])`` if ``eps_inside_sqrt`` else ``δ + √xs[i]``, without allocating.
+
+    The two placements of δ in the AdaGrad/RMSProp denominator (see :class:`RMSProp`).
+    """
+    if eps_inside_sqrt:
+        torch._foreach_sqrt_(add_scalar_into(out, xs, eps))
+    else:
+        torch._foreach_add_(sqrt_into(out, xs), eps)
+    return out
+
+
 class BookOptimizer(torch.optim.Optimizer):
     """Base class of the chapter-8 optimizers (validation, closure, look-ahead, foreach).
 

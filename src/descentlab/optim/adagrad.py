@@ -13,14 +13,13 @@ from descentlab.optim import _validate as check
 from descentlab.optim._base import (
     BookOptimizer,
     ParamsT,
-    add_scalar_into,
     decay_,
     decay_foreach_,
     descend_,
     foreach_buckets,
     foreach_tiles,
+    rms_denom_into,
     scalar,
-    sqrt_into,
     update_path,
 )
 
@@ -190,10 +189,5 @@ def _adagrad_foreach(
     lr, eps, weight_decay, eps_inside_sqrt = h
     decay_foreach_(params, lr, weight_decay)
     torch._foreach_addcmul_(sums, grads, grads)
-    if eps_inside_sqrt:
-        denom = add_scalar_into(scratch, sums, eps)
-        torch._foreach_sqrt_(denom)
-    else:
-        denom = sqrt_into(scratch, sums)
-        torch._foreach_add_(denom, eps)
+    denom = rms_denom_into(scratch, sums, eps, eps_inside_sqrt)
     torch._foreach_addcdiv_(params, grads, denom, value=-lr)

@@ -13,14 +13,13 @@ from descentlab.optim import _validate as check
 from descentlab.optim._base import (
     BookOptimizer,
     ParamsT,
-    add_scalar_into,
     decay_,
     decay_foreach_,
     descend_,
     foreach_buckets,
     foreach_tiles,
+    rms_denom_into,
     scalar,
-    sqrt_into,
     update_path,
 )
 
@@ -299,12 +298,7 @@ def _rmsprop_foreach(
         var = scratch
     else:
         var = squares
-    if eps_inside_sqrt:
-        denom = add_scalar_into(scratch, var, eps)
-        torch._foreach_sqrt_(denom)
-    else:
-        denom = sqrt_into(scratch, var)
-        torch._foreach_add_(denom, eps)
+    denom = rms_denom_into(scratch, var, eps, eps_inside_sqrt)
     if velocities is None:
         torch._foreach_addcdiv_(params, grads, denom, value=-lr)
         return
