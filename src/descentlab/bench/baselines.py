@@ -108,19 +108,27 @@ class TorchLoop:
     def _optimizer(self, spec: BaselineSpec) -> torch.optim.Optimizer:
         return _strong_optimizer(self.model, spec)
 
+    def train_batch(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
+        """One minibatch step: zero the gradients, backpropagate the loss, step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(self.model(xb), yb).backward()
+        self.optimizer.step()
+
     def train_epoch(self) -> None:
-        model, opt = self.model, self.optimizer
         for xb, yb in self.batches:
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(xb), yb).backward()
-            opt.step()
+            self.train_batch(xb, yb)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        self.model.eval()
-        with torch.inference_mode():
-            out = self.model(x).argmax(1)
-        self.model.train()
-        return out
+        return _eval_argmax(self.model, x)
+
+
+def _eval_argmax(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The predicted classes, in eval mode and without autograd (train mode restored)."""
+    model.eval()
+    with torch.inference_mode():
+        out = model(x).argmax(1)
+    model.train()
+    return out
 
 
 class CompiledLoop(TorchLoop):
@@ -138,18 +146,11 @@ class CompiledLoop(TorchLoop):
         # The first step compiles (forward and backward graphs); timed apart from epochs.
         # The same first minibatch is trained again in the first epoch: one extra step.
         start = time.perf_counter()
-        xb, yb = self.batches[0]
-        self.optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(self.model(xb), yb).backward()
-        self.optimizer.step()
+        self.train_batch(*self.batches[0])
         self.compile_s = time.perf_counter() - start
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        self.eager.eval()
-        with torch.inference_mode():
-            out = self.eager(x).argmax(1)
-        self.eager.train()
-        return out
+        return _eval_argmax(self.eager, x)
 
 
 class NaiveLoop(TorchLoop):
@@ -161,18 +162,20 @@ class NaiveLoop(TorchLoop):
     def _optimizer(self, spec: BaselineSpec) -> torch.optim.Optimizer:
         return _naive_optimizer(self.model, spec)
 
+    def train_batch(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
+        """The tutorial's step: the L2 penalty summed in Python into the loss."""
+        self.optimizer.zero_grad()
+        loss = F.cross_entropy(self.model(xb), yb)
+        if self.spec.l2:
+            loss = loss + self.spec.l2 * sum(w.pow(2).sum() for w in self.weights)
+        loss.backward()
+        self.optimizer.step()
+
     def train_epoch(self) -> None:
-        model, opt, x, y = self.model, self.optimizer, self.x, self.y
-        batch, l2 = self.spec.batch_size, self.spec.l2
+        # Slices taken inside the loop, as the tutorial port does (not pre-sliced).
+        x, y, batch = self.x, self.y, self.spec.batch_size
         for i in range(x.shape[0] // batch):
-            xb = x[i * batch : (i + 1) * batch]
-            yb = y[i * batch : (i + 1) * batch]
-            opt.zero_grad()
-            loss = F.cross_entropy(model(xb), yb)
-            if l2:
-                loss = loss + l2 * sum(w.pow(2).sum() for w in self.weights)
-            loss.backward()
-            opt.step()
+            self.train_batch(x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch])
 
 
 class DataLoaderLoop(NaiveLoop):
@@ -188,14 +191,8 @@ class DataLoaderLoop(NaiveLoop):
         self.loader = DataLoader(TensorDataset(x, y), batch_size=spec.batch_size, drop_last=True)
 
     def train_epoch(self) -> None:
-        model, opt, l2 = self.model, self.optimizer, self.spec.l2
         for xb, yb in self.loader:
-            opt.zero_grad()
-            loss = F.cross_entropy(model(xb), yb)
-            if l2:
-                loss = loss + l2 * sum(w.pow(2).sum() for w in self.weights)
-            loss.backward()
-            opt.step()
+            self.train_batch(xb, yb)
 
 
 class SklearnSGD:

@@ -115,6 +115,16 @@ def cmd_time_to_target(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_repeats(q: Any, *, repeats: int, warmup: int, unit: str, per: str) -> None:
+    """``--repeats`` (timed) and ``--warmup`` (untimed first) counts of ``unit``."""
+    q.add_argument(
+        "--repeats", type=int, default=repeats, help=f"timed {unit} per {per} (default %(default)s)"
+    )
+    q.add_argument(
+        "--warmup", type=int, default=warmup, help=f"untimed {unit} first (default %(default)s)"
+    )
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
@@ -131,12 +141,7 @@ def register(sub: Any) -> None:
         "--tensors", type=int, default=50, help="parameter tensors (default %(default)s)"
     )
     q.add_argument("--optimizers", type=_names, default=None, help="e.g. sgd,adam (default all)")
-    q.add_argument(
-        "--repeats", type=int, default=30, help="timed steps per optimizer (default %(default)s)"
-    )
-    q.add_argument(
-        "--warmup", type=int, default=5, help="untimed steps first (default %(default)s)"
-    )
+    _add_repeats(q, repeats=30, warmup=5, unit="steps", per="optimizer")
     q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     q.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
@@ -166,12 +171,7 @@ def register(sub: Any) -> None:
         + ", ".join(DEFAULT_CONTENDERS)
         + ")",
     )
-    q.add_argument(
-        "--repeats", type=int, default=5, help="timed epochs per contender (default %(default)s)"
-    )
-    q.add_argument(
-        "--warmup", type=int, default=1, help="untimed epochs first (default %(default)s)"
-    )
+    _add_repeats(q, repeats=5, warmup=1, unit="epochs", per="contender")
     q.add_argument(
         "--threads",
         type=_thread_counts,
