@@ -33,7 +33,7 @@ once ``iteration >= stop_iteration`` or ``should_stop_after_epoch`` says so.
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from descentlab.errors import ConfigError
 
@@ -58,8 +58,26 @@ class EarlyStopping(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class TutorialEarlyStopping:
+class _SavedState:
+    """``state_dict``/``load_state_dict`` over the attributes a rule names in ``_saved``.
+
+    The checkpoint stores exactly these (a missing one is a ``KeyError`` on load).
+    """
+
+    _saved: ClassVar[tuple[str, ...]] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._saved}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self._saved:
+            setattr(self, name, state[name])
+
+
+class TutorialEarlyStopping(_SavedState):
     """Patience counted in minibatch iterations, extended on significant improvements."""
+
+    _saved = ("patience", "best", "best_iteration", "validation_frequency")
 
     def __init__(
         self,
@@ -106,23 +124,11 @@ class TutorialEarlyStopping:
     def should_stop_after_epoch(self) -> bool:
         return False
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "patience": self.patience,
-            "best": self.best,
-            "best_iteration": self.best_iteration,
-            "validation_frequency": self.validation_frequency,
-        }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.patience = state["patience"]
-        self.best = state["best"]
-        self.best_iteration = state["best_iteration"]
-        self.validation_frequency = state["validation_frequency"]
-
-
-class EpochPatience:
+class EpochPatience(_SavedState):
     """Validate every epoch; stop after ``patience`` epochs without a ``min_delta`` improvement."""
+
+    _saved = ("best", "best_iteration", "epochs_without_improvement")
 
     def __init__(self, *, patience: int = 10, min_delta: float = 0.0) -> None:
         if patience < 1:
@@ -149,18 +155,6 @@ class EpochPatience:
     def should_stop_after_epoch(self) -> bool:
         return self.epochs_without_improvement >= self.patience
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "best": self.best,
-            "best_iteration": self.best_iteration,
-            "epochs_without_improvement": self.epochs_without_improvement,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best = state["best"]
-        self.best_iteration = state["best_iteration"]
-        self.epochs_without_improvement = state["epochs_without_improvement"]
-
 
 class NoEarlyStopping(EpochPatience):
     """Validate every epoch, keep the best, never stop early (run all max_epochs)."""
@@ -168,18 +162,11 @@ class NoEarlyStopping(EpochPatience):
     def __init__(self) -> None:
         super().__init__(patience=1)
 
-    def update(self, iteration: int, value: float) -> bool:
-        if value < self.best:
-            self.best = value
-            self.best_iteration = iteration
-            return True
-        return False
-
     def should_stop_after_epoch(self) -> bool:
         return False
 
 
-class NeverValidate:
+class NeverValidate(_SavedState):
     """No validation passes and no stopping: epochs are run as the caller asks."""
 
     def __init__(self) -> None:
@@ -195,9 +182,3 @@ class NeverValidate:
 
     def should_stop_after_epoch(self) -> bool:
         return False
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass

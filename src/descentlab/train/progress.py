@@ -43,22 +43,25 @@ __all__ = [
 ]
 
 
+class _IntFields:
+    """``state_dict``/``load_state_dict`` of a dataclass whose fields are all ints."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            setattr(self, f.name, int(state[f.name]))
+
+
 @dataclass
-class Counters:
+class Counters(_IntFields):
     """``epoch``: epochs completed; ``batch_in_epoch``: minibatches done in the current
     epoch; ``iteration``: 0-based index of the last minibatch done (the tutorial's ``iter``)."""
 
     epoch: int = 0
     batch_in_epoch: int = 0
     iteration: int = -1
-
-    def state_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self.batch_in_epoch = int(state["batch_in_epoch"])
-        self.iteration = int(state["iteration"])
 
 
 @dataclass
@@ -100,7 +103,7 @@ class IntervalStats:
 
 
 @dataclass
-class Faults:
+class Faults(_IntFields):
     """Minibatches dropped for non-finite values, and the current run of them in a row."""
 
     skipped_batches: int = 0
@@ -114,14 +117,6 @@ class Faults:
         self.last_bad_iteration = iteration
         self.skipped_batches += 1
         return self.bad_streak
-
-    def state_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.skipped_batches = int(state["skipped_batches"])
-        self.bad_streak = int(state["bad_streak"])
-        self.last_bad_iteration = int(state["last_bad_iteration"])
 
 
 @dataclass
