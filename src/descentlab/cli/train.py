@@ -24,6 +24,7 @@ from descentlab.train import evaluate, fit, load_run
 from descentlab.train.config import OPTIONS, from_mapping, read_config_file, resolve
 from descentlab.train.options import DeclaredOption, Group, value_type
 from descentlab.train.presets import preset_names
+from descentlab.train.callbacks import Callback, RunHeader
 from descentlab.train.run_dir import default_run_dir
 from descentlab.train.trainer import load_data
 
@@ -133,11 +134,21 @@ def cmd_train(args: argparse.Namespace) -> int:
                 hint="resume it from Python: descentlab.fit(data=<the same Dataset>, "
                 "config=..., resume=True)",
             )
-        return _report(fit(config=cfg, resume=True, resume_previous=bool(args.resume_previous)))
+        return _report(
+            fit(
+                config=cfg,
+                callbacks=_header(cfg),
+                resume=True,
+                resume_previous=bool(args.resume_previous),
+            )
+        )
     if getattr(args, "out", None):
         overrides["out"] = args.out
     if getattr(args, "name", None):
         overrides["name"] = args.name
+    if getattr(args, "config", None) and "out" not in overrides:
+        # a run's own config.toml names its directory: re-running it makes a new one
+        overrides["out"] = None
     cfg = resolve(
         preset_name=getattr(args, "preset", None),
         config_file=getattr(args, "config", None),
@@ -145,13 +156,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if cfg.out is None:
         cfg = cfg.replace(out=str(default_run_dir(cfg)))
-    if not cfg.quiet:
-        print(
-            f"descentlab: training {cfg.model} on {cfg.dataset} with {cfg.optimizer} "
-            f"(lr {cfg.lr}, batch {cfg.batch_size}); run directory {cfg.out}",
-            flush=True,
-        )
-    return _report(fit(config=cfg))
+    # the first line comes once setup succeeded: a bad option prints only its error
+    return _report(fit(config=cfg, callbacks=_header(cfg)))
+
+
+def _header(cfg: Any) -> list[Callback]:
+    return [] if cfg.quiet else [RunHeader()]
 
 
 RESUME_OPTIONS = ("quiet", "device", "threads")  # may differ from the interrupted run
@@ -182,12 +192,31 @@ def _report(result: Any) -> int:
     print(
         f"best validation error {100 * valid:.3f}% at epoch {s['best_epoch']} "
         f"(iteration {s['best_iteration'] + 1}); test error at that point {100 * test:.3f}%; "
-        f"{s['epochs_run']} epochs in {s['train_seconds']:.1f}s "
+        f"{epochs_phrase(s)} in {s['train_seconds']:.1f}s "
         f"({s['seconds_per_epoch']:.3f}s/epoch); stopped by {s['stopped_because']}"
     )
     if result.run_dir is not None:
         print(f"run directory: {result.run_dir}")
     return 0
+
+
+def epochs_phrase(summary: Any) -> str:
+    """"1 epoch", "171 epochs", or "171 epochs and 63 minibatches of epoch 172".
+
+    A run stopped inside an epoch counts it in ``epochs_run``, but that epoch never
+    printed its line; the phrase says so rather than promise a line that is not there.
+    """
+    epochs, iterations = int(summary["epochs_run"]), int(summary.get("iterations") or 0)
+    per_epoch = int(summary.get("n_train") or 0) // max(int(summary.get("batch_size") or 1), 1)
+    full = epochs
+    extra = 0
+    if per_epoch and iterations < epochs * per_epoch and epochs > 0:
+        full = iterations // per_epoch
+        extra = iterations - full * per_epoch
+    text = f"{full} epoch{'' if full == 1 else 's'}"
+    if extra:
+        text += f" and {extra} minibatch{'' if extra == 1 else 'es'} of epoch {full + 1}"
+    return text
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

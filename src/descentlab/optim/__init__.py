@@ -27,11 +27,12 @@ from descentlab.optim.clipping import clip_grad_norm_, clip_grad_value_
 from descentlab.optim.registry import (
     OPTIMIZER_NAMES,
     build_optimizer,
+    default_lr,
     describe_optimizers,
     optimizer_hyperparameters,
 )
 from descentlab.optim.rmsprop import RMSProp
-from descentlab.optim.schedules import build_schedule
+from descentlab.optim.schedules import LinearDecay, build_schedule
 from descentlab.optim.sgd import SGD
 
 __all__ = [
@@ -41,10 +42,12 @@ __all__ = [
     "AdaDelta",
     "AdaGrad",
     "Adam",
+    "LinearDecay",
     "PolyakAverage",
     "RMSProp",
     "build_optimizer",
     "build_schedule",
+    "default_lr",
     "clip_grad_norm_",
     "clip_grad_value_",
     "describe_optimizers",

@@ -3,7 +3,7 @@ checkpoints and the run directory (see :mod:`descentlab.train.callbacks.base` fo
 
 from descentlab.train.callbacks.base import Callback, overrides
 from descentlab.train.callbacks.checkpointer import Checkpointer
-from descentlab.train.callbacks.console import ConsoleLogger, ProgressBar
+from descentlab.train.callbacks.console import ConsoleLogger, ProgressBar, RunHeader
 from descentlab.train.callbacks.files import MetricsFiles, TensorBoardLogger
 from descentlab.train.callbacks.run_directory import RunDirectory
 
@@ -14,6 +14,7 @@ __all__ = [
     "MetricsFiles",
     "ProgressBar",
     "RunDirectory",
+    "RunHeader",
     "TensorBoardLogger",
     "overrides",
 ]

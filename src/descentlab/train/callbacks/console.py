@@ -11,7 +11,35 @@ if TYPE_CHECKING:
     from descentlab.train.records import ValidationRecord
     from descentlab.train.trainer import Trainer
 
-__all__ = ["ConsoleLogger", "ProgressBar"]
+__all__ = ["ConsoleLogger", "ProgressBar", "RunHeader"]
+
+
+class RunHeader(Callback):
+    """The first console line, printed once setup succeeded (so a bad option prints nothing).
+
+    A fresh run names what trains and where it writes; a resumed one says where it
+    continues ("resuming from epoch N").
+    """
+
+    reads_gradients = False
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        cfg, counters = trainer.config, trainer.progress.counters
+        where = f"; run directory {trainer.run_dir}" if trainer.run_dir is not None else ""
+        line = (
+            f"descentlab: training {cfg.model} on {cfg.dataset} with {cfg.optimizer} "
+            f"(lr {cfg.lr:g}, batch {cfg.batch_size}){where}"
+        )
+        if counters.epoch > 0 or counters.batch_in_epoch > 0:
+            line = (
+                f"descentlab: resuming from epoch {counters.epoch + 1} "
+                f"(minibatch {counters.batch_in_epoch + 1}, "
+                f"{counters.iteration + 1} minibatches done){where}"
+            )
+        print(line, file=self.stream or sys.stdout, flush=True)
 
 
 class ConsoleLogger(Callback):
