@@ -123,7 +123,8 @@ def _spread(values: Iterable[float]) -> tuple[float, float, float]:
     if not vals.size:
         return math.nan, 0.0, 0.0
     mean = float(vals.mean())
-    return mean, mean - float(vals.min()), float(vals.max()) - mean
+    # max(0, ...): the float mean of equal values can land an ulp outside [min, max]
+    return mean, max(0.0, mean - float(vals.min())), max(0.0, float(vals.max()) - mean)
 
 
 def _xy(
