@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,10 @@ from descentlab.data.features import read_features
 from descentlab.errors import CheckpointError, ConfigError
 from descentlab.experiments.stats import wilson_interval
 from descentlab.train import evaluate, fit, load_run
+from descentlab.train.callbacks import Callback, RunHeader
 from descentlab.train.config import OPTIONS, from_mapping, read_config_file, resolve
 from descentlab.train.options import DeclaredOption, Group, value_type
 from descentlab.train.presets import preset_names
-from descentlab.train.callbacks import Callback, RunHeader
 from descentlab.train.run_dir import default_run_dir
 from descentlab.train.trainer import load_data
 
@@ -201,7 +203,7 @@ def _report(result: Any) -> int:
 
 
 def epochs_phrase(summary: Any) -> str:
-    """"1 epoch", "171 epochs", or "171 epochs and 63 minibatches of epoch 172".
+    """ "1 epoch", "171 epochs", or "171 epochs and 63 minibatches of epoch 172".
 
     A run stopped inside an epoch counts it in ``epochs_run``, but that epoch never
     printed its line; the phrase says so rather than promise a line that is not there.
@@ -254,7 +256,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     run = load_run(args.run_dir)
     x = read_features(args.file, label_column=run.config.label_column)
-    proba = run.predict_proba(torch.from_numpy(x))
+    scaled = {"auto": None, "raw": False, "scaled": True}[args.inputs]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        proba = run.predict_proba(torch.from_numpy(x), scaled=scaled)
+    for w in caught:
+        print(f"descentlab: note: {w.message}", file=sys.stderr)
     pred = proba.argmax(dim=1).numpy()
     names = run.metadata.get("class_names")
     if args.output:
@@ -289,6 +296,9 @@ def _dataset_line(row: dict[str, Any]) -> str:
     )
 
 
+RUN_DIR_HELP = "a run directory written by 'descentlab train' (it holds config.toml)"
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "train",
@@ -315,17 +325,29 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a finished run on a split")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "valid", "test"),
+        help="which split to score: train, valid or test (default: test)",
+    )
     p.add_argument("--dataset", default=None, help="evaluate on another dataset of the same shape")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict classes for the examples in a file")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument("file", metavar="FILE", help=".npy, .npz (array x) or .csv of features")
     p.add_argument("--output", default=None, help="write one predicted class per line here")
+    p.add_argument(
+        "--inputs",
+        default="auto",
+        choices=("auto", "raw", "scaled"),
+        help="raw values (pixels 0..255) or already scaled to [0, 1] as load_dataset returns; "
+        "auto: fractions in [0, 1] are taken as scaled, with a note (default: auto)",
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("datasets", help="which datasets are available where (checksums verified)")

@@ -46,8 +46,8 @@ from descentlab.experiments.store import (
     write_results,
 )
 from descentlab.experiments.tuning import chosen_runs, describe_selection, select_best
-from descentlab.train.config import from_mapping
 from descentlab.train.build import check_names, data_use_warnings, load_data, seeds_can_differ
+from descentlab.train.config import from_mapping
 
 __all__ = ["SweepInterrupted", "SweepResult", "execute_sweep"]
 

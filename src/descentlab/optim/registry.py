@@ -21,7 +21,6 @@ from descentlab.optim.adam import Adam
 from descentlab.optim.rmsprop import RMSProp
 from descentlab.optim.sgd import SGD
 
-
 #: The tutorial's ``logistic_sgd.py`` learning rate (``learning_rate=0.13``).
 TUTORIAL_SGD_LR = 0.13
 #: 0.13 · (1 − 0.9): with momentum α the steady step is ε/(1 − α) times the gradient
@@ -42,9 +41,7 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {
-    "sgd": _Entry(
-        SGD, "minibatch SGD, Algorithm 8.1 (lr required)", default_lr=TUTORIAL_SGD_LR
-    ),
+    "sgd": _Entry(SGD, "minibatch SGD, Algorithm 8.1 (lr required)", default_lr=TUTORIAL_SGD_LR),
     "momentum": _Entry(
         SGD,
         "SGD with momentum, Algorithm 8.2 (lr required)",

@@ -9,9 +9,9 @@ rule).  Nothing here trains: the loop is :mod:`descentlab.train.loop`.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,10 +40,10 @@ __all__ = [
     "build_stopper",
     "check_names",
     "data_use_warnings",
-    "seeds_can_differ",
     "load_data",
     "resolve_device",
     "seed_everything",
+    "seeds_can_differ",
 ]
 
 #: An optimizer instance, or a ``params -> Optimizer`` callable.
