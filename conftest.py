@@ -12,6 +12,8 @@ Sybil (https://sybil.readthedocs.io) collects the Markdown files as pytest tests
 * a ```toml block whose first line is ``# NAME.toml`` is written to ``NAME.toml``, so a
   later command can use it (``--config NAME.toml``).
 
+The files' commands may use ``inputs.npy`` / ``images.npy`` (:func:`write_example_inputs`).
+
 Each file runs in its own temporary directory with ``$DESCENTLAB_DATA`` as the test
 suite sets it.  A block that must not run is marked, with the reason, right above it::
 
@@ -59,7 +61,7 @@ def _commands(source: str) -> Iterator[str]:
             yield line
 
 
-class _Timeout(Exception):
+class _Timeout(BaseException):  # not an Exception: the CLI must not swallow it
     pass
 
 
@@ -110,6 +112,20 @@ def _setup(namespace: dict[str, Any]) -> None:
     namespace["_cwd"] = os.getcwd()
     namespace["_tmp"] = tempfile.TemporaryDirectory(prefix="descentlab-docs-")
     os.chdir(namespace["_tmp"].name)
+    write_example_inputs()
+
+
+def write_example_inputs() -> None:
+    """``inputs.npy`` and ``images.npy``, the files the docs' ``predict`` lines read:
+    ten MNIST test images as raw pixels (0..255), as a user would have them."""
+    import numpy as np
+
+    from descentlab.data import load_dataset
+
+    x = load_dataset("mnist", subset=10, offline=True).test.x
+    pixels = (x.numpy() * 255).round().astype(np.uint8).reshape(len(x), -1)
+    for name in ("inputs.npy", "images.npy"):
+        np.save(name, pixels)
 
 
 def _teardown(namespace: dict[str, Any]) -> None:
@@ -129,4 +145,3 @@ pytest_collect_file = Sybil(
     setup=_setup,
     teardown=_teardown,
 ).pytest()
-
