@@ -15,8 +15,8 @@ from descentlab.cli.train import epochs_phrase
 from descentlab.data import load_dataset
 from descentlab.experiments.executor import Executor
 from descentlab.experiments.plan import SweepPlan
-from descentlab.experiments.sweep import SweepInterrupted, _preflight, execute_sweep
-from descentlab.plots import _spread
+from descentlab.experiments.sweep import SweepInterrupted, execute_sweep, preflight
+from descentlab.plots import plot_lr_sensitivity
 from descentlab.sklearn import DescentClassifier
 from descentlab.train import Trainer, fit, load_run
 from descentlab.train.build import data_use_warnings, seeds_can_differ
@@ -101,7 +101,7 @@ def test_the_warning_reaches_the_console(in_tmp, capsys):
 def test_seeds_that_cannot_differ_are_warned_about(mnist_dir):
     fixed = {"dataset": "mnist", "subset": 600, "data_dir": str(mnist_dir), "max_epochs": 1}
     plan = SweepPlan.build({"optimizer": ["sgd"]}, fixed, seeds=3)
-    assert any("identical runs" in w for w in _preflight(plan))
+    assert any("identical runs" in w for w in preflight(plan))
     assert seeds_can_differ(TrainConfig(shuffle=True))
     assert seeds_can_differ(TrainConfig(model="mlp"))
     assert not seeds_can_differ(TrainConfig())
@@ -109,12 +109,13 @@ def test_seeds_that_cannot_differ_are_warned_about(mnist_dir):
 
 def test_a_seeded_split_lets_seeds_differ():
     plan = SweepPlan.build({"optimizer": ["sgd"]}, {"dataset": "iris", "batch_size": 16}, seeds=2)
-    assert not any("identical runs" in w for w in _preflight(plan))
+    assert not any("identical runs" in w for w in preflight(plan))
 
 
-def test_the_spread_of_identical_results_is_never_negative():
-    mean, low, high = _spread([0.1, 0.1, 0.1])  # the float mean is 0.10000000000000002
-    assert low >= 0 and high >= 0
+def test_identical_seeds_plot_without_a_negative_error_bar(tmp_path):
+    # the float mean of 0.1, 0.1, 0.1 is 0.10000000000000002: above the max
+    rows = [{"lr": lr, "valid_error": 0.1, "optimizer": "sgd"} for lr in (0.01, 0.1) for _ in "abc"]
+    assert plot_lr_sensitivity(rows, tmp_path / "lr")
 
 
 # ------------------------------------------------------------- interrupt and resume

@@ -49,7 +49,7 @@ from descentlab.experiments.tuning import chosen_runs, describe_selection, selec
 from descentlab.train.build import check_names, data_use_warnings, load_data, seeds_can_differ
 from descentlab.train.config import from_mapping
 
-__all__ = ["SweepInterrupted", "SweepResult", "execute_sweep"]
+__all__ = ["SweepInterrupted", "SweepResult", "execute_sweep", "preflight"]
 
 
 @dataclass
@@ -131,7 +131,7 @@ class SweepInterrupted(DescentlabError):
         )
 
 
-def _preflight(plan: SweepPlan) -> list[str]:
+def preflight(plan: SweepPlan) -> list[str]:
     """Fail now, not forty times later: every run's options, every dataset, every batch size.
 
     Returns the warnings worth printing before the runs start (a batch size that wastes
@@ -292,7 +292,7 @@ def execute_sweep(
         executor = LocalExecutor(jobs, threads, runner=runner)
     sweep = _Sweep(out, plan, executor, progress, stream or sys.stdout)
     sweep.manifest.command = list(command) if command is not None else None
-    for message in _preflight(plan):
+    for message in preflight(plan):
         print(f"descentlab: warning: {message}", file=sys.stderr, flush=True)
     try:
         if plan.tune:
