@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shlex
 import signal
 import tempfile
@@ -38,7 +39,7 @@ from sybil import Example, Sybil
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipParser
 
 #: Seconds one documented command may take (a hung command fails instead of blocking CI).
-COMMAND_SECONDS = 60
+COMMAND_SECONDS = 120
 #: What makes a documented training command tiny: one epoch on at most 1,000 examples per
 #: split, one worker, never a download.
 TINY = {
@@ -103,9 +104,9 @@ def evaluate_shell(example: Example) -> None:
 
 def write_file(example: Example) -> None:
     first = example.parsed.lstrip().splitlines()[0] if example.parsed.strip() else ""
-    words = first.lstrip("# ").split()
-    if first.startswith("#") and words and words[0].endswith(".toml"):
-        Path(words[0]).write_text(example.parsed, encoding="utf-8")
+    name = re.match(r"#\s*([\w.-]+\.toml)\b", first)
+    if name:
+        Path(name.group(1)).write_text(example.parsed, encoding="utf-8")
 
 
 def _setup(namespace: dict[str, Any]) -> None:
