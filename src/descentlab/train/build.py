@@ -95,6 +95,7 @@ def load_data(cfg: TrainConfig, **overrides: Any) -> Dataset:
         "label_column": cfg.label_column,
         "seed": cfg.seed,
         "subset": cfg.subset,
+        "pixel_scale": cfg.pixel_scale,
     }
     options.update(overrides)
     folder = options.get("data_dir")
