@@ -386,11 +386,24 @@ def _register_study(sub: Any) -> None:
     p.set_defaults(func=cmd_study)
 
 
+class _LandscapeHelp(argparse.HelpFormatter):
+    """Lists the landscape functions in ``--function``'s help, looked up only when help is
+    shown (the landscape module is heavy, see the module docstring)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if "--function" in action.option_strings and text:
+            names = importlib.import_module("descentlab.experiments.landscape").LANDSCAPES
+            text = f"{text}: one of {', '.join(names)}"
+        return text
+
+
 def _register_landscape(sub: Any) -> None:
     p = sub.add_parser(
         "landscape",
         help="watch optimizers on 2-D test functions",
         description="Run optimizers on a 2-D function (Rosenbrock, ...) and plot their paths.",
+        formatter_class=_LandscapeHelp,
     )
     p.add_argument("--function", default="rosenbrock", help="the 2-D function (default rosenbrock)")
     p.add_argument(

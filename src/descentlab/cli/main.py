@@ -40,6 +40,16 @@ FLAG_SYNONYMS = {
 }
 
 
+def _closest_flag(word: str, flags: list[str]) -> str | None:
+    """The flag ``word`` was meant as, matched against our flags and their known aliases.
+
+    ``--lerning-rate`` is closer to the alias ``--learning-rate`` than to any flag of
+    ours, so it is answered with the alias's flag (``--lr``).
+    """
+    best = closest(word, [*flags, *FLAG_SYNONYMS])
+    return FLAG_SYNONYMS.get(best, best) if best else None
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line naming the problem and where to look."""
 
@@ -49,7 +59,7 @@ class Parser(argparse.ArgumentParser):
             unknown = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
             flags = [o for a in self._all_actions() for o in a.option_strings]
             word = unknown[0].split("=")[0] if unknown else ""
-            best = FLAG_SYNONYMS.get(word) or (closest(word, flags) if word else None)
+            best = FLAG_SYNONYMS.get(word) or (_closest_flag(word, flags) if word else None)
             if best:
                 hint = f"did you mean {best}?"
         self.exit(2, f"{self.prog}: error: {message} ({hint})\n")

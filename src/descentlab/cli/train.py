@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -136,13 +138,22 @@ def cmd_train(args: argparse.Namespace) -> int:
                 hint="resume it from Python: descentlab.fit(data=<the same Dataset>, "
                 "config=..., resume=True)",
             )
-        return _report(fit(config=cfg, resume=True, resume_previous=bool(args.resume_previous)))
+        return _report(
+            fit(
+                config=cfg,
+                resume=True,
+                resume_previous=bool(args.resume_previous),
+            )
+        )
     if getattr(args, "out", None):
         overrides["out"] = args.out
     if getattr(args, "name", None):
         overrides["name"] = args.name
     preset_name = getattr(args, "preset", None)
     config_file = getattr(args, "config", None)
+    if config_file and "out" not in overrides:
+        # a run's own config.toml names its directory: re-running it makes a new one
+        overrides["out"] = None
     if preset_name is None and config_file is None and overrides.get("dataset", "mnist") == "mnist":
         # Plain `descentlab train` is the tutorial's logreg, exactly (pixels k/256, the
         # tutorial's scoring); on other data it is `fit(**options)` with fit's defaults.
@@ -184,12 +195,31 @@ def _report(result: Any) -> int:
     print(
         f"best validation error {100 * valid:.3f}% at epoch {s['best_epoch']} "
         f"(iteration {s['best_iteration'] + 1}); test error at that point {100 * test:.3f}%; "
-        f"{s['epochs_run']} epochs in {s['train_seconds']:.1f}s "
+        f"{epochs_phrase(s)} in {s['train_seconds']:.1f}s "
         f"({s['seconds_per_epoch']:.3f}s/epoch); stopped by {s['stopped_because']}"
     )
     if result.run_dir is not None:
         print(f"run directory: {result.run_dir}")
     return 0
+
+
+def epochs_phrase(summary: Any) -> str:
+    """ "1 epoch", "171 epochs", or "171 epochs and 63 minibatches of epoch 172".
+
+    A run stopped inside an epoch counts it in ``epochs_run``, but that epoch never
+    printed its line; the phrase says so rather than promise a line that is not there.
+    """
+    epochs, iterations = int(summary["epochs_run"]), int(summary.get("iterations") or 0)
+    per_epoch = int(summary.get("n_train") or 0) // max(int(summary.get("batch_size") or 1), 1)
+    full = epochs
+    extra = 0
+    if per_epoch and iterations < epochs * per_epoch and epochs > 0:
+        full = iterations // per_epoch
+        extra = iterations - full * per_epoch
+    text = f"{full} epoch{'' if full == 1 else 's'}"
+    if extra:
+        text += f" and {extra} minibatch{'' if extra == 1 else 'es'} of epoch {full + 1}"
+    return text
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -227,7 +257,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     run = load_run(args.run_dir)
     x = read_features(args.file, label_column=run.config.label_column)
-    proba = run.predict_proba(torch.from_numpy(x))
+    scaled = {"auto": None, "raw": False, "scaled": True}[args.inputs]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        proba = run.predict_proba(torch.from_numpy(x), scaled=scaled)
+    for w in caught:
+        print(f"descentlab: note: {w.message}", file=sys.stderr)
     pred = proba.argmax(dim=1).numpy()
     names = run.metadata.get("class_names")
     if args.output:
@@ -262,6 +297,9 @@ def _dataset_line(row: dict[str, Any]) -> str:
     )
 
 
+RUN_DIR_HELP = "a run directory written by 'descentlab train' (it holds config.toml)"
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "train",
@@ -294,17 +332,29 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a finished run on a split")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "valid", "test"),
+        help="which split to score: train, valid or test (default: test)",
+    )
     p.add_argument("--dataset", default=None, help="evaluate on another dataset of the same shape")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict classes for the examples in a file")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument("file", metavar="FILE", help=".npy, .npz (array x) or .csv of features")
     p.add_argument("--output", default=None, help="write one predicted class per line here")
+    p.add_argument(
+        "--inputs",
+        default="auto",
+        choices=("auto", "raw", "scaled"),
+        help="raw values (pixels 0..255) or already scaled to [0, 1] as load_dataset returns; "
+        "auto: fractions in [0, 1] are taken as scaled, with a note (default: auto)",
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("datasets", help="which datasets are available where (checksums verified)")

@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from descentlab.errors import ConfigError
+from descentlab.errors import ConfigError, DescentlabError
 from descentlab.experiments.executor import (
     Executor,
     LocalExecutor,
@@ -46,10 +46,10 @@ from descentlab.experiments.store import (
     write_results,
 )
 from descentlab.experiments.tuning import chosen_runs, describe_selection, select_best
+from descentlab.train.build import check_names, data_use_warnings, load_data, seeds_can_differ
 from descentlab.train.config import from_mapping
-from descentlab.train.trainer import load_data
 
-__all__ = ["SweepResult", "execute_sweep"]
+__all__ = ["SweepInterrupted", "SweepResult", "execute_sweep", "preflight"]
 
 
 @dataclass
@@ -118,11 +118,30 @@ def _describe(name: str, outcome: Mapping[str, Any], run_dir: Path) -> str:
     )
 
 
-def _preflight(plan: SweepPlan) -> None:
-    """Fail now, not forty times later: every run's options, every dataset, every batch size."""
+class SweepInterrupted(DescentlabError):
+    """Ctrl-C stopped a sweep; finished runs are kept and the same command resumes it."""
+
+    exit_code = 130
+
+    def __init__(self, out: Path, command: Sequence[str] | None) -> None:
+        again = " ".join(command) if command else f"the same command with --out {out}"
+        super().__init__(
+            f"interrupted; finished runs are kept in {out}",
+            hint=f"resume with: {again}",
+        )
+
+
+def preflight(plan: SweepPlan) -> list[str]:
+    """Fail now, not forty times later: every run's options, every dataset, every batch size.
+
+    Returns the warnings worth printing before the runs start (a batch size that wastes
+    the data, seeds that cannot differ).
+    """
     configs = [from_mapping(train_options(run)) for run in plan.runs()]
     sizes: dict[tuple[Any, ...], int] = {}
+    warnings: list[str] = []
     for cfg in configs:
+        check_names(cfg)
         key = (cfg.dataset, cfg.data_dir, cfg.offline, cfg.label_column, cfg.subset)
         if key not in sizes:
             data = load_data(cfg)
@@ -133,6 +152,32 @@ def _preflight(plan: SweepPlan) -> None:
                 f"{cfg.dataset} ({sizes[key]} examples)",
                 hint=f"use batch sizes up to {sizes[key]}",
             )
+        warnings += [
+            f"{cfg.dataset}: {w}"
+            for w in data_use_warnings(cfg, sizes[key])
+            if f"{cfg.dataset}: {w}" not in warnings
+        ]
+    if (
+        len(plan.seeds) > 1
+        and configs
+        and not any(seeds_can_differ(c) for c in configs)
+        and not _split_depends_on_seed(configs[0], plan.seeds[:2])
+    ):
+        warnings.append(
+            f"the {len(plan.seeds)} seeds will give identical runs: zero initialization "
+            "(logreg's default), no --shuffle, no dropout and a fixed split leave nothing "
+            "random (add --shuffle or --init normal to make seeds differ)"
+        )
+    return warnings
+
+
+def _split_depends_on_seed(cfg: Any, seeds: Sequence[int]) -> bool:
+    """Whether two seeds draw different training sets.
+
+    The scikit-learn sets' stratified splits do; MNIST's fixed tutorial split does not.
+    """
+    a, b = (load_data(cfg, seed=int(s)).train for s in seeds)
+    return a.y.shape != b.y.shape or not (bool((a.y == b.y).all()) and bool((a.x == b.x).all()))
 
 
 class _Sweep:
@@ -247,12 +292,15 @@ def execute_sweep(
         executor = LocalExecutor(jobs, threads, runner=runner)
     sweep = _Sweep(out, plan, executor, progress, stream or sys.stdout)
     sweep.manifest.command = list(command) if command is not None else None
-    _preflight(plan)
+    for message in preflight(plan):
+        print(f"descentlab: warning: {message}", file=sys.stderr, flush=True)
     try:
         if plan.tune:
             sweep.tuned()
         else:
             sweep.stage(plan.runs(), "final", "sweep")
+    except KeyboardInterrupt:
+        raise SweepInterrupted(out, sweep.manifest.command) from None
     finally:
         executor.close()
         # Whatever happened (even Ctrl-C), the results so far are on disk.

@@ -23,6 +23,8 @@ from typing import Any
 import tomli_w
 
 from descentlab.errors import ConfigError, did_you_mean
+from descentlab.optim import default_lr
+from descentlab.optim.registry import default_lr_text
 from descentlab.train.options import (
     CLOSED_UNIT,
     NON_NEGATIVE,
@@ -59,6 +61,7 @@ __all__ = [
     "TrainConfig",
     "check_key",
     "from_mapping",
+    "optimizer_default_lr",
     "preset",
     "read_config_file",
     "register_preset",
@@ -83,7 +86,8 @@ class TrainConfig:
     """Every option of a training run (field names are the public option names).
 
     Defaults reproduce the tutorial's ``logistic_sgd.py``: softmax regression on
-    MNIST, zero init, SGD lr 0.13, minibatches of 600 without shuffling,
+    MNIST, zero init, SGD lr 0.13 (an unset lr is the optimizer's own default, see
+    :func:`optimizer_default_lr`), minibatches of 600 without shuffling,
     patience 5000 iterations, patience increase 2, improvement threshold 0.995.
     """
 
@@ -159,7 +163,11 @@ class TrainConfig:
         "or torch.<Name>",
     )
     lr: float | None = option(
-        0.13, group=O, constraint=POSITIVE, help="learning rate ε", default_text=OPTIMIZER_DEFAULT
+        None,
+        group=O,
+        constraint=POSITIVE,
+        help="learning rate ε",
+        default_text="the optimizer's: " + default_lr_text(),
     )
     momentum: float | None = option(
         None, group=O, constraint=UNIT, help="momentum α", default_text=OPTIMIZER_DEFAULT
@@ -400,6 +408,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+        if self.lr is None:
+            self.lr = optimizer_default_lr(self.optimizer)
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -439,6 +449,19 @@ class TrainConfig:
         """The optimizer hyperparameters that were set (None means 'the optimizer's default')."""
         names = ("lr", "momentum", "rho", "betas", "eps", "weight_decay", "nesterov")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+def optimizer_default_lr(name: str) -> float:
+    """The learning rate a run of optimizer ``name`` uses when none is given.
+
+    See :func:`descentlab.optim.default_lr` (the book's, torch's or the tutorial's
+    value).  A name the registry does not know (an optimizer object given to
+    ``fit``, recorded by its class name) gets the tutorial's 0.13, as before.
+    """
+    try:
+        return default_lr(name)
+    except ConfigError:
+        return default_lr("sgd")
 
 
 OPTIONS: tuple[DeclaredOption, ...] = tuple(declared_options(TrainConfig))

@@ -45,6 +45,9 @@ def fit(trainer: Trainer) -> FitResult:
     progress.clock.start()
     with trainer.interrupts.caught():
         trainer.emit("on_train_start")
+        if progress.counters.epoch == 0 and progress.counters.batch_in_epoch == 0:
+            for message in trainer.start_warnings:
+                trainer.warn(message)
         max_epochs = trainer.config.max_epochs
         while progress.counters.epoch < max_epochs and progress.stopped_because is None:
             run_epoch(trainer)

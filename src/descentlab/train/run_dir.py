@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,12 +138,23 @@ class Run:
     metadata: dict[str, Any]
     preprocessing: dict[str, torch.Tensor]
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Class predictions for raw inputs (the run's scaling and standardization applied)."""
-        return self.predict_proba(x).argmax(dim=1)
+    def predict(self, x: torch.Tensor, *, scaled: bool | None = None) -> torch.Tensor:
+        """Class predictions for raw inputs (the run's scaling and standardization applied).
+
+        ``scaled``: see :meth:`predict_proba`.
+        """
+        return self.predict_proba(x, scaled=scaled).argmax(dim=1)
 
     @torch.inference_mode()
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+    def predict_proba(self, x: torch.Tensor, *, scaled: bool | None = None) -> torch.Tensor:
+        """Class probabilities for ``x``.
+
+        The model was trained on inputs divided by the dataset's scale (255 for
+        pixels).  ``scaled=False`` says ``x`` holds raw values (pixels 0..255),
+        ``scaled=True`` that it is already divided (what ``load_dataset`` returns);
+        ``None`` decides from the values: fractions in [0, 1] cannot be raw pixels,
+        so they are taken as scaled, with a warning saying so.
+        """
         shape = tuple(self.metadata["input_shape"])
         x = torch.as_tensor(x, dtype=torch.float32)
         n_in = int(np.prod(shape))
@@ -154,12 +166,30 @@ class Run:
                 hint="pass data with the training data's shape",
             )
         x = x.reshape(len(x), *shape)
-        if self.metadata.get("input_scale"):
-            x = x / self.metadata["input_scale"]
+        scale = float(self.metadata.get("input_scale") or 1.0)
+        if scaled is None:
+            scaled = scale > 1 and looks_scaled(x)
+            if scaled:
+                warnings.warn(
+                    f"inputs lie in [0, 1] with fractional values, but this model takes raw "
+                    f"values up to {scale:g}: treating them as already scaled "
+                    "(pass scaled=True or scaled=False to say which)",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        if scale != 1.0 and not scaled:
+            x = x / scale
         if "mean" in self.preprocessing:
             x = (x - self.preprocessing["mean"]) / self.preprocessing["std"]
         self.model.eval()
         return torch.softmax(self.model(x), dim=1)
+
+
+def looks_scaled(x: torch.Tensor) -> bool:
+    """Inputs already divided by their scale: all in [0, 1], some not whole numbers."""
+    if not x.numel():
+        return False
+    return bool(x.min() >= 0 and x.max() <= 1 and (x != x.round()).any())
 
 
 def load_run(path: str | Path, *, model: nn.Module | None = None) -> Run:

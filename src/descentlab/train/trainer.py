@@ -25,6 +25,7 @@ from descentlab.errors import CheckpointError, DataError, DivergenceError
 from descentlab.train.build import (
     OptimizerSpec,
     build,
+    data_use_warnings,
     load_data,
     resolve_device,
     seed_everything,
@@ -93,6 +94,8 @@ class Trainer:
         self.generator = parts.generator
         self.batches = parts.batches
         self.batches_per_epoch = len(parts.batches)
+        # told once the callbacks listen (on_train_start), not while building
+        self.start_warnings = data_use_warnings(cfg, int(parts.data.train.y.shape[0]))
         self.model = parts.model
         self.objective = parts.objective
         self.optimizer = parts.optimizer
