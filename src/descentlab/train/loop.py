@@ -26,6 +26,7 @@ import torch
 from descentlab._version import __version__
 from descentlab.data import Split
 from descentlab.errors import DivergenceError
+from descentlab.train.distributed import broadcast_buffers
 from descentlab.train.evaluate import Evaluation, evaluate
 from descentlab.train.interrupt import TrainingInterrupted
 from descentlab.train.progress import BestPoint, TargetReached
@@ -121,11 +122,14 @@ def _averaged(trainer: Trainer) -> contextlib.AbstractContextManager[Any]:
 
 
 def _evaluate(trainer: Trainer, split: Split) -> Evaluation:
+    # Data-parallel: each rank scores its share and the sums are all-reduced, so every
+    # rank sees the same numbers and takes the same early-stopping decision.
     return evaluate(
         trainer.model,
         split,
         n_classes=trainer.data.n_classes,
         batch_size=trainer.config.eval_batch_size,
+        world=trainer.world,
     )
 
 
@@ -141,6 +145,8 @@ def validate(trainer: Trainer, epoch: int) -> ValidationRecord:
             f"{'; ' + where if where else ''}",
             hint="lower --lr or add --clip-norm",
         )
+    if trainer.world.distributed:
+        broadcast_buffers(trainer.model)  # rank 0's batch-norm statistics (CPU: per rank)
     with _averaged(trainer):
         valid = _evaluate(trainer, trainer.data.valid)
         monitored = {
