@@ -20,7 +20,6 @@ import torch
 from descentlab.data import describe_datasets
 from descentlab.data.features import read_features
 from descentlab.errors import CheckpointError, ConfigError
-from descentlab.experiments.stats import wilson_interval
 from descentlab.train import evaluate, fit, load_run
 from descentlab.train.config import OPTIONS, TrainConfig, from_mapping, read_config_file, resolve
 from descentlab.train.distributed import env_is_main, env_world_size, launch_local
@@ -232,6 +231,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     split = getattr(data, args.split)
     result = evaluate(run.model, split, n_classes=data.n_classes)
+
+    # experiments.stats pulls in scipy.stats (seconds to import): every `train` rank
+    # would pay for it, so only `evaluate` imports it.
+    from descentlab.experiments.stats import wilson_interval
 
     low, high = wilson_interval(result.n_errors, result.n)
     row = {
