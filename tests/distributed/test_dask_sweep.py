@@ -21,18 +21,35 @@ import pytest
 
 pytest.importorskip("dask.distributed")
 
-from descentlab.cli.main import main  # noqa: E402
-from descentlab.errors import ConfigError  # noqa: E402
-from descentlab.experiments.dask_executor import DaskExecutor  # noqa: E402
-from descentlab.experiments.store import RESULTS_CSV, RUN_STATUS, RUNS_DIR  # noqa: E402
+from descentlab.cli.main import main
+from descentlab.errors import ConfigError
+from descentlab.experiments.dask_executor import DaskExecutor
+from descentlab.experiments.store import RESULTS_CSV, RUN_STATUS, RUNS_DIR
 
 DASK = Path(sys.executable).parent / "dask"
 SRC = str(Path(__file__).parents[2] / "src")
 SWEEP = [
-    "compare", "--dataset", "digits", "--model", "mlp", "--hidden", "32",
-    "--optimizer", "sgd", "--lr", "0.05,0.1", "--seeds", "2", "--batch-size", "20",
-    "--max-epochs", "12", "--threads", "1", "--no-report",
-]  # fmt: skip
+    "compare",
+    "--dataset",
+    "digits",
+    "--model",
+    "mlp",
+    "--hidden",
+    "32",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.05,0.1",
+    "--seeds",
+    "2",
+    "--batch-size",
+    "20",
+    "--max-epochs",
+    "12",
+    "--threads",
+    "1",
+    "--no-report",
+]
 
 
 def _free_port() -> int:
@@ -55,8 +72,11 @@ def _wait_port(port: int, timeout: float = 60) -> None:
 def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
     if not DASK.is_file():
         pytest.skip("the dask command is not installed next to this python")
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "OMP_NUM_THREADS": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "OMP_NUM_THREADS": "1",
+    }
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     log = (tmp_path / "dask.log").open("wb")
@@ -64,9 +84,18 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]
     workdir.mkdir()
     procs = [
         subprocess.Popen(
-            [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-             "--no-dashboard"],  # fmt: skip
-            env=env, stdout=log, stderr=log,
+            [
+                str(DASK),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-dashboard",
+            ],
+            env=env,
+            stdout=log,
+            stderr=log,
         )
     ]
     try:
@@ -74,10 +103,27 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]
         for i in range(2):
             procs.append(
                 subprocess.Popen(
-                    [str(DASK), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                     "--nworkers", "1", "--no-nanny", "--no-dashboard", "--name", f"w{i}",
-                     "--local-directory", str(tmp_path / f"w{i}")],  # fmt: skip
-                    env=env, stdout=log, stderr=log, cwd=workdir,
+                    [
+                        str(DASK),
+                        "worker",
+                        address,
+                        "--host",
+                        "127.0.0.1",
+                        "--nthreads",
+                        "1",
+                        "--nworkers",
+                        "1",
+                        "--no-nanny",
+                        "--no-dashboard",
+                        "--name",
+                        f"w{i}",
+                        "--local-directory",
+                        str(tmp_path / f"w{i}"),
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                    cwd=workdir,
                 )
             )
         yield address, procs
@@ -115,12 +161,15 @@ def _kill_a_busy_worker(
             except (OSError, ValueError):
                 continue
             pid = state.get("pid")
-            # a run that has trained a little (its metrics file exists) and still runs
-            if state.get("status") == "running" and pid in pids:
-                if (status.parent / "config.toml").exists():
-                    os.kill(pid, signal.SIGKILL)
-                    pids[pid].wait()
-                    return status.parent.name
+            # a run in progress (its config written, so it is past its setup) on a worker
+            if (
+                state.get("status") == "running"
+                and pid in pids
+                and (status.parent / "config.toml").exists()
+            ):
+                os.kill(pid, signal.SIGKILL)
+                pids[pid].wait()
+                return status.parent.name
         time.sleep(0.1)
     raise AssertionError("no run was seen in progress on a worker")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -184,7 +183,14 @@ def _launch(argv: list[str], nproc: int, out: str | None) -> int:
     return launch_local(nproc, argv)
 
 
-RESUME_OPTIONS = ("quiet", "device", "threads", "nproc", "backend", "dist_timeout")  # may differ from the interrupted run
+RESUME_OPTIONS = (
+    "quiet",
+    "device",
+    "threads",
+    "nproc",
+    "backend",
+    "dist_timeout",
+)  # may differ from the interrupted run
 
 
 def _check_resume_args(args: argparse.Namespace, overrides: dict[str, Any]) -> None:

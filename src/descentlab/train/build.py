@@ -118,9 +118,7 @@ class Components:
     fast_path_reason: str
 
 
-def _batches(
-    cfg: TrainConfig, data: Dataset, generator: torch.Generator, world: World
-) -> Batches:
+def _batches(cfg: TrainConfig, data: Dataset, generator: torch.Generator, world: World) -> Batches:
     n_train = data.train.y.shape[0]
     if cfg.batch_size > n_train:
         raise ConfigError(

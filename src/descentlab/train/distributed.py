@@ -156,8 +156,7 @@ def setup(device: torch.device, *, backend: str = "auto", timeout: float = 300.0
         )
     except (RuntimeError, ValueError) as exc:
         raise DistributedError(
-            f"rank {rank} could not join the {name} process group of {size} ranks "
-            f"({_short(exc)})",
+            f"rank {rank} could not join the {name} process group of {size} ranks ({_short(exc)})",
             hint="check MASTER_ADDR/MASTER_PORT (or --rdzv-endpoint) and that every rank "
             "was started",
         ) from None

@@ -251,8 +251,10 @@ class TrainStep:
         (``on_nan`` other than stop), and no step callback that reads gradients.
         """
         hook = self.gradient_hook
-        return self.gradient_sync is None and not hook.needed and not any(
-            getattr(cb, "reads_gradients", True) for cb in step_callbacks
+        return (
+            self.gradient_sync is None
+            and not hook.needed
+            and not any(getattr(cb, "reads_gradients", True) for cb in step_callbacks)
         )
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
