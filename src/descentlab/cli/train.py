@@ -183,14 +183,8 @@ def _launch(argv: list[str], nproc: int, out: str | None) -> int:
     return launch_local(nproc, argv)
 
 
-RESUME_OPTIONS = (
-    "quiet",
-    "device",
-    "threads",
-    "nproc",
-    "backend",
-    "dist_timeout",
-)  # may differ from the interrupted run
+# may differ from the interrupted run
+RESUME_OPTIONS = ("quiet", "device", "threads", "nproc", "backend", "dist_timeout")
 
 
 def _check_resume_args(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
