@@ -3,6 +3,7 @@ the launcher's command line, and the errors a user sees."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -42,14 +43,14 @@ def test_shares_make_up_the_one_process_batches(
             rank=r,
             world_size=world_size,
             global_batch=True,
-        )  # fmt: skip
+        )
         for r in range(world_size)
     ]
     assert all(len(b) == len(one) for b in ranks)
     shares = [[y.tolist() for _, y in b] for b in ranks]
     for k, want in enumerate(expected):
         parts = [shares[r][k] for r in range(world_size)]
-        assert sum(parts, []) == want  # in order, each example once
+        assert [i for part in parts for i in part] == want  # in order, each example once
         assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
@@ -73,7 +74,7 @@ def test_world_share_covers_every_example_once() -> None:
     for n, size in [(10, 3), (10000, 2), (7, 7), (5, 8)]:
         spans = [World(rank=r, size=size).share(n) for r in range(size)]
         assert spans[0][0] == 0 and spans[-1][1] == n
-        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
 
 
 def test_torchrun_needs_one_out_for_every_rank(
