@@ -18,6 +18,7 @@ from descentlab.train.callbacks import (
     ProgressBar,
     RunDirectory,
     TensorBoardLogger,
+    TutorialLogger,
 )
 from descentlab.train.config import TrainConfig, from_mapping
 from descentlab.train.distributed import barrier, env_is_main, shutdown
@@ -37,7 +38,10 @@ def default_callbacks(cfg: TrainConfig, run_dir: Path | None) -> list[Callback]:
         return [Checkpointer(every_iterations=cfg.checkpoint_every)] if run_dir else []
     callbacks: list[Callback] = []
     if not cfg.quiet:
-        callbacks += [ConsoleLogger(), ProgressBar()]
+        if cfg.log_style == "tutorial":
+            callbacks.append(TutorialLogger.for_model(cfg.model))
+        else:
+            callbacks += [ConsoleLogger(), ProgressBar()]
     if run_dir is not None:
         callbacks += [
             MetricsFiles(run_dir),

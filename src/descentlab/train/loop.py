@@ -32,6 +32,7 @@ from descentlab.train.interrupt import TrainingInterrupted
 from descentlab.train.progress import BestPoint, TargetReached
 from descentlab.train.records import FitResult, RunSummary, ValidationRecord
 from descentlab.train.step import first_non_finite
+from descentlab.train.tutorial_eval import evaluate_tutorial
 
 if TYPE_CHECKING:
     from descentlab.train.trainer import Trainer
@@ -122,13 +123,23 @@ def _averaged(trainer: Trainer) -> contextlib.AbstractContextManager[Any]:
 
 
 def _evaluate(trainer: Trainer, split: Split) -> Evaluation:
+    cfg = trainer.config
+    if cfg.eval_style == "tutorial":  # the mean of per-minibatch errors (tutorial_eval.py)
+        # (every rank scores the whole split: the same numbers on each, as one process)
+        return evaluate_tutorial(
+            trainer.model,
+            split,
+            n_classes=trainer.data.n_classes,
+            batch_size=cfg.batch_size,
+            eval_batch_size=cfg.eval_batch_size,
+        )
     # Data-parallel: each rank scores its share and the sums are all-reduced, so every
     # rank sees the same numbers and takes the same early-stopping decision.
     return evaluate(
         trainer.model,
         split,
         n_classes=trainer.data.n_classes,
-        batch_size=trainer.config.eval_batch_size,
+        batch_size=cfg.eval_batch_size,
         world=trainer.world,
     )
 
