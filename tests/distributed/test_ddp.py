@@ -39,6 +39,9 @@ OPTIONS: dict[str, Any] = {
     "checkpoint_every": 25,
     "threads": 1,
     "quiet": True,
+    # explicit, because plain `descentlab train` on MNIST starts from the dlt-logreg preset
+    "pixel_scale": 255,
+    "eval_style": "full",
 }
 KILL_AT = 70  # iterations: in the second epoch (40 steps per epoch on 2000 examples)
 
