@@ -160,8 +160,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cfg.nproc > 1 and env_world_size() <= 1:
         _announce(cfg, f" on {cfg.nproc} data-parallel processes")
         return _launch(args.argv, cfg.nproc, cfg.out)
-    if env_is_main():
-        _announce(cfg)
+    # The first console line (what, on how many threads and why, where) is the
+    # ConsoleLogger's: the thread count is chosen once the model is built.
     return _report(fit(config=cfg))
 
 

@@ -41,6 +41,7 @@ from descentlab.train.loop import run_epoch
 from descentlab.train.progress import Progress, load_rng_state, rng_state_dict
 from descentlab.train.records import FitResult, ValidationRecord
 from descentlab.train.step import GradientHook, NanPolicy, TrainStep, non_finite_tensor
+from descentlab.train.threads import auto_threads
 
 __all__ = [
     "DataError",
@@ -96,6 +97,12 @@ class Trainer:
             world=self.world,
             device=device,
         )
+        # --threads, else the count the work and the free cores warrant (train/threads.py).
+        self.thread_choice = auto_threads(
+            sum(p.numel() for p in parts.model.parameters()), cfg.batch_size, cfg.threads
+        )
+        if parts.device.type == "cpu" or cfg.threads:
+            torch.set_num_threads(self.thread_choice.count)
         self.device = parts.device
         self.data = parts.data
         self.generator = parts.generator
