@@ -195,6 +195,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         progress=not quiet,
         report=not args.no_report,
         command=["descentlab", *sys.argv[1:]],
+        scheduler=args.scheduler,
     )
     return 0 if not result.failed else 1
 
@@ -230,6 +231,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         datasets=datasets,
         report=not args.no_report,
+        scheduler=args.scheduler,
     )
     return 0 if not result.failed else 1
 
@@ -306,6 +308,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 # ========================================================================== register
+def _add_scheduler(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:8786",
+        help="run the runs on this Dask cluster instead of local processes (needs "
+        "descentlab[dask]; --out must be on storage every worker sees)",
+    )
+
+
 def _register_compare(sub: Any) -> None:
     p = sub.add_parser(
         "compare",
@@ -348,6 +360,7 @@ def _register_compare(sub: Any) -> None:
     )
     p.add_argument("--title", default=None, help="report title")
     p.add_argument("--no-report", action="store_true", help="write results.csv only")
+    _add_scheduler(p)
     typed, flags = add_grid_options(p)
     p.set_defaults(func=cmd_compare, _typed=typed, _flags=flags)
 
@@ -383,6 +396,7 @@ def _register_study(sub: Any) -> None:
         "--datasets", default=None, help="batch-size study: only these datasets (comma-separated)"
     )
     p.add_argument("--no-report", action="store_true", help="write results.csv only")
+    _add_scheduler(p)
     p.set_defaults(func=cmd_study)
 
 

@@ -90,6 +90,7 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # train --nproc relaunches it
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

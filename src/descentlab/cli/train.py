@@ -21,9 +21,9 @@ import torch
 from descentlab.data import describe_datasets
 from descentlab.data.features import read_features
 from descentlab.errors import CheckpointError, ConfigError
-from descentlab.experiments.stats import wilson_interval
 from descentlab.train import evaluate, fit, load_run
-from descentlab.train.config import OPTIONS, from_mapping, read_config_file, resolve
+from descentlab.train.config import OPTIONS, TrainConfig, from_mapping, read_config_file, resolve
+from descentlab.train.distributed import env_is_main, env_world_size, launch_local
 from descentlab.train.options import DeclaredOption, Group, value_type
 from descentlab.train.presets import preset_names
 from descentlab.train.run_dir import default_run_dir
@@ -138,13 +138,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 hint="resume it from Python: descentlab.fit(data=<the same Dataset>, "
                 "config=..., resume=True)",
             )
-        return _report(
-            fit(
-                config=cfg,
-                resume=True,
-                resume_previous=bool(args.resume_previous),
-            )
-        )
+        if cfg.nproc > 1 and env_world_size() <= 1:
+            return _launch(args.argv, cfg.nproc, cfg.out)
+        return _report(fit(config=cfg, resume=True, resume_previous=bool(args.resume_previous)))
     if getattr(args, "out", None):
         overrides["out"] = args.out
     if getattr(args, "name", None):
@@ -160,13 +156,45 @@ def cmd_train(args: argparse.Namespace) -> int:
         preset_name = DEFAULT_PRESET
     cfg = resolve(preset_name=preset_name, config_file=config_file, overrides=overrides)
     if cfg.out is None:
+        if env_world_size() > 1:
+            raise ConfigError(
+                "under torchrun every rank must name the same run directory",
+                hint="pass --out RUN_DIR (descentlab train --nproc N chooses one for you)",
+            )
         cfg = cfg.replace(out=str(default_run_dir(cfg)))
+    if cfg.nproc > 1 and env_world_size() <= 1:
+        _announce(cfg, f" on {cfg.nproc} data-parallel processes")
+        return _launch(args.argv, cfg.nproc, cfg.out)
     # The first console line (what, on how many threads and why, where) is the
     # ConsoleLogger's: the thread count is chosen once the model is built.
     return _report(fit(config=cfg))
 
 
-RESUME_OPTIONS = ("quiet", "device", "threads", "log_style")  # may differ on resume
+def _announce(cfg: TrainConfig, how: str = "") -> None:
+    if not cfg.quiet:
+        print(
+            f"descentlab: training {cfg.model} on {cfg.dataset} with {cfg.optimizer} "
+            f"(lr {cfg.lr}, batch {cfg.batch_size}){how}; run directory {cfg.out}",
+            flush=True,
+        )
+
+
+def _launch(argv: list[str], nproc: int, out: str | None) -> int:
+    """``descentlab train --nproc N``: the same command as N ranks under torch's launcher.
+
+    The ranks get this command line (they see WORLD_SIZE and do not launch again) plus
+    the run directory chosen here, so that all of them use the same one.
+    """
+    argv = list(argv)
+    named = any(a in ("--out", "--resume", "--resume-previous") or a.startswith("--out=")
+                for a in argv)  # fmt: skip
+    if not named and out:
+        argv += ["--out", out]
+    return launch_local(nproc, argv)
+
+
+# may differ from the interrupted run
+RESUME_OPTIONS = ("quiet", "device", "threads", "log_style", "nproc", "backend", "dist_timeout")
 
 
 def _check_resume_args(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
@@ -183,12 +211,14 @@ def _check_resume_args(args: argparse.Namespace, overrides: dict[str, Any]) -> N
         raise ConfigError(
             f"{', '.join(sorted(given))} cannot be given with --resume: the run continues "
             "with the options in its config.toml",
-            hint="drop them; only --quiet, --device, --threads and --log-style may change "
-            "on resume",
+            hint="drop them; only --quiet, --device, --threads, --log-style, --nproc, --backend "
+            "and --dist-timeout may change on resume",
         )
 
 
 def _report(result: Any) -> int:
+    if not env_is_main():
+        return 0
     s = result.summary
     test = s.get("test_error")
     valid = s.get("best_valid_error")
@@ -230,6 +260,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     split = getattr(data, args.split)
     result = evaluate(run.model, split, n_classes=data.n_classes)
+
+    # experiments.stats pulls in scipy.stats (seconds to import): every `train` rank
+    # would pay for it, so only `evaluate` imports it.
+    from descentlab.experiments.stats import wilson_interval
 
     low, high = wilson_interval(result.n_errors, result.n)
     row = {

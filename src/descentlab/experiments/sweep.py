@@ -25,6 +25,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from descentlab.errors import ConfigError, DescentlabError
+from descentlab.experiments.dask_executor import DaskExecutor
 from descentlab.experiments.executor import (
     Executor,
     LocalExecutor,
@@ -274,6 +275,7 @@ def execute_sweep(
     command: Sequence[str] | None = None,
     runner: Runner = execute_run,
     executor: Executor | None = None,
+    scheduler: str | None = None,
 ) -> SweepResult:
     """Run (or resume) every run of ``plan`` into ``out`` and write results.csv; no report.
 
@@ -281,9 +283,20 @@ def execute_sweep(
     torch threads unless the plan fixes ``threads``; or any ``executor``.  With
     ``plan.tune`` the two-stage protocol of :mod:`descentlab.experiments.tuning` is used.
     ``progress``: one line per finished run on ``stream`` (default stdout) and a progress
-    bar on a terminal.
+    bar on a terminal.  ``scheduler`` (``tcp://HOST:8786``): run on that Dask cluster
+    instead (:mod:`descentlab.experiments.dask_executor`; ``out`` must be shared storage).
     """
     out = Path(out)
+    if executor is None and scheduler is not None:
+        out = out.resolve()  # the workers' working folders are not this one
+        threads = int(plan.fixed.get("threads") or 1)
+        dask_executor = DaskExecutor(scheduler, threads=threads, runner=runner)
+        try:
+            dask_executor.check_shared(out)
+        except BaseException:
+            dask_executor.close()
+            raise
+        executor = dask_executor
     if executor is None:
         jobs = default_jobs() if jobs is None else int(jobs)
         if jobs < 1:

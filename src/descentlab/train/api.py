@@ -21,6 +21,7 @@ from descentlab.train.callbacks import (
     TutorialLogger,
 )
 from descentlab.train.config import TrainConfig, from_mapping
+from descentlab.train.distributed import barrier, env_is_main, shutdown
 from descentlab.train.early_stopping import EarlyStopping
 from descentlab.train.records import FitResult
 from descentlab.train.run_dir import check_run_dir, prepare_run_dir
@@ -28,7 +29,13 @@ from descentlab.train.trainer import Trainer
 
 
 def default_callbacks(cfg: TrainConfig, run_dir: Path | None) -> list[Callback]:
-    """Console lines and progress bar (unless quiet), run files and checkpoints (with a run dir)."""
+    """Console lines and progress bar (unless quiet), run files and checkpoints (with a run dir).
+
+    In a data-parallel job only rank 0 prints and writes files; the other ranks keep the
+    checkpointer, whose saves they skip, so that every rank reaches the same points.
+    """
+    if not env_is_main():
+        return [Checkpointer(every_iterations=cfg.checkpoint_every)] if run_dir else []
     callbacks: list[Callback] = []
     if not cfg.quiet:
         if cfg.log_style == "tutorial":
@@ -106,8 +113,13 @@ def fit(
         run_dir=run_dir,
         stopper=stopper,
     )
-    if run_dir is not None:
-        prepare_run_dir(run_dir, resume=resume)
-    if resume:
-        trainer.restore_checkpoint(previous=resume_previous)
-    return trainer.fit()
+    try:
+        if run_dir is not None and trainer.world.is_main:
+            prepare_run_dir(run_dir, resume=resume)
+        if trainer.world.distributed:
+            barrier("waiting for rank 0 to prepare the run directory")
+        if resume:
+            trainer.restore_checkpoint(previous=resume_previous)
+        return trainer.fit()
+    finally:
+        shutdown(trainer.world)

@@ -25,6 +25,7 @@ from descentlab.objective import Objective
 from descentlab.optim import EMA, PolyakAverage, build_optimizer, optimizer_hyperparameters
 from descentlab.optim.schedules import build_schedule, parse_schedule_spec
 from descentlab.train.config import TrainConfig
+from descentlab.train.distributed import SINGLE, World
 from descentlab.train.early_stopping import (
     EarlyStopping,
     EpochPatience,
@@ -186,7 +187,7 @@ class Components:
     fast_path_reason: str
 
 
-def _batches(cfg: TrainConfig, data: Dataset, generator: torch.Generator) -> Batches:
+def _batches(cfg: TrainConfig, data: Dataset, generator: torch.Generator, world: World) -> Batches:
     n_train = data.train.y.shape[0]
     if cfg.batch_size > n_train:
         raise ConfigError(
@@ -199,6 +200,10 @@ def _batches(cfg: TrainConfig, data: Dataset, generator: torch.Generator) -> Bat
         shuffle=cfg.shuffle,
         generator=generator,
         drop_last=cfg.drop_last,
+        # data-parallel: --batch-size stays the global minibatch, each rank takes a share
+        rank=world.rank,
+        world_size=world.size,
+        global_batch=True,
     )
 
 
@@ -240,14 +245,23 @@ def build(
     model: nn.Module | None = None,
     optimizer: OptimizerSpec | None = None,
     stopper: EarlyStopping | None = None,
+    world: World = SINGLE,
+    device: torch.device | None = None,
 ) -> Components:
-    """Every piece of a run, built from ``cfg`` unless given (see the module docstring)."""
+    """Every piece of a run, built from ``cfg`` unless given (see the module docstring).
+
+    ``world``: this rank's place in a data-parallel job (:mod:`descentlab.train.distributed`).
+    """
     check_names(cfg, model_given=model is not None, optimizer_given=optimizer is not None)
-    device = resolve_device(cfg.device)
+    device = device if device is not None else resolve_device(cfg.device)
     data = (data if data is not None else load_data(cfg)).to(device)
     generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    batches = _batches(cfg, data, generator)
+    batches = _batches(cfg, data, generator, world)
     model = (model if model is not None else _model(cfg, data)).to(device)
+    if world.distributed and device.type == "cuda":
+        # batch statistics over the whole global batch (CUDA only; on the CPU each rank
+        # normalizes by its own share: see docs/distributed.md)
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.train()
     objective = Objective(cfg.loss, l1=cfg.l1, l2=cfg.l2)
     # The fast path (train/fast.py) computes the same cost and gradients without autograd

@@ -356,6 +356,25 @@ class TrainConfig:
         help="torch CPU threads (default: 1 for small matrix products, else the free cores)",
         default_text="chosen",
     )
+    nproc: int = option(
+        1,
+        group=R,
+        constraint=(POSITIVE, Interval(high=1024, hint="e.g. --nproc 2")),
+        help="data-parallel processes launched on this machine (torch.distributed.run); "
+        "under torchrun the launcher's WORLD_SIZE is used instead",
+    )
+    backend: str = option(
+        "auto",
+        group=R,
+        constraint=OneOf(("auto", "gloo", "nccl"), hint="use auto, gloo or nccl"),
+        help="torch.distributed backend when data-parallel (auto: nccl on CUDA, else gloo)",
+    )
+    dist_timeout: float = option(
+        300.0,
+        group=R,
+        constraint=Interval(low=0, low_open=True, hint="e.g. --dist-timeout 300"),
+        help="seconds a data-parallel rank waits for the others before the job fails",
+    )
     fast_path: bool = option(
         True,
         group=R,
