@@ -138,7 +138,7 @@ def test_train_diagnostics_records_rows_and_draws_the_figure(mlp_run: Path) -> N
 
 def test_fit_names_the_missing_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(train_api, "OPTION_CALLBACKS", {})
-    with pytest.raises(ConfigError, match="import descentlab.diagnostics"):
+    with pytest.raises(ConfigError, match=r"import descentlab\.diagnostics"):
         train_api.fit("logreg", "digits", diagnostics=1, max_epochs=1, quiet=True)
     # a callback passed in serves the option itself
     cb = DiagnosticsCallback(1)

@@ -23,6 +23,7 @@ tensors, and measures on the deterministic network (:func:`eval_mode`).
 from descentlab.diagnostics.callback import DiagnosticsCallback
 from descentlab.diagnostics.cost import CostFn, default_cost, eval_mode
 from descentlab.diagnostics.eos import EdgeOfStability, edge_of_stability
+from descentlab.diagnostics.figures import plot_diagnostics
 from descentlab.diagnostics.hessian import (
     EigenResult,
     HessianOperator,
@@ -37,7 +38,6 @@ from descentlab.diagnostics.hessian import (
 from descentlab.diagnostics.lr_find import LRFindResult, lr_find, plot_lr_find
 from descentlab.diagnostics.noise import NoiseScale, NoiseScaleEstimator, gradient_noise_scale
 from descentlab.diagnostics.report import DiagnoseOptions, Diagnostics, diagnose
-from descentlab.diagnostics.figures import plot_diagnostics
 from descentlab.diagnostics.stability import (
     StabilityBound,
     StepRule,

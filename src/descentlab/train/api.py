@@ -26,7 +26,6 @@ from descentlab.train.records import FitResult
 from descentlab.train.run_dir import check_run_dir, prepare_run_dir
 from descentlab.train.trainer import Trainer
 
-
 #: Options served by a callback from a layer above ``train`` (``diagnostics``: measured
 #: by :mod:`descentlab.diagnostics`, which imports ``train`` and so cannot be imported
 #: from here).  That package registers a factory when it is imported; :func:`fit` adds
