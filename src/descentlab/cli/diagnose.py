@@ -88,7 +88,7 @@ def _text(point: RunPoint, d: Diagnostics, n_train: int, threads: str) -> list[s
             f"{_g(d.step_predicted_change)}, actual {_g(d.step_actual_change)}"
         )
     if d.noise_scale is not None:
-        b: list[Any] = list(d.noise_batches or ["?", "?"])
+        b: list[Any] = list(d.noise_batches) if d.noise_batches else ["?", "?"]
         lines.append(
             f"noise       B_simple {_g(d.noise_scale)}, critical batch ≈ {_g(d.critical_batch)} "
             f"(batches {b[0]}/{b[1]}, {d.noise_repeats} repeats); the run's batch "
