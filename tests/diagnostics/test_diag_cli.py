@@ -164,3 +164,41 @@ def test_lr_find_cli_plots_and_suggests(tmp_path: Path, capsys: pytest.CaptureFi
         "--out", str(tmp_path),
     )  # fmt: skip
     assert code == 0 and "suggested lr" in out and "curvature bound at initialization" in out
+
+
+def test_compare_report_shows_diagnostics_per_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sweep"
+    code, _, err = _cli(
+        capsys, "compare", "--dataset", "digits", "--model", "logreg", "--lr", "0.05,0.2",
+        "--max-epochs", "2", "--early-stopping", "none", "--diagnostics", "1",
+        "--jobs", "1", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Diagnostics" in md
+    section = md.split("## Diagnostics", 1)[1].split("\n## ", 1)[0]
+    assert "λmax" in section and "lr / bound" in section
+    assert "lr=0.05" in section and "lr=0.2" in section
+
+
+def test_edge_of_stability_study_records_lambda_max_against_two_over_lr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from descentlab.experiments.studies import edge_of_stability as eos
+
+    monkeypatch.setitem(eos.FAST, "max_epochs", 30)  # tiny: 30 full-batch steps
+    out = tmp_path / "eos"
+    code, _, err = _cli(
+        capsys, "study", "edge-of-stability", "--fast", "--jobs", "1", "--out", str(out)
+    )
+    assert code == 0, err
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "Sharpness under full-batch gradient descent" in md
+    assert "runs ended with λmax within 20 % of 2/ε" in md
+    assert (out / "figures" / "edge_of_stability.png").is_file()
+    summary = eos.sharpness_summary(
+        [{"lambda_max": 1.0, "train_nll": 2.0}, {"lambda_max": 3.0, "train_nll": 1.0}], lr=0.5
+    )
+    assert summary["peak"] == pytest.approx(0.75) and summary["first"] == pytest.approx(0.25)
