@@ -63,7 +63,13 @@ __all__ = [
 STUDIES: dict[str, Study] = {
     module.STUDY.name: module.STUDY
     for module in (
-        optimizers, batch_size, losses, schedules, regularization, surrogate, edge_of_stability
+        optimizers,
+        batch_size,
+        losses,
+        schedules,
+        regularization,
+        surrogate,
+        edge_of_stability,
     )
 }
 
