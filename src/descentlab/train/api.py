@@ -126,7 +126,7 @@ def fit(
     cbs = (default_callbacks(cfg, run_dir) if default_callbacks_ else []) + list(callbacks)
     cbs = option_callbacks(cfg, callbacks) + cbs
     # Callbacks that fill in a row run before the ones that write it (stable order).
-    cbs.sort(key=lambda cb: not cb.fills_rows)
+    cbs.sort(key=lambda cb: not getattr(cb, "fills_rows", False))
     trainer = Trainer(
         cfg,
         data=data if isinstance(data, Dataset) else None,
