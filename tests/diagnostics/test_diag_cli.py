@@ -191,8 +191,9 @@ def test_edge_of_stability_study_records_lambda_max_against_two_over_lr(
     monkeypatch.setitem(eos.FAST, "max_epochs", 30)  # tiny: 30 full-batch steps
     out = tmp_path / "eos"
     code, _, err = _cli(
-        capsys, "study", "edge-of-stability", "--fast", "--jobs", "1", "--out", str(out)
-    )
+        capsys, "study", "edge-of-stability", "--fast", "--seeds", "1", "--jobs", "1",
+        "--out", str(out),
+    )  # fmt: skip
     assert code == 0, err
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "Sharpness under full-batch gradient descent" in md
