@@ -19,11 +19,11 @@ from collections.abc import Sequence
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from descentlab._version import __version__
-from descentlab.cli import bench, experiments, reproduce, train
+from descentlab.cli import bench, diagnose, experiments, reproduce, train
 from descentlab.errors import DescentlabError, closest
 
 # Each module declares its sub-commands with register(subparsers), in this order.
-COMMAND_MODULES = (train, bench, experiments, reproduce)
+COMMAND_MODULES = (train, bench, experiments, reproduce, diagnose)
 
 # Spellings from other tools that difflib would not map to ours.
 FLAG_SYNONYMS = {

@@ -147,6 +147,9 @@ def _mp_context() -> multiprocessing.context.BaseContext:
                 "descentlab.experiments.executor",
                 "descentlab.experiments.runs",
                 "descentlab.train",
+                # Registers the callback of the `diagnostics` option (by name: the
+                # executor does not depend on the diagnostics, the workers just have it).
+                "descentlab.diagnostics",
                 "torch._dynamo",
                 "sklearn.datasets",
             ]

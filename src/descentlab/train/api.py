@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from descentlab.data import Dataset
+from descentlab.errors import ConfigError
 from descentlab.train.callbacks import (
     Callback,
     Checkpointer,
@@ -26,6 +27,36 @@ from descentlab.train.early_stopping import EarlyStopping
 from descentlab.train.records import FitResult
 from descentlab.train.run_dir import check_run_dir, prepare_run_dir
 from descentlab.train.trainer import Trainer
+
+#: Options served by a callback from a layer above ``train`` (``diagnostics``: measured
+#: by :mod:`descentlab.diagnostics`, which imports ``train`` and so cannot be imported
+#: from here).  That package registers a factory when it is imported; :func:`fit` adds
+#: the callback whenever the option is set.
+OPTION_CALLBACKS: dict[str, Callable[[TrainConfig], Callback]] = {}
+_PROVIDERS = {"diagnostics": "descentlab.diagnostics"}
+
+
+def register_option_callback(option: str, factory: Callable[[TrainConfig], Callback]) -> None:
+    """Serve the option ``option`` with ``factory(cfg)`` in every later :func:`fit`."""
+    OPTION_CALLBACKS[option] = factory
+
+
+def option_callbacks(cfg: TrainConfig, given: Sequence[Callback] = ()) -> list[Callback]:
+    """The callbacks of the options set in ``cfg`` that none of ``given`` serves already."""
+    out: list[Callback] = []
+    for name, package in _PROVIDERS.items():
+        if getattr(cfg, name) is None or any(
+            getattr(cb, "serves_option", None) == name for cb in given
+        ):
+            continue
+        factory = OPTION_CALLBACKS.get(name)
+        if factory is None:
+            raise ConfigError(
+                f"the option {name} is measured by {package}, which is not imported",
+                hint=f"import {package} before training (the command line does)",
+            )
+        out.append(factory(cfg))
+    return out
 
 
 def default_callbacks(cfg: TrainConfig, run_dir: Path | None) -> list[Callback]:
@@ -104,6 +135,9 @@ def fit(
     cfg = from_mapping(values)
     run_dir = check_run_dir(cfg.out, resume=resume) if cfg.out else None
     cbs = (default_callbacks(cfg, run_dir) if default_callbacks_ else []) + list(callbacks)
+    cbs = option_callbacks(cfg, callbacks) + cbs
+    # Callbacks that fill in a row run before the ones that write it (stable order).
+    cbs.sort(key=lambda cb: not getattr(cb, "fills_rows", False))
     trainer = Trainer(
         cfg,
         data=data if isinstance(data, Dataset) else None,

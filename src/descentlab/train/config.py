@@ -394,6 +394,14 @@ class TrainConfig:
     log_grad_norm: bool = option(
         False, group=R, help="log the largest gradient norm between validations"
     )
+    diagnostics: int | None = option(
+        None,
+        group=R,
+        constraint=POSITIVE,
+        help="every N validations record λmax, its lr bound, ‖g‖, the §8.2.1 ratio and "
+        "the noise scale (4,096-example sample) in metrics.jsonl and diagnostics.png",
+        default_text="off",
+    )
     out: str | None = option(
         None,
         group=OUT,

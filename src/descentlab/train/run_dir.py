@@ -7,6 +7,7 @@ RUN_DIR/
   model.safetensors    the best parameters + what is needed to rebuild the model
   test_predictions.npy predictions on the test set at the best validation point
   learning_curve.png   train NLL, valid and test error against epochs
+  diagnostics.png      λmax vs its bound, ‖g‖ and error (with --diagnostics N)
   checkpoint/          the latest resumable state (see checkpoint.py)
 
 Every file is written atomically (temporary file, fsync, rename), so a crash
@@ -57,6 +58,7 @@ RUN_FILES = (
     "test_predictions.npy",
     "learning_curve.png",
     "learning_curve.svg",
+    "diagnostics.png",
     "checkpoint",
     "tensorboard",
 )

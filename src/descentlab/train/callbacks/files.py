@@ -71,6 +71,11 @@ class TensorBoardLogger(Callback):
         "test_error_at_best",
         "lr",
         "grad_norm",
+        # --diagnostics N: only at the validations that measured them
+        "lambda_max",
+        "lr_stability_bound",
+        "full_grad_norm",
+        "noise_scale",
     )
 
     def __init__(self, log_dir: str | Path) -> None:
