@@ -30,31 +30,15 @@ from descentlab.train.trainer import load_data
 S = argparse.SUPPRESS  # absent flags stay absent, so presets and config files are not overridden
 
 
-def parse_floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
-
-
-def parse_ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-
-
 def flag_type(opt: DeclaredOption) -> Any:
     """The text -> value function of an option's flag, from its declared type."""
     if opt.spec.parse is not None:
         return opt.spec.parse
     hint = value_type(opt.type)
     if typing.get_origin(hint) is tuple:
-        return parse_ints if typing.get_args(hint)[0] is int else parse_floats
+        # Lists stay text here: the option declaration parses them (strictly) for
+        # the command line, config files and Python alike.
+        return None
     return {int: int, float: float}.get(hint)  # str: no conversion
 
 
@@ -134,9 +118,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "config=..., resume=True)",
             )
         return _report(fit(config=cfg, resume=True, resume_previous=bool(args.resume_previous)))
-    if getattr(args, "out", None):
+    if getattr(args, "out", None) is not None:
         overrides["out"] = args.out
-    if getattr(args, "name", None):
+    if getattr(args, "name", None) is not None:
         overrides["name"] = args.name
     cfg = resolve(
         preset_name=getattr(args, "preset", None),

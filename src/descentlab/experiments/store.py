@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from typing import Any
 
 from descentlab.errors import CheckpointError, DescentlabError
 from descentlab.experiments.plan import LABEL_KEY, SweepPlan, run_identity, run_name, train_options
+from descentlab.fsio import atomic_writer
 from descentlab.train.checkpoint import atomic_write_bytes
 from descentlab.train.config import FIELD_NAMES, from_mapping, read_config_file
 from descentlab.train.records import RunSummary
@@ -273,15 +273,13 @@ def write_results(sweep_dir: str | Path, rows: Sequence[Mapping[str, Any]]) -> P
     options = [k for k in FIELD_NAMES if k not in _CSV_SKIP_OPTIONS]
     fields = ["name", "stage", "label", "status", "error", *options, *METRIC_FIELDS, "run_dir"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_writer(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             flat = {k: _csv_value(v) for k, v in row.items()}
             flat["stage"] = "+".join(row.get("stages", []))
             writer.writerow(flat)
-    os.replace(tmp, path)
     return path
 
 

@@ -46,6 +46,7 @@ from descentlab.experiments.store import (
     write_results,
 )
 from descentlab.experiments.tuning import chosen_runs, describe_selection, select_best
+from descentlab.fsio import WriterLock, check_out, io_error
 from descentlab.train.config import from_mapping
 from descentlab.train.trainer import load_data
 
@@ -135,6 +136,10 @@ def _preflight(plan: SweepPlan) -> None:
             )
 
 
+#: Seconds to wait for a run directory still held by a worker of a killed sweep.
+RUN_LOCK_WAIT = 15.0
+
+
 class _Sweep:
     """The state of one :func:`execute_sweep` call: where, on what, and how it talks."""
 
@@ -165,6 +170,10 @@ class _Sweep:
             if state == "done":
                 skipped += 1
                 continue
+            if run_dir.exists():
+                # A worker of an earlier, killed sweep may still be finishing this run:
+                # wait (briefly: orphaned workers exit with their parent) until it is gone.
+                WriterLock(run_dir, "run").acquire(wait=RUN_LOCK_WAIT).release()
             if state == "fresh" and run_dir.exists():
                 shutil.rmtree(run_dir)
             if state == "resume":
@@ -238,16 +247,36 @@ def execute_sweep(
     ``progress``: one line per finished run on ``stream`` (default stdout) and a progress
     bar on a terminal.
     """
-    out = Path(out)
+    out = check_out(out, "the sweep folder")
     if executor is None:
         jobs = default_jobs() if jobs is None else int(jobs)
         if jobs < 1:
             raise ConfigError(f"jobs must be >= 1, got {jobs}", hint="e.g. --jobs 2")
         threads = int(plan.fixed.get("threads") or threads_per_job(jobs))
         executor = LocalExecutor(jobs, threads, runner=runner)
+    _preflight(plan)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise io_error(out, exc) from None
+    # One writer per sweep: a second compare/study on this folder is refused at once.
+    lock = WriterLock(out, "sweep").acquire()
+    try:
+        return _execute(out, plan, executor, progress, stream, command)
+    finally:
+        lock.release()
+
+
+def _execute(
+    out: Path,
+    plan: SweepPlan,
+    executor: Executor,
+    progress: bool,
+    stream: Any,
+    command: Sequence[str] | None,
+) -> SweepResult:
     sweep = _Sweep(out, plan, executor, progress, stream or sys.stdout)
     sweep.manifest.command = list(command) if command is not None else None
-    _preflight(plan)
     try:
         if plan.tune:
             sweep.tuned()

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from descentlab.data import Dataset
+from descentlab.fsio import WriterLock
 from descentlab.train.callbacks import (
     Callback,
     Checkpointer,
@@ -22,7 +23,11 @@ from descentlab.train.callbacks import (
 from descentlab.train.config import TrainConfig, from_mapping
 from descentlab.train.early_stopping import EarlyStopping
 from descentlab.train.records import FitResult
-from descentlab.train.run_dir import check_run_dir, prepare_run_dir
+from descentlab.train.run_dir import (
+    check_run_dir,
+    prepare_run_dir,
+    unfinished_without_checkpoint,
+)
 from descentlab.train.trainer import Trainer
 
 
@@ -91,7 +96,9 @@ def fit(
         )
     values.update(options)
     cfg = from_mapping(values)
-    run_dir = check_run_dir(cfg.out, resume=resume) if cfg.out else None
+    if resume and cfg.out and unfinished_without_checkpoint(Path(cfg.out)):
+        resume = False  # stopped before its first checkpoint: nothing to resume, start over
+    run_dir = check_run_dir(cfg.out, resume=resume) if cfg.out is not None else None
     cbs = (default_callbacks(cfg, run_dir) if default_callbacks_ else []) + list(callbacks)
     trainer = Trainer(
         cfg,
@@ -102,8 +109,14 @@ def fit(
         run_dir=run_dir,
         stopper=stopper,
     )
-    if run_dir is not None:
-        prepare_run_dir(run_dir, resume=resume)
-    if resume:
-        trainer.restore_checkpoint(previous=resume_previous)
-    return trainer.fit()
+    if run_dir is None:
+        if resume:
+            trainer.restore_checkpoint(previous=resume_previous)
+        return trainer.fit()
+    prepare_run_dir(run_dir, resume=resume)
+    # One writer per run directory: a second train/--resume of it is refused while
+    # this one runs (the kernel drops the lock if this process dies).
+    with WriterLock(run_dir, "run"):
+        if resume:
+            trainer.restore_checkpoint(previous=resume_previous)
+        return trainer.fit()

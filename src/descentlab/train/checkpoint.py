@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 
+from descentlab import fsio
 from descentlab.errors import CheckpointError
 
 MANIFEST = "manifest.json"
@@ -197,19 +198,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never half.
-
-    The bytes go to a temporary file in the same folder (a rename is atomic only
-    within one filesystem), are flushed and fsync'ed, and the file is renamed over
-    ``path``; the folder is fsync'ed so the rename survives a power loss.  On any
-    error the temporary file is removed, ``path`` is untouched, and a
-    :class:`CheckpointError` says what happened.
-    """
-    path = Path(path)
-    try:
-        _write_atomic(path, data)
-    except OSError as exc:
-        raise _io_error(path, exc) from None
+    """Write ``data`` to ``path`` atomically (see :func:`descentlab.fsio.atomic_write_bytes`)."""
+    fsio.atomic_write_bytes(path, data)
 
 
 def _read_json(data: bytes) -> dict[str, Any] | None:
