@@ -31,6 +31,7 @@ import ctypes
 import errno
 import hashlib
 import os
+import secrets
 import signal
 import socket
 import tempfile
@@ -52,6 +53,7 @@ __all__ = [
     "check_out",
     "die_with_parent",
     "io_error",
+    "make_folder",
     "probe_writable",
     "sha256_bytes",
     "sha256_file",
@@ -109,6 +111,21 @@ def check_out(path: str | os.PathLike[str], what: str = "--out") -> Path:
     return Path(text)
 
 
+def make_folder(path: str | os.PathLike[str], what: str = "--out") -> Path:
+    """Create the output folder ``path`` (and its parents), or one line saying why not."""
+    folder = check_out(path, what)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"{what} {folder} exists and is not a folder",
+            hint=f"choose another {what} (a new or existing folder)",
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise io_error(folder, exc) from None
+    return folder
+
+
 def io_error(path: str | os.PathLike[str], exc: OSError) -> CheckpointError:
     """One line for the OSErrors a user can cause (full disk, read-only folder, ...)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -119,6 +136,11 @@ def io_error(path: str | os.PathLike[str], exc: OSError) -> CheckpointError:
         )
     if exc.errno == errno.ENAMETOOLONG:
         return CheckpointError(f"cannot write {path}: name too long", hint="use a shorter path")
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ELOOP):
+        return CheckpointError(
+            f"cannot write {path}: {exc.strerror}",
+            hint="a file, folder or symlink is in the way; choose another location",
+        )
     return CheckpointError(f"cannot write {path}: {exc.strerror or exc}")
 
 
@@ -174,9 +196,12 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def probe_writable(folder: Path) -> None:
     """Raise OSError unless a new file can be created in ``folder`` (touches no other file)."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".descentlab-probe-")
-    os.close(fd)
-    os.unlink(tmp)
+    # Exclusive creation ("x": O_CREAT | O_EXCL) of a fresh random name: an existing
+    # file (or symlink) of that name makes it fail rather than be opened.
+    probe = Path(folder) / f".descentlab-probe-{os.getpid()}-{secrets.token_hex(6)}"
+    with open(probe, "xb"):
+        pass
+    probe.unlink()
 
 
 def sha256_bytes(data: bytes) -> str:

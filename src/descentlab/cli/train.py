@@ -180,6 +180,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = load_data(
         cfg, dataset=args.dataset or cfg.dataset, data_dir=args.data_dir or cfg.data_dir
     )
+    run.check_data(data)
     split = getattr(data, args.split)
     result = evaluate(run.model, split, n_classes=data.n_classes)
 

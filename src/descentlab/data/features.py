@@ -23,7 +23,8 @@ _NPZ_KEYS = ("x", "x_test", "images", "data")
 def read_features(path: str | Path, *, label_column: str = "label") -> np.ndarray:
     """The examples in ``path`` as a float array ``(N, ...)``.
 
-    ``.npz``: the first of the arrays ``x``, ``x_test``, ``images``, ``data``;
+    ``.npz``: the one of the arrays ``x``, ``x_test``, ``images``, ``data`` it holds (or
+    its only array; several candidates are refused);
     ``.csv``: every column but ``label_column`` (which may be absent), header row
     required; ``*-ubyte[.gz]``: an IDX array; ``.npy``: one array.
     """
@@ -33,13 +34,17 @@ def read_features(path: str | Path, *, label_column: str = "label") -> np.ndarra
     name = path.name.lower()
     if name.endswith(".npz"):
         arrays = read_npz(path)
-        key = next((k for k in _NPZ_KEYS if k in arrays), None)
-        if key is None:
+        keys = [k for k in _NPZ_KEYS if k in arrays]
+        if not keys and len(arrays) == 1:
+            keys = list(arrays)  # one array: it can only be the inputs
+        if len(keys) != 1:
+            # Guessing among several arrays could silently predict on the wrong one.
+            found = ", ".join(sorted(arrays)) or "none"
             raise DataError(
-                f"{path} has none of the arrays {', '.join(_NPZ_KEYS)}",
+                f"{path} must hold the inputs as array 'x' (arrays found: {found})",
                 hint="save the inputs with np.savez(path, x=...)",
             )
-        x = arrays[key]
+        x = arrays[keys[0]]
     elif name.endswith(".npy"):
         try:
             x = np.load(path, allow_pickle=False)

@@ -46,7 +46,7 @@ from descentlab.experiments.store import (
     write_results,
 )
 from descentlab.experiments.tuning import chosen_runs, describe_selection, select_best
-from descentlab.fsio import WriterLock, check_out, io_error
+from descentlab.fsio import WriterLock, check_out, make_folder
 from descentlab.train.config import from_mapping
 from descentlab.train.trainer import load_data
 
@@ -255,10 +255,7 @@ def execute_sweep(
         threads = int(plan.fixed.get("threads") or threads_per_job(jobs))
         executor = LocalExecutor(jobs, threads, runner=runner)
     _preflight(plan)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise io_error(out, exc) from None
+    make_folder(out, "the sweep folder")
     # One writer per sweep: a second compare/study on this folder is refused at once.
     lock = WriterLock(out, "sweep").acquire()
     try:

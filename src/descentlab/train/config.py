@@ -495,13 +495,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             )
         name = check_key(key, str(path))
         declared = OPTIONS_BY_NAME.get(name)
-        if isinstance(value, str) and value != "default" and declared is not None:
-            if is_list_option(declared.type):
-                # A file has real lists; a string here is a mistake ("500" vs [500]).
-                raise ConfigError(
-                    f"option {name!r} in {str(path)!r} must be a list, got the string {value!r}",
-                    hint=f"write {name} = [{value}]",
-                )
+        # A file has real lists; a string for a list is a mistake ("500" vs [500]).
+        as_string = isinstance(value, str) and value != "default"
+        if as_string and declared is not None and is_list_option(declared.type):
+            raise ConfigError(
+                f"option {name!r} in {str(path)!r} must be a list, got the string {value!r}",
+                hint=f"write {name} = [{value}]",
+            )
         out[name] = value
     return out
 

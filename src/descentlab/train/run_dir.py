@@ -29,6 +29,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from descentlab.data import Dataset
 from descentlab.errors import CheckpointError, DataError, DescentlabError
 from descentlab.fsio import LOCK_FILE, check_name, check_out, probe_writable
 from descentlab.limits import check_bytes
@@ -209,6 +210,23 @@ class Run:
     model: nn.Module
     metadata: dict[str, Any]
     preprocessing: dict[str, torch.Tensor]
+
+    def check_data(self, data: Dataset) -> None:
+        """Refuse a dataset whose examples or classes do not fit this run's model."""
+        shape = tuple(self.metadata["input_shape"])
+        n_classes = self.metadata.get("n_classes")
+        if tuple(data.input_shape) != shape:
+            raise DataError(
+                f"{data.name} has examples of shape {tuple(data.input_shape)} but the run's "
+                f"model takes {shape}",
+                hint="evaluate on a dataset of the same shape as the training data",
+            )
+        if isinstance(n_classes, int) and data.n_classes > n_classes:
+            raise DataError(
+                f"{data.name} has {data.n_classes} classes but the run's model predicts "
+                f"{n_classes}",
+                hint="evaluate on a dataset with the training data's classes",
+            )
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Class predictions for raw inputs (the run's scaling and standardization applied)."""
