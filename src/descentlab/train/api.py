@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from descentlab.data import Dataset
+from descentlab.errors import ConfigError
 from descentlab.fsio import WriterLock
 from descentlab.train.callbacks import (
     Callback,
@@ -47,6 +49,34 @@ def default_callbacks(cfg: TrainConfig, run_dir: Path | None) -> list[Callback]:
     return callbacks
 
 
+def _check_arguments(model: Any, data: Any, optimizer: Any, config: Any) -> None:
+    """Refuse arguments of the wrong kind with one line (not an AttributeError later)."""
+    checks = (
+        (
+            "model",
+            model,
+            (str, nn.Module),
+            "a model name ('logreg', 'mlp', 'lenet') or an nn.Module",
+        ),
+        ("data", data, (str, os.PathLike, Dataset), "a dataset name, a path or a Dataset"),
+        ("config", config, (TrainConfig,), "a TrainConfig"),
+    )
+    for name, value, kinds, expected in checks:
+        if value is not None and not isinstance(value, kinds):
+            raise ConfigError(
+                f"fit(): {name} must be {expected}, got {type(value).__name__} {value!r:.60}",
+                hint="e.g. fit('logreg', 'digits')" if name != "config" else None,
+            )
+    if optimizer is not None and not (
+        isinstance(optimizer, str | torch.optim.Optimizer) or callable(optimizer)
+    ):
+        raise ConfigError(
+            f"fit(): optimizer must be a name, an optimizer or a params -> optimizer "
+            f"callable, got {type(optimizer).__name__}",
+            hint="e.g. optimizer='adam'",
+        )
+
+
 def fit(
     model: nn.Module | str | None = None,
     data: Dataset | str | None = None,
@@ -75,6 +105,9 @@ def fit(
     in ``out`` from its newest checkpoint (``resume_previous=True``: from the
     one before, if the newest is damaged).
     """
+    _check_arguments(model, data, optimizer, config)
+    if isinstance(data, os.PathLike):
+        data = os.fspath(data)
     values = config.to_dict() if config is not None else {}
     if isinstance(model, str):
         values["model"] = model
