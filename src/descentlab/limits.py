@@ -167,7 +167,11 @@ class CappedReader:
     def _account(self, n: int) -> None:
         self.count += n
         if self._cap and self.count > self._cap:
-            check_bytes(self.count, f"decompressing {self._source}")
+            raise DataError(
+                f"decompressing {self._source} gives more than the limit of {_human(self._cap)}",
+                hint="fix: if that is really intended, raise the limit with "
+                "DESCENTLAB_MAX_BYTES=<bytes> (0 = no limit)",
+            )
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:

@@ -22,7 +22,7 @@ from descentlab.errors import CheckpointError, ConfigError
 from descentlab.experiments.stats import wilson_interval
 from descentlab.train import evaluate, fit, load_run
 from descentlab.train.config import OPTIONS, from_mapping, read_config_file, resolve
-from descentlab.train.options import DeclaredOption, Group, value_type
+from descentlab.train.options import DeclaredOption, Group, parse_list, value_type
 from descentlab.train.presets import preset_names
 from descentlab.train.run_dir import default_run_dir
 from descentlab.train.trainer import load_data
@@ -36,9 +36,16 @@ def flag_type(opt: DeclaredOption) -> Any:
         return opt.spec.parse
     hint = value_type(opt.type)
     if typing.get_origin(hint) is tuple:
-        # Lists stay text here: the option declaration parses them (strictly) for
-        # the command line, config files and Python alike.
-        return None
+        # The option declaration's own strict parser (no empty items, typed values).
+        item = typing.get_args(hint)[0]
+
+        def parse(text: str) -> tuple[Any, ...]:
+            try:
+                return parse_list(opt.name, text, item)
+            except ConfigError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+
+        return parse
     return {int: int, float: float}.get(hint)  # str: no conversion
 
 

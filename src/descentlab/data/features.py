@@ -16,6 +16,7 @@ from descentlab.data.checks import check_features
 from descentlab.data.idx import read_idx
 from descentlab.data.user_files import read_npz
 from descentlab.errors import DataError
+from descentlab.limits import check_bytes
 
 _NPZ_KEYS = ("x", "x_test", "images", "data")
 
@@ -31,6 +32,8 @@ def read_features(path: str | Path, *, label_column: str = "label") -> np.ndarra
     path = Path(path)
     if not path.is_file():
         raise DataError(f"input file {path} does not exist", hint="check the path")
+    # Decided from the file's size before it is read (a sparse 5 GB file costs nothing).
+    check_bytes(path.stat().st_size, f"input file {path}")
     name = path.name.lower()
     if name.endswith(".npz"):
         arrays = read_npz(path)
@@ -59,7 +62,13 @@ def read_features(path: str | Path, *, label_column: str = "label") -> np.ndarra
             f"cannot tell the format of {path}",
             hint="use a .npy, .npz, .csv or IDX (*-ubyte[.gz]) file",
         )
-    return check_features(x, str(path)).astype(np.float32, copy=False)
+    x = check_features(x, str(path)).astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise DataError(
+            f"{path}: some inputs are too large for float32 (beyond ~3.4e38)",
+            hint="rescale the inputs to the training data's range",
+        )
+    return x
 
 
 def _read_csv_features(path: Path, label_column: str) -> np.ndarray:

@@ -142,7 +142,10 @@ def _read_stream(
     native = dtype.newbyteorder("=")
     if native != dtype:
         out = out.byteswap(inplace=True).view(native)
-    return out.reshape(dims)
+    try:
+        return out.reshape(dims)
+    except ValueError as exc:  # e.g. dims (0, 2**31, 2**31): empty, yet "too big" for numpy
+        raise DataError(f"{path} declares an unusable shape {dims} ({exc})") from None
 
 
 def _read_header(stream: Any, path: Path, hasher: Any) -> tuple[np.dtype, tuple[int, ...]]:

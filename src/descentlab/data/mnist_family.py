@@ -34,7 +34,7 @@ from descentlab.data.sources import DatasetFiles, cache_dir, find_dataset_files
 from descentlab.data.splits import holdout_fractions, stratified_split
 from descentlab.errors import ConfigError, DataError, DescentlabError
 from descentlab.fsio import atomic_write_bytes, sha256_bytes
-from descentlab.limits import limit
+from descentlab.limits import check_classes, limit
 
 __all__ = [
     "FASHION_CLASSES",
@@ -216,6 +216,7 @@ def load_idx_dataset(
         splits[split] = Split(xt.unsqueeze(1), torch.from_numpy(labels))
     if n_classes is None:
         n_classes = max(1 + int(s.y.max()) for s in splits.values())
+        check_classes(n_classes, sum(len(s.y) for s in splits.values()), str(found.folder))
     return assemble_dataset(
         name,
         splits,

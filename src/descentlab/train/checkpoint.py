@@ -47,6 +47,7 @@ import torch
 
 from descentlab import fsio
 from descentlab.errors import CheckpointError
+from descentlab.limits import check_bytes
 
 MANIFEST = "manifest.json"
 FORMAT = "descentlab-checkpoint"
@@ -212,6 +213,9 @@ def _read_json(data: bytes) -> dict[str, Any] | None:
 
 def _read_bytes(path: Path) -> bytes | None:
     try:
+        # A checkpoint file larger than the byte limit (e.g. a sparse file planted in
+        # its place) is refused before it is read.
+        check_bytes(path.stat().st_size, str(path), error=CheckpointError)
         return path.read_bytes()
     except OSError:
         return None

@@ -302,6 +302,11 @@ def is_list_option(hint: Any) -> bool:
     return typing.get_origin(value_type(hint)) is tuple
 
 
+def parse_list(name: str, text: str, item: Any) -> tuple[Any, ...]:
+    """``a,b,c`` as a tuple of ``item`` values, strictly (the command line's list flags)."""
+    return _sequence(name, text, item)
+
+
 def _sequence(name: str, value: Any, item: Any) -> tuple[Any, ...]:
     """A list-typed option: a list (config files, Python) or ``a,b,c`` (the command line).
 
