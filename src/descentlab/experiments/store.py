@@ -153,7 +153,8 @@ def read_summary(run_dir: Path) -> RunSummary | None:
     if not path.is_file():
         return None
     try:
-        return RunSummary.from_row(json.loads(path.read_text(encoding="utf-8")))
+        row = json.loads(path.read_text(encoding="utf-8"))
+        return RunSummary.from_row(row) if isinstance(row, dict) else None
     except Exception:  # any damage (bad JSON, wrong types, missing keys): unusable
         return None
 
