@@ -115,19 +115,24 @@ def has_checkpoint(path: Path) -> bool:
 def unfinished_without_checkpoint(path: Path) -> bool:
     """A run that was stopped (killed, disk full) before its first checkpoint.
 
-    It wrote its ``config.toml`` (a descentlab config) and maybe empty metrics files,
-    but no checkpoint and no summary: nothing in it can be resumed or lost, so running
-    again in the same folder starts it over instead of refusing.
+    It left its lock file or its ``config.toml`` (proof that descentlab made the
+    folder), maybe metrics files, but no checkpoint and no summary: nothing in it can
+    be resumed or lost, so running again in the same folder starts it over instead of
+    refusing.  A folder holding anything else is never taken over.
     """
-    config = path / "config.toml"
-    if not config.is_file() or (path / "summary.json").exists() or has_checkpoint(path):
+    if not path.is_dir() or (path / "summary.json").exists() or has_checkpoint(path):
         return False
+    ours = set(RUN_FILES) | {LOCK_FILE}
+    if not all(p.name in ours or p.name.startswith(".") for p in path.iterdir()):
+        return False
+    config = path / "config.toml"
+    if not config.is_file():
+        return (path / LOCK_FILE).is_file()
     try:
         from_mapping(read_config_file(config), where=str(config))
     except DescentlabError:
         return False
-    ours = set(RUN_FILES) | {LOCK_FILE}
-    return all(p.name in ours or p.name.startswith(".") for p in path.iterdir())
+    return True
 
 
 def prepare_run_dir(path: str | Path, *, resume: bool = False) -> Path:
