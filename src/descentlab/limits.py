@@ -33,9 +33,9 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-from typing import Any, BinaryIO
+from typing import Any
 
-from descentlab.errors import ConfigError, DataError
+from descentlab.errors import ConfigError, DataError, DescentlabError
 
 __all__ = [
     "CappedReader",
@@ -117,7 +117,7 @@ def _human(n: int) -> str:
     return f"{n} bytes"
 
 
-def check_bytes(nbytes: int, what: str, *, error: type[Exception] = DataError) -> None:
+def check_bytes(nbytes: int, what: str, *, error: type[DescentlabError] = DataError) -> None:
     """Refuse ``what`` if it needs more than :func:`max_bytes` bytes."""
     cap = max_bytes()
     if cap and nbytes > cap:
@@ -128,7 +128,9 @@ def check_bytes(nbytes: int, what: str, *, error: type[Exception] = DataError) -
         )
 
 
-def check_count(count: int, name: str, what: str, *, error: type[Exception] = ConfigError) -> None:
+def check_count(
+    count: int, name: str, what: str, *, error: type[DescentlabError] = ConfigError
+) -> None:
     """Refuse ``count`` above the limit of environment variable ``name``."""
     cap = limit(name)
     if cap and count > cap:
@@ -161,7 +163,7 @@ class CappedReader:
     ``cap`` bytes instead of filling memory or disk.
     """
 
-    def __init__(self, stream: BinaryIO | Any, cap: int, source: str) -> None:
+    def __init__(self, stream: Any, cap: int, source: str) -> None:
         self._stream, self._cap, self._source, self.count = stream, cap, source, 0
 
     def _account(self, n: int) -> None:
@@ -194,6 +196,6 @@ class CappedReader:
         return bytes(data)
 
 
-def read_capped(stream: BinaryIO | Any, source: str) -> bytes:
+def read_capped(stream: Any, source: str) -> bytes:
     """All bytes of ``stream``, refusing more than :func:`max_bytes`."""
     return CappedReader(stream, max_bytes(), source).read()

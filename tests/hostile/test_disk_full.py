@@ -83,9 +83,7 @@ def _assert_every_file_whole(run: Path) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(budget=st.integers(0, 400_000))
-def test_disk_full_at_any_point_then_rerun_in_place(
-    capsys, tmp_path_factory, monkeypatch, budget
-):
+def test_disk_full_at_any_point_then_rerun_in_place(capsys, tmp_path_factory, monkeypatch, budget):
     run = tmp_path_factory.mktemp("full") / "r"
     disk = DiskFull(budget)
     with monkeypatch.context() as m:

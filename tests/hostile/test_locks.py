@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -135,10 +136,8 @@ def test_kill_9_of_compare_leaves_no_workers_and_a_rerun_works(tmp_path):
     deadline = time.monotonic() + 120
     while not pids and time.monotonic() < deadline:
         for status in out.glob("runs/*/sweep_run.json"):
-            try:
+            with contextlib.suppress(ValueError, KeyError, OSError):
                 pids.add(json.loads(status.read_text())["pid"])
-            except (ValueError, KeyError, OSError):
-                pass
         time.sleep(0.2)
     assert pids, "no run started"
     parent.kill()

@@ -44,7 +44,9 @@ def test_empty_out_is_refused(capsys, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "out", ["x" * 300, "a/" * 2100 + "b", os.fsdecode(b"bad-\xff-name")], ids=["long", "deep", "utf8"]
+    "out",
+    ["x" * 300, "a/" * 2100 + "b", os.fsdecode(b"bad-\xff-name")],
+    ids=["long", "deep", "utf8"],
 )
 def test_unusable_out_paths_are_one_line_errors(capsys, tmp_path, monkeypatch, out):
     monkeypatch.chdir(tmp_path)

@@ -65,7 +65,9 @@ def test_landscape_out_is_an_existing_file(capsys, tmp_path):
 
 META_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 
@@ -95,7 +97,7 @@ def test_model_metadata_of_any_type_is_read_or_refused(tmp_path_factory, digits_
         run.predict(np.zeros((2, 64)))
     except CheckpointError:
         pass
-    except Exception as exc:  # noqa: BLE001 - anything else is the bug this test hunts
+    except Exception as exc:
         from descentlab.errors import DescentlabError
 
         assert isinstance(exc, DescentlabError), repr(exc)
@@ -146,7 +148,7 @@ def test_a_report_skips_a_damaged_run_and_says_so(capsys, tmp_path, small_sweep,
     shutil.copytree(small_sweep, sweep)
     victim = sorted((sweep / "runs").iterdir())[0]
     (victim / damage[0]).write_bytes(damage[1])
-    code, out, err = run_cli(capsys, "report", str(sweep))
+    code, _, err = run_cli(capsys, "report", str(sweep))
     assert code == 0, err
     report = (sweep / "report.md").read_text()
     assert victim.name in report and "damaged" in report

@@ -111,13 +111,14 @@ def _resolve(name: str) -> tuple[str, type[torch.optim.Optimizer], _Entry | None
 
 
 @functools.cache
-def _dense_step_error(cls: type[torch.optim.Optimizer]) -> str | None:
-    """Why ``cls`` cannot take one step on a dense gradient (None: it can)."""
+def _dense_step_error(name: str) -> str | None:
+    """Why ``torch.optim.<name>`` cannot take one step on a dense gradient (None: it can)."""
+    cls: Any = _torch_optimizers()[name]
     weight = torch.zeros(2, requires_grad=True)
     weight.grad = torch.ones(2)
     try:
         opt = cls([weight], lr=0.01) if "lr" in _hyperparameters(cls) else cls([weight])
-        opt.step(lambda: torch.zeros(()))
+        opt.step(lambda: 0.0)
     except Exception as exc:  # a third-party class may fail in any way: report it
         return " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
     return None
@@ -130,7 +131,7 @@ def _check_dense_step(name: str, cls: type[torch.optim.Optimizer]) -> None:
     only at its first step.  One step on a two-element parameter (cached per class)
     finds that out up front.
     """
-    error = _dense_step_error(cls)
+    error = _dense_step_error(cls.__name__)
     if error is not None:
         raise ConfigError(
             f"optimizer {name!r} cannot train these models ({error})",
