@@ -1,7 +1,8 @@
 """Run the descentlab CLI over a generated corpus of hostile inputs, under a memory cap.
 
-Each case is one ``python -m descentlab ...`` process run under ``prlimit --as=<cap>``
-(address-space limit; default 4G) with a wall-clock timeout.  A case is *clean* when
+Each case is one ``python -m descentlab ...`` process run with its address space
+capped at ``--as`` (RLIMIT_AS, as ``prlimit --as=4G`` / ``ulimit -v`` would set it;
+default 4G) and a wall-clock timeout.  A case is *clean* when
 the process exits 0, or exits 2/3 with exactly one stderr line and no traceback or
 "internal error", within the time limit and, for refusals, under 1 GB peak RSS.
 Anything else is a failure and is printed with its command.
@@ -25,6 +26,7 @@ import json
 import os
 import pickle
 import random
+import resource
 import shutil
 import struct
 import subprocess
@@ -270,13 +272,30 @@ CASES: dict[str, Callable[[Path, random.Random], list[str]]] = {
 }
 
 
+def _bytes(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    text = text.strip().upper()
+    return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
+
+
 def run_case(argv: list[str], cap: str, timeout: float) -> tuple[int, str, float, int]:
     env = {**os.environ, "PYTHONPATH": str(SRC), "DESCENTLAB_NO_CACHE": "1"}
     cmd = [sys.executable, "-m", "descentlab", *argv]
-    if shutil.which("prlimit"):
-        cmd = ["prlimit", f"--as={cap}", "--", *cmd]
+    limit = _bytes(cap)
+
+    def cap_address_space() -> None:
+        # What `prlimit --as=CAP` / `ulimit -v` set: RLIMIT_AS of the child.  (Set here
+        # rather than through the prlimit binary, which crashes on some sandboxed hosts.)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=cap_address_space,
+    )
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
