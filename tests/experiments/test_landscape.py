@@ -8,11 +8,15 @@ import pytest
 from descentlab.cli.main import main
 from descentlab.errors import ConfigError
 from descentlab.experiments.landscape import (
+    DEFAULT_OPTIMIZERS,
     LANDSCAPES,
+    MAX_ASPECT,
+    landscape_figure,
     plot_landscape,
     run_landscape,
 )
 from descentlab.optim import OPTIMIZER_NAMES
+from descentlab.plots import OPTIMIZER_STYLES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -142,3 +146,56 @@ def test_gif_without_pillow_is_a_clear_error(tmp_path, monkeypatch):
     result = run_landscape("quadratic", ["sgd"], steps=3)
     with pytest.raises(ConfigError, match="Pillow"):
         plot_landscape(result, tmp_path, gif=True)
+
+
+# ------------------------------------------------------------- how it reads
+def _path_lines(ax):
+    """The drawn paths: lines with more than one point and a line style."""
+    return [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 1 and ln.get_linestyle() != "None"]
+
+
+def test_the_contours_have_a_colour_bar_and_log_levels():
+    fig = landscape_figure(run_landscape("rosenbrock", ["sgd"], steps=20))
+    bar = fig.axes[2]
+    assert "f − min f" in bar.get_xlabel() and "log" in bar.get_xlabel()
+    assert bar.get_xscale() == "log"  # Rosenbrock's f − min f spans many decades
+
+
+def test_clipped_and_unclipped_sgd_look_different():
+    fig = landscape_figure(run_landscape("cliff", ["sgd", "sgd+clip", "adam"], steps=30))
+    ax = fig.axes[0]
+    sgd, clipped, adam = _path_lines(ax)
+    assert sgd.get_color() != clipped.get_color()
+    assert sgd.get_linestyle() != clipped.get_linestyle()
+    assert len({sgd.get_color(), clipped.get_color(), adam.get_color()}) == 3
+
+
+def test_paths_that_share_a_valley_stay_visible():
+    result = run_landscape("rosenbrock", ["sgd", "momentum", "adam"], steps=300)
+    fig = landscape_figure(result)
+    lines = {ln.get_color(): ln for ln in _path_lines(fig.axes[0])}
+    adam = lines[OPTIMIZER_STYLES["adam"].color]
+    sgd = lines[OPTIMIZER_STYLES["sgd"].color]
+    # Adam travels farthest: drawn first, underneath and wider, not over the others.
+    assert adam.get_zorder() < sgd.get_zorder()
+    assert adam.get_linewidth() > sgd.get_linewidth()
+    # Each path's end point is marked above every line.
+    ends = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata()) == 1]
+    assert len(ends) >= 3 + 2  # three end markers, plus the start and the minimum
+    assert min(ln.get_zorder() for ln in ends) > max(ln.get_zorder() for ln in lines.values())
+
+
+def test_the_cliff_panel_is_not_squashed():
+    result = run_landscape("cliff", ["sgd", "sgd+clip", "adam"])
+    assert result.paths["sgd"].points[:, 0].min() < -8  # thrown far to the left
+    fig = landscape_figure(result)
+    fig.canvas.draw()
+    box = fig.axes[0].get_position()
+    width, height = box.width * fig.get_figwidth(), box.height * fig.get_figheight()
+    assert width / height <= MAX_ASPECT + 0.05
+
+
+def test_the_default_plot_includes_nesterov():
+    # docs/landscape.md compares Nesterov with classical momentum.
+    assert "nesterov" in DEFAULT_OPTIMIZERS
+    assert list(run_landscape("quadratic", steps=3).paths) == list(DEFAULT_OPTIMIZERS)

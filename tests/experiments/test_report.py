@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from browser import check_in_browser, problems
 
 from descentlab.cli.main import main
 from descentlab.errors import CheckpointError
@@ -15,8 +16,9 @@ from descentlab.experiments.report import (
     build_report,
     compare_top_two,
     configuration_summaries,
+    fmt_uncertain,
 )
-from descentlab.experiments.stats import mcnemar, wilson_interval
+from descentlab.experiments.stats import mcnemar, mean_std, wilson_interval
 from descentlab.experiments.store import collect_results
 
 N_TEST = 400
@@ -202,3 +204,93 @@ def test_user_text_in_labels_and_titles_is_escaped_in_report_html(sweep):
     assert "<title>Sweep &lt;script&gt;alert(1)&lt;/script&gt;</title>" in page
     assert "&lt;img src=x onerror=" in page
     assert "<script>" not in md.read_text(encoding="utf-8")
+
+
+def _table_column(text, header, column):
+    """The cells of ``column`` in the Markdown table whose header row starts with ``header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    names = [c.strip() for c in lines[start].strip("|").split("|")]
+    at = names.index(column)
+    cells = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells.append([c.strip() for c in line.strip("|").split("|")][at])
+    return cells
+
+
+def test_stars_mark_only_errors_and_spreads_keep_sensible_digits(sweep):
+    _, md = build_report(sweep)
+    text = md.read_text(encoding="utf-8")
+    header = "| configuration | seeds ok |"
+    # Every configuration reached its best at epoch 3 after 1.5 s: a tie that used to
+    # star every row, as if "fewer epochs to the best point" were a merit.
+    assert _table_column(text, header, "epochs to best") == ["3 ± 0"] * 3
+    assert _table_column(text, header, "seconds to best") == ["1.5 ± 0"] * 3
+    assert sum("★" in c for c in _table_column(text, header, "best valid error")) == 1
+    assert "epochs and seconds to the best point are not ranked" in text
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "text"),
+    [
+        (0.0399, 0.000801, "0.0399 ± 0.0008"),  # was "0.0399 ± 0.000801"
+        (3.0, 1.414, "3.0 ± 1.4"),
+        (4.0, 0.0, "4 ± 0"),
+        (0.431, 0.0, "0.431 ± 0"),
+        (123.4, 15.2, "123 ± 15"),
+        (12.34, 0.26, "12.3 ± 0.3"),
+    ],
+)
+def test_uncertain_numbers_show_the_digits_the_spread_allows(mean, std, text):
+    assert fmt_uncertain(mean, std) == text
+
+
+def test_mean_std_of_agreeing_seeds_is_exact():
+    for value in (0.1, 0.0583, 1 / 3, 0.07799442896935933):
+        assert mean_std([value] * 3) == (value, 0.0)
+
+
+def test_the_lr_is_left_out_of_a_name_to_join_learning_rates(tmp_path):
+    fixed = {"dataset": "digits", "model": "logreg"}
+    plan = SweepPlan.build({"optimizer": ["sgd", "adam"], "lr": [0.01, 0.1]}, fixed, seeds=[0])
+    rows = [
+        {
+            "name": f"{o}-{lr}",
+            "stages": ["final"],
+            "status": "ok",
+            **fixed,
+            "optimizer": o,
+            "lr": lr,
+            "seed": 0,
+        }
+        for o in ("sgd", "adam")
+        for lr in (0.01, 0.1)
+    ]
+    ctx = ReportContext(tmp_path, plan, rows, [], tmp_path / "figures")
+    assert ctx.label(rows[1]) == "sgd, lr=0.1"
+    assert ctx.label(rows[1], without=("lr",)) == "sgd"
+    assert ctx.name == "logreg on digits"
+
+
+# ------------------------------------------------------------- in a browser
+def test_report_renders_cleanly_in_chromium(sweep, tmp_path):
+    html, _ = build_report(sweep)
+    verdict = check_in_browser(html, tmp_path)
+    assert verdict["images"] >= 3
+    assert problems(verdict) == []
+
+
+def test_the_browser_check_sees_what_a_reader_would_stumble_on(tmp_path):
+    # The check itself can fail: a broken image, a too-wide block and a console error.
+    page = tmp_path / "report.html"
+    page.write_text(
+        "<!doctype html><html><head><title>t</title></head><body>"
+        '<img alt="lost figure" src="data:image/png;base64,AAAA">'
+        '<div style="width:4000px">wide</div>'
+        '<script>console.error("boom")</script></body></html>',
+        encoding="utf-8",
+    )
+    found = " | ".join(problems(check_in_browser(page, tmp_path)))
+    assert "lost figure" in found and "px wide" in found and "boom" in found

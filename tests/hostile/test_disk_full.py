@@ -115,7 +115,7 @@ def test_figure_write_error_names_the_figure(tmp_path, monkeypatch):
     def full(path, data):
         raise fsio.io_error(path, OSError(errno.ENOSPC, "No space left on device"))
 
-    monkeypatch.setattr("descentlab.plots.atomic_write_bytes", full)
+    monkeypatch.setattr("descentlab.plots.style.atomic_write_bytes", full)
     with pytest.raises(Exception, match=r"learning_curve\.(png|svg)"):
         plot_learning_curve(rows, tmp_path / "learning_curve.png")
     assert not list(tmp_path.iterdir())

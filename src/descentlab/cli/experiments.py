@@ -394,7 +394,9 @@ def _register_landscape(sub: Any) -> None:
     )
     p.add_argument("--function", default="rosenbrock", help="the 2-D function (default rosenbrock)")
     p.add_argument(
-        "--optimizers", default="sgd,momentum,adam", help="comma-separated optimizer names"
+        "--optimizers",
+        default="sgd,momentum,nesterov,adam",
+        help="comma-separated optimizer names; NAME+clip clips that path (default %(default)s)",
     )
     p.add_argument("--steps", type=int, default=None, help="optimizer steps")
     p.add_argument("--lr", type=float, default=None, help="learning rate for every optimizer")

@@ -14,11 +14,11 @@ import sys
 from collections.abc import Sequence
 
 from descentlab._version import __version__
-from descentlab.cli import bench, experiments, train
+from descentlab.cli import bench, experiments, reproduce, train
 from descentlab.errors import DescentlabError, closest
 
 # Each module declares its sub-commands with register(subparsers), in this order.
-COMMAND_MODULES = (train, bench, experiments)
+COMMAND_MODULES = (train, bench, experiments, reproduce)
 
 # Spellings from other tools that difflib would not map to ours.
 FLAG_SYNONYMS = {

@@ -103,6 +103,9 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in TRAIN_OPTION_NAMES}
 
 
+DEFAULT_PRESET = "dlt-logreg"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     overrides = options_from_args(args)
     resume_dir = getattr(args, "resume", None) or getattr(args, "resume_previous", None)
@@ -129,11 +132,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["out"] = args.out
     if getattr(args, "name", None) is not None:
         overrides["name"] = args.name
-    cfg = resolve(
-        preset_name=getattr(args, "preset", None),
-        config_file=getattr(args, "config", None),
-        overrides=overrides,
-    )
+    preset_name = getattr(args, "preset", None)
+    config_file = getattr(args, "config", None)
+    if preset_name is None and config_file is None and overrides.get("dataset", "mnist") == "mnist":
+        # Plain `descentlab train` is the tutorial's logreg, exactly (pixels k/256, the
+        # tutorial's scoring); on other data it is `fit(**options)` with fit's defaults.
+        preset_name = DEFAULT_PRESET
+    cfg = resolve(preset_name=preset_name, config_file=config_file, overrides=overrides)
     if cfg.out is None:
         cfg = cfg.replace(out=str(default_run_dir(cfg)))
     if not cfg.quiet:
@@ -145,7 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _report(fit(config=cfg))
 
 
-RESUME_OPTIONS = ("quiet", "device", "threads")  # may differ from the interrupted run
+RESUME_OPTIONS = ("quiet", "device", "threads", "log_style")  # may differ on resume
 
 
 def _check_resume_args(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
@@ -162,7 +167,8 @@ def _check_resume_args(args: argparse.Namespace, overrides: dict[str, Any]) -> N
         raise ConfigError(
             f"{', '.join(sorted(given))} cannot be given with --resume: the run continues "
             "with the options in its config.toml",
-            hint="drop them; only --quiet, --device and --threads may change on resume",
+            hint="drop them; only --quiet, --device, --threads and --log-style may change "
+            "on resume",
         )
 
 
@@ -257,13 +263,19 @@ def register(sub: Any) -> None:
         "train",
         help="train a classifier (default: the tutorial's MNIST logreg)",
         description="Train a classifier with minibatch SGD and early stopping. "
-        "With no options: the Deep Learning Tutorials' logistic "
-        "regression on MNIST (lr 0.13, batch 600, patience 5000).",
+        "On MNIST with neither --preset nor --config: the preset dlt-logreg, the Deep Learning "
+        "Tutorials' logistic regression on MNIST (lr 0.13, batch 600, patience 5000, "
+        "pixels k/256, tutorial scoring); it ends at 7.500000% validation, 7.489583% "
+        "test error after 74 epochs, as the tutorial does.",
     )
     # Where the options come from and where one run goes: not options of the run itself
     # (--out/--name are TrainConfig fields declared cli=False, as compare/study write many
     # runs), so they are declared here, for `train` only.
-    p.add_argument("--preset", default=None, help="start from a preset: " + _preset_names())
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="start from a preset (default dlt-logreg unless --config): " + _preset_names(),
+    )
     p.add_argument("--config", default=None, help="TOML or JSON file of options")
     p.add_argument("--out", default=None, help="run directory (default runs/<time>-<name>)")
     p.add_argument("--name", default=None, help="run name used in the default run directory")

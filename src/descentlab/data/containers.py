@@ -145,6 +145,9 @@ class LoadOptions:
     data_dir: str | os.PathLike[str] | None = None  # searched first for MNIST-family files
     offline: bool = False  # never download
     quiet: bool = False  # no download progress bar
+    # MNIST-family uint8 pixels k become k / pixel_scale; None: 255 ([0, 1]).  256 gives
+    # the values of the tutorial's mnist.pkl.gz (see preprocess.scale_images).
+    pixel_scale: float | None = None
 
 
 @dataclass(frozen=True)

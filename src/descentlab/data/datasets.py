@@ -5,13 +5,16 @@ Built-in datasets (``DATASETS``):
 =================  =====================  ==========================  =========================
 name               input_shape            split                       preprocessing
 =================  =====================  ==========================  =========================
-``mnist``          (1, 28, 28)            50,000 / 10,000 / 10,000    pixels / 255 -> [0, 1]
-``fashion-mnist``  (1, 28, 28)            50,000 / 10,000 / 10,000    pixels / 255 -> [0, 1]
+``mnist``          (1, 28, 28)            50,000 / 10,000 / 10,000    pixels / 255 -> [0, 1] (*)
+``fashion-mnist``  (1, 28, 28)            50,000 / 10,000 / 10,000    pixels / 255 -> [0, 1] (*)
 ``digits``         (1, 8, 8)              60 / 20 / 20 % stratified   pixels / 16 -> [0, 1]
 ``iris``           (4,)                   60 / 20 / 20 % stratified   standardized (train stats)
 ``wine``           (13,)                  60 / 20 / 20 % stratified   standardized (train stats)
 ``breast-cancer``  (30,)                  60 / 20 / 20 % stratified   standardized (train stats)
 =================  =====================  ==========================  =========================
+
+(*) ``pixel_scale=256`` divides by 256 instead: the values of the tutorial's
+``mnist.pkl.gz`` (k/256), which the tutorial presets use.
 
 MNIST-style data uses the Deep Learning Tutorials' split: train = the first 50,000
 examples of the 60,000-example training file, valid = its last 10,000, test = the
@@ -92,6 +95,7 @@ def load_dataset(
     seed: int = 0,
     subset: int | None = None,
     quiet: bool = False,
+    pixel_scale: float | None = None,
 ) -> Dataset:
     """Load a built-in dataset by name, or a user file / folder by path.
 
@@ -124,6 +128,11 @@ def load_dataset(
         Keep only the first ``subset`` examples of each split (quick runs and tests).
     quiet:
         No download progress bar.
+    pixel_scale:
+        For MNIST-family IDX files: divide the uint8 pixels k by this.  ``None`` (default)
+        means 255 (pixels in [0, 1]); 256 gives exactly the values of the Deep Learning
+        Tutorials' ``mnist.pkl.gz`` (k/256), as the tutorial presets use.  Other datasets
+        ignore it.
     """
     _check_arguments(seed, standardize, valid_fraction, subset)
     text = os.fspath(name_or_path)
@@ -146,6 +155,7 @@ def load_dataset(
             data_dir=data_dir,
             offline=offline,
             quiet=quiet,
+            pixel_scale=pixel_scale,
         )
         return info.loader(canonical, opts)
     if not _looks_like_path(text):
@@ -155,7 +165,11 @@ def load_dataset(
             "mnist.pkl.gz or a folder of IDX files)",
         )
     opts = LoadOptions(
-        standardize=bool(standardize), valid_fraction=valid_fraction, seed=int(seed), subset=subset
+        standardize=bool(standardize),
+        valid_fraction=valid_fraction,
+        seed=int(seed),
+        subset=subset,
+        pixel_scale=pixel_scale,
     )
     return load_path(Path(text).expanduser(), opts, label_column)
 

@@ -177,6 +177,7 @@ def load_idx_dataset(
     """IDX files found by :func:`~descentlab.data.sources.find_dataset_files` as a Dataset."""
     valid_fraction, seed, subset = opts.valid_fraction, opts.seed, opts.subset
     a = _idx_arrays(found, expected_sums)
+    divisor = 255.0 if opts.pixel_scale is None else float(opts.pixel_scale)
     tr_x, tr_y = a["train_images"], a["train_labels"]
     if valid_fraction is None:
         # The tutorial's split: the last sixth of the training file (10,000 of 60,000).
@@ -210,7 +211,7 @@ def load_idx_dataset(
             raise DataError(f"{where}: split is empty", hint="fix: provide more examples")
         labels = check_labels(y, where, n_classes)
         if x.dtype == np.uint8:
-            xt = scale_images(x)
+            xt = scale_images(x, divisor)
         else:
             xt = torch.from_numpy(check_features(x, where).astype(np.float32))
         splits[split] = Split(xt.unsqueeze(1), torch.from_numpy(labels))
@@ -223,7 +224,7 @@ def load_idx_dataset(
         n_classes=n_classes,
         class_names=class_names,
         standardize_inputs=opts.standardize,
-        scale=255.0 if a["train_images"].dtype == np.uint8 else None,
+        scale=divisor if a["train_images"].dtype == np.uint8 else None,
         source=str(found.folder),
         info={"format": "idx", "where": found.where, "downloaded": found.downloaded},
     )

@@ -24,12 +24,19 @@ from descentlab.errors import DataError
 __all__ = ["feature_stats", "one_hot", "scale_images", "standardize"]
 
 
-def scale_images(images: np.ndarray) -> torch.Tensor:
-    """uint8 pixel intensities 0..255 -> float32 tensor in [0, 1] (``x / 255``)."""
+def scale_images(images: np.ndarray, divisor: float = 255.0) -> torch.Tensor:
+    """uint8 pixel intensities k = 0..255 -> float32 tensor ``k / divisor``.
+
+    ``divisor`` 255 (the default) maps onto [0, 1].  256 is the Deep Learning
+    Tutorials' ``mnist.pkl.gz`` encoding (its pixels are exactly k/256, so the largest
+    is 255/256): reading the IDX files with ``divisor=256`` gives that file's values.
+    """
     arr = np.asarray(images)
     if arr.dtype != np.uint8:
         raise DataError(f"expected uint8 pixel values, got {arr.dtype}")
-    out = np.divide(arr, np.float32(255.0), dtype=np.float32)
+    if not divisor > 0:
+        raise DataError(f"pixel scale divisor must be > 0, got {divisor}")
+    out = np.divide(arr, np.float32(divisor), dtype=np.float32)
     return torch.from_numpy(out)
 
 

@@ -267,9 +267,11 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     vals = [float(v) for v in values]
     if not vals:
         raise ConfigError("mean_std needs at least one value, got none")
+    if len(vals) == 1 or (math.isfinite(vals[0]) and len(set(vals)) == 1):
+        # Seeds that agree (or one seed): exactly the value and exactly 0 — a float
+        # mean of equal numbers can land an ulp away and leave a spurious tiny std.
+        return vals[0], 0.0
     mean = math.fsum(vals) / len(vals)
-    if len(vals) == 1:
-        return mean, 0.0
     var = math.fsum((v - mean) ** 2 for v in vals) / (len(vals) - 1)
     return mean, math.sqrt(var)
 

@@ -19,6 +19,10 @@ max-pooling, as in the tutorial's LeNet).
                 Alias ``xavier``.
 ``he``          ``W ~ N(0, 2/fan_in)`` (He et al. 2015, derived for relu).  Alias
                 ``kaiming``.
+``tutorial``    The Deep Learning Tutorials' draws, number for number: one
+                ``numpy.random.RandomState(seed)`` (``tutorial:seed=1234`` for mlp.py,
+                ``tutorial:seed=23455`` for convolutional_mlp.py), ``glorot`` bounds in the
+                tutorial's layer order and layout (see :mod:`descentlab.models.tutorial_init`).
 ``default``     Each descentlab model's own recipe, from the tutorials: the output
                 (softmax) layer zero, hidden and conv layers ``glorot`` (×4 for sigmoid)
                 except before relu, where ``he`` is used.  So logreg is all zeros, the
@@ -42,6 +46,7 @@ from torch.nn.modules.conv import _ConvNd
 
 from descentlab.errors import ConfigError, did_you_mean
 from descentlab.models.base import layer_activation, layer_pool_area
+from descentlab.models.tutorial_init import tutorial_init
 
 __all__ = ["INIT_STRATEGIES", "init_parameters", "parse_init"]
 
@@ -53,6 +58,7 @@ INIT_STRATEGIES: dict[str, dict[str, float]] = {
     "uniform": {},
     "glorot": {},
     "he": {},
+    "tutorial": {"seed": 1234},
 }
 _ALIASES = {"xavier": "glorot", "kaiming": "he", "zero": "zeros", "gaussian": "normal"}
 
@@ -186,6 +192,8 @@ def init_parameters(
         here knows how to initialize (with any strategy other than ``"default"``).
     """
     name, options = parse_init(strategy)
+    if name == "tutorial":
+        return tutorial_init(module, int(options["seed"]))
     with torch.no_grad():
         for layer_name, layer in module.named_modules():
             if isinstance(layer, _WEIGHT_LAYERS):

@@ -21,6 +21,7 @@ from descentlab.train.callbacks import (
     ProgressBar,
     RunDirectory,
     TensorBoardLogger,
+    TutorialLogger,
 )
 from descentlab.train.config import TrainConfig, from_mapping
 from descentlab.train.early_stopping import EarlyStopping
@@ -37,7 +38,10 @@ def default_callbacks(cfg: TrainConfig, run_dir: Path | None) -> list[Callback]:
     """Console lines and progress bar (unless quiet), run files and checkpoints (with a run dir)."""
     callbacks: list[Callback] = []
     if not cfg.quiet:
-        callbacks += [ConsoleLogger(), ProgressBar()]
+        if cfg.log_style == "tutorial":
+            callbacks.append(TutorialLogger.for_model(cfg.model))
+        else:
+            callbacks += [ConsoleLogger(), ProgressBar()]
     if run_dir is not None:
         callbacks += [
             MetricsFiles(run_dir),

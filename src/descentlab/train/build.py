@@ -73,6 +73,7 @@ def load_data(cfg: TrainConfig, **overrides: Any) -> Dataset:
         "label_column": cfg.label_column,
         "seed": cfg.seed,
         "subset": cfg.subset,
+        "pixel_scale": cfg.pixel_scale,
     }
     options.update(overrides)
     return load_dataset(options.pop("dataset", cfg.dataset), **options)

@@ -44,11 +44,15 @@ from descentlab.train.presets import PRESET_HELP, PRESETS, preset
 EARLY_STOPPING_MODES = ("tutorial", "epochs", "none")
 MONITORS = ("valid_error", "valid_nll", "valid_f1")
 ON_NAN = ("stop", "skip-batch", "lr-backoff")
+EVAL_STYLES = ("full", "tutorial")
+LOG_STYLES = ("descentlab", "tutorial")
 OPTIMIZER_DEFAULT = "the optimizer's own"
 
 __all__ = [
     "EARLY_STOPPING_MODES",
+    "EVAL_STYLES",
     "FIELD_NAMES",
+    "LOG_STYLES",
     "MONITORS",
     "ON_NAN",
     "OPTIONS",
@@ -113,6 +117,15 @@ class TrainConfig:
         default_text="all",
     )
     label_column: str = option("label", group=D, help="label column of a CSV file")
+    # 256 is the encoding of the tutorial's mnist.pkl.gz (see data/preprocess.scale_images)
+    pixel_scale: float | None = option(
+        None,
+        group=D,
+        constraint=POSITIVE,
+        help="MNIST-family pixels k become k/SCALE: 255 gives [0, 1]; 256 the tutorial's "
+        "mnist.pkl.gz (the dlt-* presets and plain `descentlab train`)",
+        default_text="255",
+    )
     # ------------------------------------------------------------------ the model
     model: str = option("logreg", group=M, help="logreg, mlp or lenet")
     hidden: tuple[int, ...] = option(
@@ -131,7 +144,7 @@ class TrainConfig:
     init: str | None = option(
         None,
         group=M,
-        help="zeros, normal[:std=..], uniform, glorot, he, default",
+        help="zeros, normal[:std=..], uniform, glorot, he, tutorial[:seed=N], default",
         default_text="the model's (zeros for logreg, as the tutorial)",
     )
     # ----------------------------------- the cost: loss + λ1·Σ|W| + λ2·ΣW² (weights only)
@@ -297,6 +310,21 @@ class TrainConfig:
     # --------------------------------------------------------------------- faults
     on_nan: str = option(
         "stop", group=S, constraint=OneOf(ON_NAN), help="what a non-finite loss does"
+    )
+    # ------------------------------------------------------------ the tutorial's ways
+    eval_style: str = option(
+        "full",
+        group=S,
+        constraint=OneOf(EVAL_STYLES),
+        help="how validation and test are scored (full: the error over the whole split; "
+        "tutorial, as the dlt-* presets: the mean of per-minibatch errors over the whole "
+        "minibatches of --batch-size)",
+    )
+    log_style: str = option(
+        "descentlab",
+        group=S,
+        constraint=OneOf(LOG_STYLES),
+        help="the console lines' format (tutorial: the tutorial scripts' own lines)",
     )
     # -------------------------------------------------------------- the run itself
     seed: int = option(

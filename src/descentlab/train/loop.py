@@ -31,6 +31,7 @@ from descentlab.train.interrupt import TrainingInterrupted
 from descentlab.train.progress import BestPoint, TargetReached
 from descentlab.train.records import FitResult, RunSummary, ValidationRecord
 from descentlab.train.step import first_non_finite
+from descentlab.train.tutorial_eval import evaluate_tutorial
 
 if TYPE_CHECKING:
     from descentlab.train.trainer import Trainer
@@ -121,11 +122,17 @@ def _averaged(trainer: Trainer) -> contextlib.AbstractContextManager[Any]:
 
 
 def _evaluate(trainer: Trainer, split: Split) -> Evaluation:
+    cfg = trainer.config
+    if cfg.eval_style == "tutorial":  # the mean of per-minibatch errors (tutorial_eval.py)
+        return evaluate_tutorial(
+            trainer.model,
+            split,
+            n_classes=trainer.data.n_classes,
+            batch_size=cfg.batch_size,
+            eval_batch_size=cfg.eval_batch_size,
+        )
     return evaluate(
-        trainer.model,
-        split,
-        n_classes=trainer.data.n_classes,
-        batch_size=trainer.config.eval_batch_size,
+        trainer.model, split, n_classes=trainer.data.n_classes, batch_size=cfg.eval_batch_size
     )
 
 

@@ -115,13 +115,13 @@ def write_summary(path: Path, summary: RunSummary) -> None:
 
 
 def plot_history(path: Path, history: Sequence[ValidationRecord | dict[str, Any]]) -> None:
-    """``learning_curve.png`` from the validation rows."""
+    """``learning_curve.png`` from the validation rows, titled with the run's folder name."""
     # matplotlib is heavy: imported only when a curve is drawn.
     from descentlab.plots import plot_learning_curve
 
     rows = [row.to_row() if isinstance(row, ValidationRecord) else row for row in history]
     try:
-        plot_learning_curve(rows, path / "learning_curve.png")
+        plot_learning_curve(rows, path / "learning_curve.png", title=f"run {path.name}")
     except OSError as exc:
         raise write_error(path / "learning_curve.png", exc) from None
 

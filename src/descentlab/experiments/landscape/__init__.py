@@ -38,6 +38,7 @@ from __future__ import annotations
 from descentlab.experiments.landscape.lab import (
     CLIP_SUFFIX,
     DEFAULT_CLIP_NORM,
+    DEFAULT_OPTIMIZERS,
     DIVERGED_BEYOND,
     LANDSCAPES,
     MAX_STEPS,
@@ -47,18 +48,21 @@ from descentlab.experiments.landscape.lab import (
     default_lr,
     run_landscape,
 )
-from descentlab.experiments.landscape.plot import plot_landscape
+from descentlab.experiments.landscape.plot import MAX_ASPECT, landscape_figure, plot_landscape
 
 __all__ = [
     "CLIP_SUFFIX",
     "DEFAULT_CLIP_NORM",
+    "DEFAULT_OPTIMIZERS",
     "DIVERGED_BEYOND",
     "LANDSCAPES",
+    "MAX_ASPECT",
     "MAX_STEPS",
     "Landscape",
     "LandscapeResult",
     "Trajectory",
     "default_lr",
+    "landscape_figure",
     "plot_landscape",
     "run_landscape",
 ]

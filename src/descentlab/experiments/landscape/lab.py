@@ -22,6 +22,8 @@ Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CLIP_SUFFIX = "+clip"
 #: The clipping threshold of ``+clip`` paths when no ``clip_norm`` is given.
 DEFAULT_CLIP_NORM = 1.0
+#: The optimizers of the default plot: plain, classical and Nesterov momentum, adaptive.
+DEFAULT_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 #: Beyond this distance from the origin a path counts as diverged.
 DIVERGED_BEYOND = 1e6
 MAX_STEPS = 100_000
@@ -320,7 +322,7 @@ def _run_one(
 
 def run_landscape(
     function: str = "rosenbrock",
-    optimizers: Sequence[str] = ("sgd", "momentum", "adam"),
+    optimizers: Sequence[str] = DEFAULT_OPTIMIZERS,
     steps: int | None = None,
     lr: float | Mapping[str, float] | None = None,
     start: Sequence[float] | None = None,

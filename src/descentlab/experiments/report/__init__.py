@@ -28,6 +28,7 @@ from descentlab.experiments.report.context import (
     fmt_pct,
     fmt_pm,
     fmt_sig,
+    fmt_uncertain,
 )
 from descentlab.experiments.report.figures import figures_section
 from descentlab.experiments.report.render import MARKER, render_report
@@ -65,6 +66,7 @@ __all__ = [
     "fmt_pct",
     "fmt_pm",
     "fmt_sig",
+    "fmt_uncertain",
     "protocol_paragraphs",
     "render",
     "render_report",

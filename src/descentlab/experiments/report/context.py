@@ -9,7 +9,7 @@ runs' histories.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,12 +72,32 @@ def fmt_num(x: float | None, digits: int = 1) -> str:
 
 
 def fmt_pm(mean: float | None, std: float | None, pct: bool = True, digits: int = 2) -> str:
-    """``12.34 ± 0.56%`` for rates; for counts and seconds three significant digits."""
+    """``12.34 ± 0.56%`` for rates; counts and seconds to the digits their spread allows."""
     if mean is None:
         return "–"
     if pct:
         return f"{100 * mean:.{digits}f} ± {100 * (std or 0):.{digits}f}%"
-    return f"{fmt_sig(mean)} ± {fmt_sig(std or 0.0)}"
+    return fmt_uncertain(mean, std or 0.0)
+
+
+def fmt_uncertain(mean: float, std: float) -> str:
+    """``0.0399 ± 0.0008``: the spread to one significant digit (two when it starts
+    with a 1), the mean to the same decimal place — digits beyond the spread are noise.
+
+    A zero spread (one seed, or seeds that agree) shows the mean to three significant
+    digits, a whole number without decimals: ``4 ± 0``.
+    """
+    if not math.isfinite(mean):
+        return f"{mean:g}"
+    if not std or not math.isfinite(std) or std < 0:
+        text = fmt_sig(mean)
+        if "." in text:  # "1.50" → "1.5", "4.00" → "4": no spread, no false precision
+            text = text.rstrip("0").rstrip(".")
+        return f"{text} ± 0"
+    exponent = math.floor(math.log10(std))
+    significant = 2 if std / 10**exponent < 2 else 1
+    decimals = max(0, significant - 1 - exponent)
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
 def fmt_sig(x: float) -> str:
@@ -143,16 +163,33 @@ class ReportContext:
                 keys.append(key)
         return keys
 
-    def label(self, row: Mapping[str, Any]) -> str:
-        """The configuration's name: ``adam``, ``adam, batch_size=20``, ``L2``..."""
+    def label(self, row: Mapping[str, Any], without: Sequence[str] = ()) -> str:
+        """The configuration's name: ``adam``, ``adam, batch_size=20``, ``L2``...
+
+        ``without`` leaves keys out (``("lr",)``: one name for all learning rates of a
+        configuration, so that a figure can join them into one line).
+        """
         parts = []
         for key in self.varying_keys:
+            if key in without:
+                continue
             value = row.get(key)
             if key in _BARE_KEYS:  # values that name themselves: "adam", "mse", "mnist"
                 parts.append(format_value(value))
             else:
                 parts.append(f"{key}={format_value(value)}")
         return ", ".join(parts) if parts else "all runs"
+
+    @property
+    def name(self) -> str:
+        """What the sweep is about, for figure titles: its title, or ``mlp on digits``."""
+        if self.plan.title:
+            return str(self.plan.title)
+        models = sorted({format_value(r.get("model")) for r in self.final if r.get("model")})
+        datasets = sorted({format_value(r.get("dataset")) for r in self.final if r.get("dataset")})
+        model = ", ".join(models) or format_value(self.plan.fixed.get("model", "logreg"))
+        data = ", ".join(datasets) or format_value(self.plan.fixed.get("dataset", "mnist"))
+        return f"{model} on {data}"
 
     def history(self, row: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The run's validation rows (``metrics.jsonl``), read once."""

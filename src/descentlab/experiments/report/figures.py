@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from descentlab.experiments.plan import config_key
@@ -33,7 +34,9 @@ def _curve_rows(ctx: ReportContext, summaries: Sequence[ConfigSummary]) -> tuple
     series = []
     for s in keep:
         for r in s.ok:
-            series.append({"group": s.label, "history": ctx.history(r)})
+            series.append(
+                {"group": s.label, "optimizer": r.get("optimizer"), "history": ctx.history(r)}
+            )
     return series, note
 
 
@@ -47,18 +50,21 @@ def figures_section(ctx: ReportContext, summaries: Sequence[ConfigSummary]) -> S
         return section
     section.text(
         "One curve per configuration: the mean over its seeds, shaded from the lowest to the "
-        "highest seed. Validation error is measured at every validation point; wall-clock "
-        "seconds include validation. Training NLL is the mean minibatch cost since the "
-        "previous validation."
+        "highest seed. Each seed is interpolated onto a common grid, and a curve stops where "
+        "its shortest seed stops, so every point is a mean over all seeds. Errors are in %. "
+        "Validation error is measured at every validation point; wall-clock seconds include "
+        "validation. Training NLL is the mean minibatch cost since the previous validation. "
+        "Colours are colour-blind safe; the line style is the optimizer's family (plain SGD "
+        "solid, momentum dashed, adaptive dotted, adaptive with momentum dash-dotted)."
     )
     figs = ctx.figures_dir
     specs: list[tuple[str, str, str, dict[str, Any], str]] = [
-        ("valid_error_vs_epoch", "epoch", "valid_error", {}, "validation error vs epoch"),
+        ("valid_error_vs_epoch", "epoch", "valid_error", {"percent": True}, "validation error"),
         (
             "valid_error_vs_seconds",
             "seconds",
             "valid_error",
-            {"xlabel": "wall-clock seconds"},
+            {"percent": True},
             "validation error vs wall-clock time",
         ),
         (
@@ -66,29 +72,50 @@ def figures_section(ctx: ReportContext, summaries: Sequence[ConfigSummary]) -> S
             "iteration",
             "train_nll",
             {"logy": True, "ylabel": "training NLL (log scale)"},
-            "training NLL vs iterations",
+            "training NLL",
         ),
     ]
-    for stem, x, y, kwargs, title in specs:
-        paths = plot_curves(series, x, y, "group", figs / stem, title=title, **kwargs)
-        section.figure(paths[0])
-    lr_rows = [r for r in ctx.rows if r.get("lr") is not None]
-    if len({r["lr"] for r in lr_rows}) > 1:
-        points = [
-            {
-                "lr": r["lr"],
-                "best_valid_error": r.get("best_valid_error") if r["status"] == "ok" else None,
-                "group": ctx.label(r),
-            }
-            for r in lr_rows
-        ]
-        paths = plot_lr_sensitivity(
-            points,
-            figs / "lr_sensitivity",
-            metric_key="best_valid_error",
-            group_key="group",
-            title="learning-rate sensitivity (every run, incl. the lr search)",
-            ylabel="best validation error",
+    for stem, x, y, kwargs, what in specs:
+        paths = plot_curves(
+            series,
+            x,
+            y,
+            "group",
+            figs / stem,
+            style_key="optimizer",
+            title=f"{ctx.name}: {what}",
+            **kwargs,
         )
         section.figure(paths[0])
+    lr_figure = _lr_sensitivity(ctx)
+    if lr_figure is not None:
+        section.figure(lr_figure)
     return section
+
+
+def _lr_sensitivity(ctx: ReportContext) -> Path | None:
+    """Best validation error against lr, one connected line per configuration (lr left out
+    of its name), every run included — the lr search's too."""
+    lr_rows = [r for r in ctx.rows if r.get("lr") is not None]
+    if len({r["lr"] for r in lr_rows}) < 2:
+        return None
+    points = [
+        {
+            "lr": r["lr"],
+            "best_valid_error": r.get("best_valid_error") if r["status"] == "ok" else None,
+            "group": ctx.label(r, without=("lr",)),
+            "optimizer": r.get("optimizer"),
+        }
+        for r in lr_rows
+    ]
+    paths = plot_lr_sensitivity(
+        points,
+        ctx.figures_dir / "lr_sensitivity",
+        metric_key="best_valid_error",
+        group_key="group",
+        style_key="optimizer",
+        percent=True,
+        title=f"{ctx.name}: learning-rate sensitivity (every run, incl. the lr search)",
+        ylabel="best validation error (%)",
+    )
+    return paths[0]

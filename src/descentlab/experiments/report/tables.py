@@ -139,10 +139,14 @@ def configuration_table(ctx: ReportContext, summaries: Sequence[ConfigSummary]) 
         "total seconds",
     ]
 
-    def cell(s: ConfigSummary, spread: Callable[[ConfigSummary], Spread], pct: bool) -> str:
+    def cell(
+        s: ConfigSummary, spread: Callable[[ConfigSummary], Spread], pct: bool, ranked: bool
+    ) -> str:
+        # Only error columns are ranked: lower error is better, but fewer epochs or
+        # seconds to the best point is not better when that best point is worse.
         value = spread(s)
         text = fmt_pm(value.mean, value.std, pct=pct, digits=2 if pct else 1)
-        return f"{text} {STAR}" if s.label in _winners(summaries, spread) else text
+        return f"{text} {STAR}" if ranked and s.label in _winners(summaries, spread) else text
 
     rows = []
     for s in summaries:
@@ -151,19 +155,21 @@ def configuration_table(ctx: ReportContext, summaries: Sequence[ConfigSummary]) 
                 s.label,
                 *[format_value(s.tuned[k]) for k in tuned],
                 f"{len(s.ok)}/{len(s.rows)}",
-                cell(s, lambda c: c.best_valid_error, True),
+                cell(s, lambda c: c.best_valid_error, True, True),
                 fmt_ci(error_ci(s.valid_errors, s.valid_n)),
-                cell(s, lambda c: c.test_error, True),
+                cell(s, lambda c: c.test_error, True, True),
                 fmt_ci(error_ci(s.test_errors, s.test_n)),
-                cell(s, lambda c: c.best_epoch, False),
-                cell(s, lambda c: c.seconds_to_best, False),
+                cell(s, lambda c: c.best_epoch, False, False),
+                cell(s, lambda c: c.seconds_to_best, False, False),
                 fmt_pm(s.train_seconds.mean, s.train_seconds.std, pct=False, digits=1),
             ]
         )
     return Table(
         columns,
         rows,
-        caption=f"mean ± std over seeds; {STAR} = best of the column; 95% CI = Wilson "
+        caption=f"mean ± std over seeds; {STAR} = lowest (best) error of the column — epochs "
+        "and seconds to the best point are not ranked: getting there sooner is no merit when "
+        "the best point is worse; 95% CI = Wilson "
         "interval of the error count pooled over the seeds (test-set sampling only: the "
         "spread between seeds is the ± column)",
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from tqdm import tqdm
+
 from descentlab.train.callbacks.base import Callback
 
 if TYPE_CHECKING:
@@ -35,10 +37,14 @@ class ConsoleLogger(Callback):
         ]
         if row.get("grad_norm") is not None:
             parts.append(f"|g| {row['grad_norm']:.3g}")
-        print(" | ".join(parts), file=stream, flush=True)
+        # Through tqdm: an open progress bar (the line is printed at an epoch's last
+        # step, before the bar closes) is cleared first and redrawn after, instead of
+        # being left behind as a stale line above every epoch line.
+        tqdm.write(" | ".join(parts), file=stream)
+        stream.flush()
 
     def on_warning(self, trainer: Trainer, message: str) -> None:
-        print(f"descentlab: warning: {message}", file=sys.stderr, flush=True)
+        tqdm.write(f"descentlab: warning: {message}", file=sys.stderr)
 
 
 class ProgressBar(Callback):
@@ -53,9 +59,6 @@ class ProgressBar(Callback):
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         if not sys.stderr.isatty() or trainer.batches_per_epoch < self.min_batches:
             return
-        # tqdm is imported only when a bar is shown (a terminal and a long epoch).
-        from tqdm.auto import tqdm
-
         self._bar = tqdm(
             total=trainer.batches_per_epoch,
             desc=f"epoch {epoch}",
