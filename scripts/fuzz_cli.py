@@ -132,11 +132,28 @@ def case_pickle(root: Path, rng: random.Random) -> list[str]:
     ]
 
 
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
 def case_npz(root: Path, rng: random.Random) -> list[str]:
     path = root / f"n{rng.getrandbits(32):08x}.npz"
     kind = rng.choice(["bomb", "liar", "nox", "labels"])
     if kind == "bomb":
-        np.savez_compressed(path, x=np.zeros((4096, 4096), np.float32), y=np.zeros(4096))
+        # A real deflate bomb: 2 GiB of zeros in a few MB, streamed into the archive.
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "<f4", "fortran_order": False, "shape": (1 << 15, 1 << 14)}
+        )
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            with archive.open("x.npy", "w", force_zip64=True) as member:
+                member.write(header.getvalue())
+                chunk = bytes(1 << 24)
+                for _ in range(128):
+                    member.write(chunk)
+            archive.writestr("y.npy", _npy(np.zeros(1 << 15)))
     elif kind == "liar":
         header = io.BytesIO()
         shape = (rng.choice([10**9, 2**40]), 100)
