@@ -16,6 +16,7 @@ from typing import Any
 
 from descentlab.cli.train import add_train_options
 from descentlab.errors import ConfigError, did_you_mean
+from descentlab.fsio import make_folder
 
 S = argparse.SUPPRESS
 
@@ -270,8 +271,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
         flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
         raise ConfigError(f"this landscape lab does not support {flags}")
     result = landscape.run_landscape(**kwargs)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(args.out)
     plot_params = inspect.signature(landscape.plot_landscape).parameters
     plot_kwargs: dict[str, Any] = {}
     if "gif" in plot_params:

@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _internal_error(exc)
         where = f" {exc.filename}" if exc.filename else ""
         print(
-            f"descentlab: error: cannot write{where}: {exc.strerror} "
+            f"descentlab: error: cannot use{where}: {exc.strerror} "
             "(free some space or choose a writable location)",
             file=sys.stderr,
         )
@@ -121,7 +121,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Operating-system errors a user causes and fixes (full disk, read-only or foreign folder).
-USER_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+# (ENOTDIR/EEXIST/EISDIR: a file where a folder is needed or the other way round;
+# ENAMETOOLONG: a path longer than the filesystem allows; ELOOP: a symlink loop.)
+USER_OS_ERRORS = (
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOTDIR,
+    errno.EEXIST,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+)
 
 
 def _internal_error(exc: Exception) -> int:

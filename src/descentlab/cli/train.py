@@ -24,30 +24,12 @@ from descentlab.errors import CheckpointError, ConfigError
 from descentlab.train import evaluate, fit, load_run
 from descentlab.train.config import OPTIONS, TrainConfig, from_mapping, read_config_file, resolve
 from descentlab.train.distributed import env_is_main, env_world_size, launch_local
-from descentlab.train.options import DeclaredOption, Group, value_type
+from descentlab.train.options import DeclaredOption, Group, parse_list, value_type
 from descentlab.train.presets import preset_names
 from descentlab.train.run_dir import default_run_dir
 from descentlab.train.trainer import load_data
 
 S = argparse.SUPPRESS  # absent flags stay absent, so presets and config files are not overridden
-
-
-def parse_floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
-
-
-def parse_ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
 
 
 def flag_type(opt: DeclaredOption) -> Any:
@@ -56,7 +38,16 @@ def flag_type(opt: DeclaredOption) -> Any:
         return opt.spec.parse
     hint = value_type(opt.type)
     if typing.get_origin(hint) is tuple:
-        return parse_ints if typing.get_args(hint)[0] is int else parse_floats
+        # The option declaration's own strict parser (no empty items, typed values).
+        item = typing.get_args(hint)[0]
+
+        def parse(text: str) -> tuple[Any, ...]:
+            try:
+                return parse_list(opt.name, text, item)
+            except ConfigError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+
+        return parse
     return {int: int, float: float}.get(hint)  # str: no conversion
 
 
@@ -141,9 +132,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if cfg.nproc > 1 and env_world_size() <= 1:
             return _launch(args.argv, cfg.nproc, cfg.out)
         return _report(fit(config=cfg, resume=True, resume_previous=bool(args.resume_previous)))
-    if getattr(args, "out", None):
+    if getattr(args, "out", None) is not None:
         overrides["out"] = args.out
-    if getattr(args, "name", None):
+    if getattr(args, "name", None) is not None:
         overrides["name"] = args.name
     preset_name = getattr(args, "preset", None)
     config_file = getattr(args, "config", None)
@@ -258,6 +249,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = load_data(
         cfg, dataset=args.dataset or cfg.dataset, data_dir=args.data_dir or cfg.data_dir
     )
+    run.check_data(data)
     split = getattr(data, args.split)
     result = evaluate(run.model, split, n_classes=data.n_classes)
 

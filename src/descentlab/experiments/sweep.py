@@ -47,6 +47,7 @@ from descentlab.experiments.store import (
     write_results,
 )
 from descentlab.experiments.tuning import chosen_runs, describe_selection, select_best
+from descentlab.fsio import WriterLock, check_out, make_folder
 from descentlab.train.build import check_names, data_use_warnings, load_data, seeds_can_differ
 from descentlab.train.config import from_mapping
 
@@ -181,6 +182,10 @@ def _split_depends_on_seed(cfg: Any, seeds: Sequence[int]) -> bool:
     return a.y.shape != b.y.shape or not (bool((a.y == b.y).all()) and bool((a.x == b.x).all()))
 
 
+#: Seconds to wait for a run directory still held by a worker of a killed sweep.
+RUN_LOCK_WAIT = 15.0
+
+
 class _Sweep:
     """The state of one :func:`execute_sweep` call: where, on what, and how it talks."""
 
@@ -211,6 +216,10 @@ class _Sweep:
             if state == "done":
                 skipped += 1
                 continue
+            if run_dir.exists():
+                # A worker of an earlier, killed sweep may still be finishing this run:
+                # wait (briefly: orphaned workers exit with their parent) until it is gone.
+                WriterLock(run_dir, "run").acquire(wait=RUN_LOCK_WAIT).release()
             if state == "fresh" and run_dir.exists():
                 shutil.rmtree(run_dir)
             if state == "resume":
@@ -286,7 +295,10 @@ def execute_sweep(
     bar on a terminal.  ``scheduler`` (``tcp://HOST:8786``): run on that Dask cluster
     instead (:mod:`descentlab.experiments.dask_executor`; ``out`` must be shared storage).
     """
-    out = Path(out)
+    out = check_out(out, "the sweep folder")
+    # Everything is checked before anything is created or started (bad plans raise here).
+    for message in preflight(plan):
+        print(f"descentlab: warning: {message}", file=sys.stderr, flush=True)
     if executor is None and scheduler is not None:
         out = out.resolve()  # the workers' working folders are not this one
         threads = int(plan.fixed.get("threads") or 1)
@@ -303,10 +315,29 @@ def execute_sweep(
             raise ConfigError(f"jobs must be >= 1, got {jobs}", hint="e.g. --jobs 2")
         threads = int(plan.fixed.get("threads") or threads_per_job(jobs))
         executor = LocalExecutor(jobs, threads, runner=runner)
+    try:
+        make_folder(out, "the sweep folder")
+        # One writer per sweep: a second compare/study on this folder is refused at once.
+        lock = WriterLock(out, "sweep").acquire()
+    except BaseException:
+        executor.close()  # nothing ran: leave no workers behind
+        raise
+    try:
+        return _execute(out, plan, executor, progress, stream, command)
+    finally:
+        lock.release()
+
+
+def _execute(
+    out: Path,
+    plan: SweepPlan,
+    executor: Executor,
+    progress: bool,
+    stream: Any,
+    command: Sequence[str] | None,
+) -> SweepResult:
     sweep = _Sweep(out, plan, executor, progress, stream or sys.stdout)
     sweep.manifest.command = list(command) if command is not None else None
-    for message in preflight(plan):
-        print(f"descentlab: warning: {message}", file=sys.stderr, flush=True)
     try:
         if plan.tune:
             sweep.tuned()

@@ -7,6 +7,7 @@ class so the two can be compared in the same harness.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +110,7 @@ def _resolve(name: str) -> tuple[str, type[torch.optim.Optimizer], _Entry | None
                 hint=did_you_mean(f"torch.{wanted}", [f"torch.{n}" for n in classes]),
             )
         canonical = by_lower[wanted.lower()]
+        _check_dense_step(f"torch.{canonical}", classes[canonical])
         return f"torch.{canonical}", classes[canonical], None
     lowered = key.lower().replace("_", "-")
     if lowered not in _REGISTRY:
@@ -118,6 +120,35 @@ def _resolve(name: str) -> tuple[str, type[torch.optim.Optimizer], _Entry | None
         )
     entry = _REGISTRY[lowered]
     return lowered, entry.cls, entry
+
+
+@functools.cache
+def _dense_step_error(name: str) -> str | None:
+    """Why ``torch.optim.<name>`` cannot take one step on a dense gradient (None: it can)."""
+    cls: Any = _torch_optimizers()[name]
+    weight = torch.zeros(2, requires_grad=True)
+    weight.grad = torch.ones(2)
+    try:
+        opt = cls([weight], lr=0.01) if "lr" in _hyperparameters(cls) else cls([weight])
+        opt.step(lambda: 0.0)
+    except Exception as exc:  # a third-party class may fail in any way: report it
+        return " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+    return None
+
+
+def _check_dense_step(name: str, cls: type[torch.optim.Optimizer]) -> None:
+    """Refuse, before training, a torch optimizer that cannot update descentlab's models.
+
+    Every model here has dense gradients; a class such as ``torch.SparseAdam`` fails
+    only at its first step.  One step on a two-element parameter (cached per class)
+    finds that out up front.
+    """
+    error = _dense_step_error(cls.__name__)
+    if error is not None:
+        raise ConfigError(
+            f"optimizer {name!r} cannot train these models ({error})",
+            hint="choose another, e.g. adam or torch.AdamW",
+        )
 
 
 def optimizer_hyperparameters(name: str) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from torch import nn
 
 from descentlab.data import Dataset
 from descentlab.errors import ConfigError
+from descentlab.fsio import WriterLock
 from descentlab.train.callbacks import (
     Callback,
     Checkpointer,
@@ -25,7 +28,11 @@ from descentlab.train.config import TrainConfig, from_mapping
 from descentlab.train.distributed import barrier, env_is_main, shutdown
 from descentlab.train.early_stopping import EarlyStopping
 from descentlab.train.records import FitResult
-from descentlab.train.run_dir import check_run_dir, prepare_run_dir
+from descentlab.train.run_dir import (
+    check_run_dir,
+    prepare_run_dir,
+    unfinished_without_checkpoint,
+)
 from descentlab.train.trainer import Trainer
 
 #: Options served by a callback from a layer above ``train`` (``diagnostics``: measured
@@ -84,6 +91,34 @@ def default_callbacks(cfg: TrainConfig, run_dir: Path | None) -> list[Callback]:
     return callbacks
 
 
+def _check_arguments(model: Any, data: Any, optimizer: Any, config: Any) -> None:
+    """Refuse arguments of the wrong kind with one line (not an AttributeError later)."""
+    checks = (
+        (
+            "model",
+            model,
+            (str, nn.Module),
+            "a model name ('logreg', 'mlp', 'lenet') or an nn.Module",
+        ),
+        ("data", data, (str, os.PathLike, Dataset), "a dataset name, a path or a Dataset"),
+        ("config", config, (TrainConfig,), "a TrainConfig"),
+    )
+    for name, value, kinds, expected in checks:
+        if value is not None and not isinstance(value, kinds):
+            raise ConfigError(
+                f"fit(): {name} must be {expected}, got {type(value).__name__} {value!r:.60}",
+                hint="e.g. fit('logreg', 'digits')" if name != "config" else None,
+            )
+    if optimizer is not None and not (
+        isinstance(optimizer, str | torch.optim.Optimizer) or callable(optimizer)
+    ):
+        raise ConfigError(
+            f"fit(): optimizer must be a name, an optimizer or a params -> optimizer "
+            f"callable, got {type(optimizer).__name__}",
+            hint="e.g. optimizer='adam'",
+        )
+
+
 def fit(
     model: nn.Module | str | None = None,
     data: Dataset | str | None = None,
@@ -112,6 +147,9 @@ def fit(
     in ``out`` from its newest checkpoint (``resume_previous=True``: from the
     one before, if the newest is damaged).
     """
+    _check_arguments(model, data, optimizer, config)
+    if isinstance(data, os.PathLike):
+        data = os.fspath(data)
     values = config.to_dict() if config is not None else {}
     if isinstance(model, str):
         values["model"] = model
@@ -133,7 +171,9 @@ def fit(
         )
     values.update(options)
     cfg = from_mapping(values)
-    run_dir = check_run_dir(cfg.out, resume=resume) if cfg.out else None
+    if resume and cfg.out and unfinished_without_checkpoint(Path(cfg.out)):
+        resume = False  # stopped before its first checkpoint: nothing to resume, start over
+    run_dir = check_run_dir(cfg.out, resume=resume) if cfg.out is not None else None
     cbs = (default_callbacks(cfg, run_dir) if default_callbacks_ else []) + list(callbacks)
     cbs = option_callbacks(cfg, callbacks) + cbs
     # Callbacks that fill in a row run before the ones that write it (stable order).
@@ -152,8 +192,13 @@ def fit(
             prepare_run_dir(run_dir, resume=resume)
         if trainer.world.distributed:
             barrier("waiting for rank 0 to prepare the run directory")
-        if resume:
-            trainer.restore_checkpoint(previous=resume_previous)
-        return trainer.fit()
+        # One writer per run directory (rank 0 writes it): a second train/--resume of it is
+        # refused while this one runs; the kernel drops the lock if this process dies.
+        with contextlib.ExitStack() as stack:
+            if run_dir is not None and trainer.world.is_main:
+                stack.enter_context(WriterLock(run_dir, "run"))
+            if resume:
+                trainer.restore_checkpoint(previous=resume_previous)
+            return trainer.fit()
     finally:
         shutdown(trainer.world)

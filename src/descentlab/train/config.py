@@ -23,6 +23,7 @@ from typing import Any
 import tomli_w
 
 from descentlab.errors import ConfigError, did_you_mean
+from descentlab.fsio import atomic_write_text
 from descentlab.optim import default_lr
 from descentlab.optim.registry import default_lr_text
 from descentlab.train.options import (
@@ -37,6 +38,7 @@ from descentlab.train.options import (
     OneOf,
     check_option,
     declared_options,
+    is_list_option,
     option,
 )
 from descentlab.train.presets import PRESET_HELP, PRESETS, preset
@@ -569,7 +571,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
                 f"unexpected table [{key}] in {str(path)!r}",
                 hint="put training options at the top level or under [train]",
             )
-        out[check_key(key, str(path))] = value
+        name = check_key(key, str(path))
+        declared = OPTIONS_BY_NAME.get(name)
+        # A file has real lists; a string for a list is a mistake ("500" vs [500]).
+        as_string = isinstance(value, str) and value != "default"
+        if as_string and declared is not None and is_list_option(declared.type):
+            raise ConfigError(
+                f"option {name!r} in {str(path)!r} must be a list, got the string {value!r}",
+                hint=f"write {name} = [{value}]",
+            )
+        out[name] = value
     return out
 
 
@@ -603,4 +614,4 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
             data[key] = "default"
     if cfg.extra:
         data["extra"] = cfg.extra
-    Path(path).write_text(tomli_w.dumps(data), encoding="utf-8")
+    atomic_write_text(path, tomli_w.dumps(data))
