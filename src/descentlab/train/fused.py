@@ -62,6 +62,7 @@ _PER_MEMBER = frozenset(
         "lr", "momentum", "weight_decay", "l1", "l2", "seed", "max_epochs", "patience",
         "patience_increase", "improvement_threshold", "min_delta", "name", "out",
         "target_error", "quiet", "threads", "checkpoint_every", "restore_best",
+        "optimizer",  # only sgd and momentum fuse: one update (momentum 0 is plain SGD)
     }
 )  # fmt: skip
 _DATA_OPTIONS = ("dataset", "data_dir", "offline", "standardize", "label_column", "subset")
