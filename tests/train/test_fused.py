@@ -88,7 +88,9 @@ def test_members_that_stop_early_leave_the_group_and_the_rest_go_on():
     for cfg, result in zip(configs, fused):
         _check_same(result, fit(config=cfg, data=data), atol=1e-4)
     assert [r.summary.stopped_because for r in fused] == [
-        "early_stopping", "max_epochs", "max_epochs"
+        "early_stopping",
+        "max_epochs",
+        "max_epochs",
     ]
     assert len({r.summary.iterations for r in fused}) == 3
 

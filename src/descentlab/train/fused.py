@@ -238,8 +238,7 @@ def _member_data(configs: Sequence[TrainConfig]) -> list[Dataset]:
 def _same_data(a: Dataset, b: Dataset) -> bool:
     pairs = ((a.train, b.train), (a.valid, b.valid), (a.test, b.test))
     return all(
-        u.x.shape == v.x.shape and torch.equal(u.x, v.x) and torch.equal(u.y, v.y)
-        for u, v in pairs
+        u.x.shape == v.x.shape and torch.equal(u.x, v.x) and torch.equal(u.y, v.y) for u, v in pairs
     )
 
 
@@ -418,4 +417,3 @@ class _FusedLoop:
         self.active = [self.active[r] for r in keep]
         if keep:
             self.group.keep(torch.tensor(keep, device=self.group.params[0].device))
-
