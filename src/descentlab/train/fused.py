@@ -189,11 +189,12 @@ class FusedGroup:
                 if self.use_decay:
                     p.mul_(1.0 - lr * hp.weight_decay.view(shape))  # θ ← θ − ελθ
                 if self.use_momentum:
+                    # v ← αv − εg (addcmul: no temporary ε·g of the parameter's size)
                     v = self.velocity[i]
-                    v.mul_(hp.momentum.view(shape)).sub_(lr * g)  # v ← αv − εg
+                    v.mul_(hp.momentum.view(shape)).addcmul_(lr, g, value=-1.0)
                     p.add_(v)  # θ ← θ + v
                 else:
-                    p.sub_(lr * g)  # θ ← θ − εg
+                    p.addcmul_(lr, g, value=-1.0)  # θ ← θ − εg
         return cost.detach()
 
     def keep(self, rows: Tensor) -> None:
