@@ -242,3 +242,79 @@ def test_skip_batch_on_the_fast_path_leaves_no_stale_gradients(digits):
     assert all(p.grad is None for p in trainer.model.parameters())
     for p, q in zip(trainer.model.parameters(), before):
         assert torch.equal(p, q)  # nothing was applied
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_fused_adam_matches_the_books_adam_step_by_step(weight_decay):
+    # Same model twice; one trained by autograd + descentlab's Adam (foreach), the other by
+    # the fast path's fused update.  Each step starts both from identical parameters.
+    from descentlab.losses import nll
+    from descentlab.models import build_model
+    from descentlab.optim import Adam
+
+    torch.manual_seed(0)
+    ref = build_model("mlp", 64, 10, hidden=(32,), activation="relu")
+    fused = build_model("mlp", 64, 10, hidden=(32,), activation="relu")
+    fused.load_state_dict(ref.state_dict())
+    opt_ref = Adam(ref.parameters(), lr=0.01, weight_decay=weight_decay)
+    opt_fused = Adam(fused.parameters(), lr=0.01, weight_decay=weight_decay)
+    fast, reason = fast_path_for(fused, nll)
+    assert fast is not None, reason
+    for step in range(1, 6):
+        x, y = torch.randn(16, 64), torch.randint(0, 10, (16,))
+        opt_ref.zero_grad()
+        nll(ref(x), y).backward()
+        opt_ref.step()
+        fast.forward(x, y)
+        groups = fast.adam_groups(opt_fused)
+        assert groups is not None
+        fast.backward_adam_(opt_fused, groups)
+        opt_fused.step()  # finds no .grad: must not apply anything again
+        assert all(p.grad is None for p in fused.parameters())
+        for p, q in zip(fused.parameters(), ref.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+            assert opt_fused.state[p]["step"] == step
+            for key in ("first_moment", "second_moment"):
+                torch.testing.assert_close(
+                    opt_fused.state[p][key], opt_ref.state[q][key], rtol=1e-5, atol=1e-7
+                )
+        fused.load_state_dict(ref.state_dict())  # no drift between steps
+
+
+def test_trainer_uses_the_fused_adam_update_only_when_nothing_reads_gradients(digits):
+    fused = _trainer(digits, True, model="mlp", hidden=(16,), optimizer="adam", max_epochs=1)
+    fused.fit()
+    assert fused._fuse_sgd and all(p.grad is None for p in fused.model.parameters())
+    clipped = _trainer(
+        digits, True, model="mlp", hidden=(16,), optimizer="adam", max_epochs=1, clip_norm=1.0
+    )
+    clipped.fit()
+    assert all(p.grad is not None for p in clipped.model.parameters())
+
+
+@pytest.mark.parametrize(
+    "option", [{"amsgrad": True}, {"maximize": True}], ids=["amsgrad", "maximize"]
+)
+def test_fused_fast_path_leaves_options_it_does_not_implement_to_the_optimizer(digits, option):
+    # The fused fast-path Adam implements the book's box only; AMSGrad and maximize must be
+    # applied by the optimizer itself (the fused path would silently drop them).
+    fast = _trainer(digits, True, model="mlp", hidden=(16,), optimizer="adam", max_epochs=1)
+    fast.optimizer.param_groups[0].update(option)
+    assert fast.fast_path is not None
+    assert fast.fast_path.adam_groups(fast.optimizer) is None
+    plain_options = {"amsgrad": False, "maximize": False}
+    fast.optimizer.param_groups[0].update(plain_options)
+    assert fast.fast_path.adam_groups(fast.optimizer) is not None
+    sgd = _trainer(digits, True, model="logreg", max_epochs=1)
+    if "maximize" in option:
+        sgd.optimizer.param_groups[0].update(option)
+        assert sgd.fast_path.sgd_rates(sgd.optimizer) is None
+
+
+def test_fused_fast_path_adam_keeps_the_optimizers_tensor_step(digits):
+    # One state schema on every path: t stays a float32 tensor after fast-path steps.
+    fast = _trainer(digits, True, model="mlp", hidden=(16,), optimizer="adam", max_epochs=1)
+    fast.fit()
+    steps = {float(s["step"]) for s in fast.optimizer.state.values()}
+    assert all(isinstance(s["step"], torch.Tensor) for s in fast.optimizer.state.values())
+    assert steps == {float(fast.iteration + 1)}

@@ -21,6 +21,10 @@ def test_bench_runs_at_a_tiny_size():
         assert r["ours_ms"] > 0 and r["torch_ms"] > 0
         assert math.isclose(r["ratio"], r["ours_ms"] / r["torch_ms"])
         assert r["torch"].startswith("torch.optim.")
+        has_fused = CASES[r["optimizer"]].torch_fused is not None
+        assert (r["torch_fused_ms"] is not None) == has_fused
+        if has_fused:
+            assert math.isclose(r["ratio_fused"], r["ours_ms"] / r["torch_fused_ms"])
     table = format_optim_table(rows)
     lines = table.splitlines()
     assert lines[0].split()[:3] == ["optimizer", "params", "tensors"]

@@ -36,7 +36,8 @@ bad_unit = (
 bad_nonneg = st.floats(max_value=0.0, exclude_max=True, allow_infinity=False) | non_finite
 
 BAD_VALUES = {
-    "lr": bad_positive,
+    # lr = 0 is accepted, as torch.optim does (a schedule may reach it).
+    "lr": bad_nonneg,
     "eps": bad_positive,
     "momentum": bad_unit,
     "rho": bad_unit,

@@ -50,7 +50,66 @@ CASES = {
         lambda p: AdaDelta(p, rho=0.9, eps=1e-6),
         lambda p: torch.optim.Adadelta(p, lr=1.0, rho=0.9, eps=1e-6),
     ),
+    # The options added for issue 12 (torch's names): the same results as torch.optim.
+    "rmsprop-centered": (
+        lambda p: RMSProp(p, lr=0.01, rho=0.99, eps=1e-8, centered=True),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.99, eps=1e-8, centered=True),
+    ),
+    "rmsprop-centered+momentum": (
+        lambda p: RMSProp(p, lr=0.001, rho=0.9, eps=1e-6, momentum=0.9, centered=True),
+        lambda p: torch.optim.RMSprop(
+            p, lr=0.001, alpha=0.9, eps=1e-6, momentum=0.9, centered=True
+        ),
+    ),
+    "adam-amsgrad": (
+        lambda p: Adam(p, lr=0.01, amsgrad=True),
+        lambda p: torch.optim.Adam(p, lr=0.01, amsgrad=True),
+    ),
+    "adamw-amsgrad": (
+        lambda p: Adam(p, lr=0.01, amsgrad=True, weight_decay=0.1),
+        lambda p: torch.optim.AdamW(p, lr=0.01, amsgrad=True, weight_decay=0.1),
+    ),
+    "adagrad-initial-accumulator": (
+        lambda p: AdaGrad(p, lr=0.1, eps=1e-10, initial_accumulator_value=0.1),
+        lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-10, initial_accumulator_value=0.1),
+    ),
+    "sgd-momentum-maximize": (
+        lambda p: SGD(p, lr=0.01, momentum=0.9, maximize=True),
+        lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, maximize=True),
+    ),
+    "adagrad-maximize": (
+        lambda p: AdaGrad(p, lr=0.1, eps=1e-10, maximize=True),
+        lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-10, maximize=True),
+    ),
+    "rmsprop-maximize": (
+        lambda p: RMSProp(p, lr=0.01, rho=0.99, eps=1e-8, maximize=True),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.99, eps=1e-8, maximize=True),
+    ),
+    "adam-maximize": (
+        lambda p: Adam(p, lr=0.01, maximize=True),
+        lambda p: torch.optim.Adam(p, lr=0.01, maximize=True),
+    ),
+    "adadelta-maximize": (
+        lambda p: AdaDelta(p, rho=0.9, eps=1e-6, maximize=True),
+        lambda p: torch.optim.Adadelta(p, lr=1.0, rho=0.9, eps=1e-6, maximize=True),
+    ),
 }
+# Velocity v = −lr·b (ours) against torch's buffer b, divided by a centered (smaller)
+# denominator: float32 rounding of the two forms drifts apart by 1.5e-6 in 100 steps.
+LOOSER = {"rmsprop-centered+momentum": 3e-6}
+FUSABLE = [
+    "sgd",
+    "sgd+decay",
+    "momentum",
+    "sgd-momentum-maximize",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "adam+decay=adamw",
+    "adam-amsgrad",
+    "adamw-amsgrad",
+]
+FUSABLE += ["adagrad-initial-accumulator", "adagrad-maximize", "rmsprop-maximize", "adam-maximize"]
 
 
 def _max_diff(a, b):
@@ -71,8 +130,21 @@ def test_same_iterates_as_torch(name, foreach):
         group["foreach"] = foreach
     ours = P.run_torch(mine, opt, STEPS)
     ref = P.run_torch(theirs, torch_factory(theirs.params), STEPS)
-    assert _max_diff(ours, ref) <= TOL32
+    assert _max_diff(ours, ref) <= LOOSER.get(name, TOL32)
     assert _max_diff(ref[:1], ref[-1:]) > 1e-2  # the runs went somewhere
+
+
+@pytest.mark.parametrize("name", FUSABLE)
+def test_fused_same_iterates_as_torch(name):
+    """``fused=True`` (torch's single-pass kernels) gives torch.optim's iterates too."""
+    ours_factory, torch_factory = CASES[name]
+    mine, theirs = P.TorchProblem(dtype=torch.float32), P.TorchProblem(dtype=torch.float32)
+    opt = ours_factory(mine.params)
+    for group in opt.param_groups:
+        group["foreach"], group["fused"] = None, True
+    ours = P.run_torch(mine, opt, STEPS)
+    ref = P.run_torch(theirs, torch_factory(theirs.params), STEPS)
+    assert _max_diff(ours, ref) <= TOL32
 
 
 def test_nesterov_matches_torch_without_closure():

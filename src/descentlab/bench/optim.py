@@ -1,9 +1,10 @@
-"""Step time of descentlab's optimizers against torch.optim's own (foreach) implementations.
+"""Step time of descentlab's optimizers against torch.optim's foreach and fused ones.
 
-For every case the two optimizers get identical parameter lists (``n_tensors`` float32
-tensors holding ``size`` numbers in all) and identical fixed gradients; their ``step()``
-calls are timed interleaved (A, B, B, A, ...) so that drifts of the machine (clock,
-caches, other load) hit both sides alike, and the medians are compared::
+For every case the optimizers (ours, torch's ``foreach=True`` and, where torch has one,
+its ``fused=True``) get identical parameter lists (``n_tensors`` float32 tensors holding
+``size`` numbers in all) and identical fixed gradients; their ``step()`` calls are timed
+interleaved in rotating order so that drifts of the machine (clock, caches, other load)
+hit all sides alike, and the medians are compared::
 
     rows = run_optim_bench(sizes=(1_000_000,), repeats=20)
     print(format_optim_table(rows))
@@ -14,7 +15,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -23,47 +24,78 @@ from descentlab.optim import SGD, AdaDelta, AdaGrad, Adam, RMSProp
 
 OptimizerFactory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
 
-# label -> (ours, torch's, how torch's is configured); same hyperparameters on both sides.
-# Nesterov runs without a closure here, i.e. in the reformulation torch also uses.
-CASES: dict[str, tuple[OptimizerFactory, OptimizerFactory, str]] = {
-    "sgd": (
-        lambda p: SGD(p, lr=0.01),
-        lambda p: torch.optim.SGD(p, lr=0.01, foreach=True),
-        "SGD(lr=0.01)",
+
+class Case(NamedTuple):
+    """One benchmark row: ours, torch's foreach optimizer, its label, torch's fused one."""
+
+    ours: OptimizerFactory
+    torch_foreach: OptimizerFactory
+    label: str
+    torch_fused: OptimizerFactory | None = None
+
+
+def _torch(cls: Any, **kw: Any) -> tuple[OptimizerFactory, OptimizerFactory]:
+    """torch's optimizer with ``foreach=True`` and with ``fused=True``."""
+    return (lambda p: cls(p, foreach=True, **kw)), (lambda p: cls(p, fused=True, **kw))
+
+
+_SGD = _torch(torch.optim.SGD, lr=0.01)
+_MOMENTUM = _torch(torch.optim.SGD, lr=0.01, momentum=0.9)
+_NESTEROV = _torch(torch.optim.SGD, lr=0.01, momentum=0.9, nesterov=True)
+_ADAGRAD = _torch(torch.optim.Adagrad, lr=0.01, eps=1e-10)
+_ADAM = _torch(torch.optim.Adam, lr=0.001)
+
+# label -> Case; same hyperparameters on every side. Nesterov runs without a closure here,
+# i.e. in the reformulation torch also uses. torch has fused kernels for SGD, Adagrad and
+# Adam (not RMSprop, Adadelta); the ``-fused`` rows run our ``fused=True`` update.
+CASES: dict[str, Case] = {
+    "sgd": Case(lambda p: SGD(p, lr=0.01), _SGD[0], "SGD(lr=0.01)", _SGD[1]),
+    "momentum": Case(
+        lambda p: SGD(p, lr=0.01, momentum=0.9), _MOMENTUM[0], "SGD(momentum=0.9)", _MOMENTUM[1]
     ),
-    "momentum": (
-        lambda p: SGD(p, lr=0.01, momentum=0.9),
-        lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, foreach=True),
+    "momentum-fused": Case(
+        lambda p: SGD(p, lr=0.01, momentum=0.9, fused=True),
+        _MOMENTUM[0],
         "SGD(momentum=0.9)",
+        _MOMENTUM[1],
     ),
-    "nesterov": (
+    "nesterov": Case(
         lambda p: SGD(p, lr=0.01, momentum=0.9, nesterov=True),
-        lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, nesterov=True, foreach=True),
+        _NESTEROV[0],
         "SGD(momentum=0.9, nesterov=True)",
+        _NESTEROV[1],
     ),
-    "adagrad": (
-        lambda p: AdaGrad(p, lr=0.01, eps=1e-10),
-        lambda p: torch.optim.Adagrad(p, lr=0.01, eps=1e-10, foreach=True),
+    "adagrad": Case(
+        lambda p: AdaGrad(p, lr=0.01, eps=1e-10), _ADAGRAD[0], "Adagrad(lr=0.01)", _ADAGRAD[1]
+    ),
+    "adagrad-fused": Case(
+        lambda p: AdaGrad(p, lr=0.01, eps=1e-10, fused=True),
+        _ADAGRAD[0],
         "Adagrad(lr=0.01)",
+        _ADAGRAD[1],
     ),
-    "rmsprop": (
+    "rmsprop": Case(
         lambda p: RMSProp(p, lr=0.001, rho=0.99, eps=1e-8),
         lambda p: torch.optim.RMSprop(p, lr=0.001, alpha=0.99, eps=1e-8, foreach=True),
         "RMSprop(alpha=0.99)",
     ),
-    "rmsprop-momentum": (
+    "rmsprop-fused": Case(
+        lambda p: RMSProp(p, lr=0.001, rho=0.99, eps=1e-8, fused=True),
+        lambda p: torch.optim.RMSprop(p, lr=0.001, alpha=0.99, eps=1e-8, foreach=True),
+        "RMSprop(alpha=0.99)",
+    ),
+    "rmsprop-momentum": Case(
         lambda p: RMSProp(p, lr=0.001, rho=0.99, eps=1e-8, momentum=0.9),
         lambda p: torch.optim.RMSprop(
             p, lr=0.001, alpha=0.99, eps=1e-8, momentum=0.9, foreach=True
         ),
         "RMSprop(alpha=0.99, momentum=0.9)",
     ),
-    "adam": (
-        lambda p: Adam(p, lr=0.001),
-        lambda p: torch.optim.Adam(p, lr=0.001, foreach=True),
-        "Adam(lr=0.001)",
+    "adam": Case(lambda p: Adam(p, lr=0.001), _ADAM[0], "Adam(lr=0.001)", _ADAM[1]),
+    "adam-fused": Case(
+        lambda p: Adam(p, lr=0.001, fused=True), _ADAM[0], "Adam(lr=0.001)", _ADAM[1]
     ),
-    "adadelta": (
+    "adadelta": Case(
         lambda p: AdaDelta(p, rho=0.9),
         lambda p: torch.optim.Adadelta(p, rho=0.9, foreach=True),
         "Adadelta(rho=0.9)",
@@ -171,40 +203,48 @@ def _run(
             )
         base, grads = _make_params(_split(size, n_tensors), device, seed)
         for name in names:
-            ours_factory, torch_factory, torch_label = CASES[name]
-            ours = ours_factory(_clone_with_grads(base, grads))
-            theirs = torch_factory(_clone_with_grads(base, grads))
-            for _ in range(warmup):
-                ours.step()
-                theirs.step()
-            t_ours, t_torch = [], []
-            for i in range(repeats):
-                # ABBA order: neither side always runs right after the other.
-                if i % 2 == 0:
-                    t_ours.append(_time_step(ours, device))
-                    t_torch.append(_time_step(theirs, device))
-                else:
-                    t_torch.append(_time_step(theirs, device))
-                    t_ours.append(_time_step(ours, device))
-            ours_ms = statistics.median(t_ours) * 1e3
-            torch_ms = statistics.median(t_torch) * 1e3
-            rows.append(
-                {
-                    "optimizer": name,
-                    "torch": f"torch.optim.{torch_label}",
-                    "size": size,
-                    "n_tensors": n_tensors,
-                    "ours_ms": ours_ms,
-                    "torch_ms": torch_ms,
-                    "ratio": ours_ms / torch_ms,
-                    "repeats": repeats,
-                    "device": str(device),
-                    "threads": torch.get_num_threads(),
-                }
-            )
-            del ours, theirs
+            rows.append(_time_case(name, base, grads, device, repeats, warmup))
+            rows[-1].update(size=size, n_tensors=n_tensors)
         del base, grads
     return rows
+
+
+def _time_case(
+    name: str,
+    base: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    device: torch.device,
+    repeats: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """Median step times of ours, torch's foreach and (if any) torch's fused optimizer."""
+    case = CASES[name]
+    sides = [case.ours, case.torch_foreach] + ([case.torch_fused] if case.torch_fused else [])
+    opts = [make(_clone_with_grads(base, grads)) for make in sides]
+    for _ in range(warmup):
+        for opt in opts:
+            opt.step()
+    times: list[list[float]] = [[] for _ in opts]
+    for i in range(repeats):
+        # Rotate the order: no side always runs right after the same other one.
+        order = list(range(len(opts)))
+        order = order[i % len(order) :] + order[: i % len(order)]
+        for j in order if i % 2 == 0 else order[::-1]:
+            times[j].append(_time_step(opts[j], device))
+    ms = [statistics.median(t) * 1e3 for t in times]
+    fused_ms = ms[2] if len(ms) > 2 else None
+    return {
+        "optimizer": name,
+        "torch": f"torch.optim.{case.label}",
+        "ours_ms": ms[0],
+        "torch_ms": ms[1],
+        "ratio": ms[0] / ms[1],
+        "torch_fused_ms": fused_ms,
+        "ratio_fused": None if fused_ms is None else ms[0] / fused_ms,
+        "repeats": repeats,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def _format_size(n: int) -> str:
@@ -217,7 +257,8 @@ def _format_size(n: int) -> str:
 
 def format_optim_table(rows: Sequence[dict[str, Any]]) -> str:
     """A plain-text table of :func:`run_optim_bench` rows (ratio = ours/torch)."""
-    header = ("optimizer", "params", "tensors", "ours ms", "torch ms", "ratio", "torch.optim")
+    header: tuple[str, ...] = ("optimizer", "params", "tensors", "ours ms", "foreach ms")
+    header += ("ratio", "fused ms", "vs fused", "torch.optim")
     body = [
         (
             r["optimizer"],
@@ -226,6 +267,8 @@ def format_optim_table(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['ours_ms']:.3f}",
             f"{r['torch_ms']:.3f}",
             f"{r['ratio']:.2f}",
+            "–" if r.get("torch_fused_ms") is None else f"{r['torch_fused_ms']:.3f}",
+            "–" if r.get("ratio_fused") is None else f"{r['ratio_fused']:.2f}",
             r["torch"].removeprefix("torch.optim."),
         )
         for r in rows
@@ -233,7 +276,7 @@ def format_optim_table(rows: Sequence[dict[str, Any]]) -> str:
     widths = [
         max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)
     ]
-    right = {2, 3, 4, 5}
+    right = {2, 3, 4, 5, 6, 7}
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
@@ -247,7 +290,8 @@ def format_optim_table(rows: Sequence[dict[str, Any]]) -> str:
         out.append(
             f"(median of {r['repeats']} interleaved steps, float32 on {r['device']}, "
             f"{r['threads']} thread{'s' if r['threads'] != 1 else ''}; "
-            "ratio < 1: descentlab faster)"
+            "ratio: ours / torch foreach, vs fused: ours / torch fused=True; "
+            "< 1: descentlab faster)"
         )
     return "\n".join(out)
 

@@ -1,25 +1,31 @@
-"""Epoch time of descentlab's trainer next to the loops people write by hand.
+"""Epoch time of descentlab's trainer next to the strongest loops people write by hand.
 
 ``run_train_bench`` trains each workload with every contender *in one process*, one epoch
 at a time and interleaved (round 1: A B C D, round 2: D C B A, ...), after ``warmup``
 untimed epochs each, and reports per contender the median seconds per epoch, the range,
-the speedup over the hand-written torch loop (its median divided by the contender's) and
-the test error after all the epochs it ran, so no contender can win by doing less work::
+the speedup over the **best** baseline (its median divided by the contender's), the
+fraction of the compute floor reached (:mod:`descentlab.bench.floor`) and the test error
+after all the epochs it ran, so no contender can win by doing less work::
 
     rows = run_train_bench(workloads=["mlp-tanh"], repeats=5)
     print(format_train_table(rows))
 
 Contenders (see :mod:`descentlab.bench.baselines` for the baselines' code):
 
-``descentlab``        the trainer as ``descentlab train`` runs it (fast path when it applies)
-``descentlab plain``  the same with ``fast_path=False`` (autograd), to show where time goes
-``torch loop``        hand-written loop over tensor slices, ``torch.optim``
-``DataLoader loop``   the same over ``DataLoader(TensorDataset(x, y))``
-``scikit-learn``      ``SGDClassifier`` / ``MLPClassifier``, one ``partial_fit`` per epoch
+``descentlab``             the trainer end to end, as ``descentlab train`` runs it: fast
+                           path, a validation (and test at a new best) at each epoch's
+                           end, the checkpoint and the run files
+``descentlab train-only``  the trainer's epoch without validation or files
+``descentlab plain``       the epoch by autograd (``fast_path=False``)
+``torch loop``             the strongest plain loop: fused ``torch.optim``, L2 as
+                           ``weight_decay`` on the weights, pre-sliced minibatches
+``torch.compile loop``     the same with ``torch.compile(model)`` (compile time apart)
+``naive loop``             L2 added to the loss, optimizer defaults (the tutorials' port)
+``DataLoader loop``        the naive loop over ``DataLoader(TensorDataset(x, y))``
+``scikit-learn``           ``SGDClassifier`` / ``MLPClassifier``, one ``partial_fit``
 
-The trainer's epoch (``Trainer.run_epoch``) is timed without its validation passes (the
-baselines do not validate either): the bench gives it the rule that never validates
-(:class:`~descentlab.train.NeverValidate`).
+The baselines only train; ``descentlab`` also validates and writes its checkpoint, so
+its speedup is end to end, and ``descentlab train-only`` over it is the epoch overhead.
 
 ``run_time_to_target`` trains a preset (``fast-mnist``) in a child process and reports the
 seconds until the test error at the best validation point reached the target, with the
@@ -32,9 +38,11 @@ import multiprocessing
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,18 +50,30 @@ import torch
 
 from descentlab.bench.baselines import (
     BaselineSpec,
+    CompiledLoop,
     DataLoaderLoop,
+    NaiveLoop,
     SklearnMLP,
     SklearnSGD,
     TorchLoop,
 )
+from descentlab.bench.floor import compute_floor
 from descentlab.bench.timing import interleaved, machine_info, summarize, thread_limit
 from descentlab.data import Dataset, load_dataset
 from descentlab.errors import ConfigError, DescentlabError, did_you_mean
-from descentlab.train import NeverValidate, TrainConfig, Trainer, evaluate, resolve
+from descentlab.train import (
+    NeverValidate,
+    TrainConfig,
+    Trainer,
+    default_callbacks,
+    evaluate,
+    resolve,
+)
+from descentlab.train.run_dir import prepare_run_dir
 
 __all__ = [
     "CONTENDERS",
+    "DEFAULT_CONTENDERS",
     "WORKLOADS",
     "Workload",
     "format_time_to_target",
@@ -123,16 +143,38 @@ WORKLOADS: dict[str, Workload] = {
 
 CONTENDERS: tuple[str, ...] = (
     "descentlab",
+    "descentlab train-only",
     "descentlab plain",
     "torch loop",
+    "torch.compile loop",
+    "naive loop",
     "DataLoader loop",
     "scikit-learn",
 )
-_REFERENCE = "torch loop"
+#: What ``bench train`` runs without ``--contenders``.
+DEFAULT_CONTENDERS: tuple[str, ...] = (
+    "descentlab",
+    "descentlab train-only",
+    "torch loop",
+    "torch.compile loop",
+    "naive loop",
+)
+_OURS = ("descentlab", "descentlab train-only", "descentlab plain")
 
 
 class _DescentlabContender:
-    def __init__(self, data: Dataset, work: Workload, *, fast: bool, seed: int) -> None:
+    """The trainer; ``end_to_end``: as ``descentlab train`` runs it, files and all."""
+
+    def __init__(
+        self,
+        data: Dataset,
+        work: Workload,
+        *,
+        fast: bool,
+        seed: int,
+        threads: int,
+        run_dir: Path | None = None,
+    ) -> None:
         cfg = TrainConfig(
             dataset=data.name,
             model=work.model,
@@ -145,13 +187,27 @@ class _DescentlabContender:
             seed=seed,
             device=str(data.train.x.device),
             fast_path=fast,
+            threads=threads,
             quiet=True,
+            early_stopping="none",  # validates at every epoch's end, never stops
+            out=str(run_dir) if run_dir is not None else None,
         )
-        self.trainer = Trainer(cfg, data=data, stopper=NeverValidate())
+        if run_dir is None:
+            # Training alone: the rule that never validates, no files.
+            self.trainer = Trainer(cfg, data=data, stopper=NeverValidate())
+        else:
+            self.trainer = Trainer(
+                cfg, data=data, callbacks=default_callbacks(cfg, run_dir), run_dir=run_dir
+            )
+            prepare_run_dir(run_dir)
+            self.trainer.emit("on_train_start")
         self.fast_path = self.trainer.fast_path is not None
         self.detail = "Trainer, fast path" if self.fast_path else "Trainer, autograd"
         if fast and not self.fast_path:
             self.detail += f" ({self.trainer.fast_path_reason})"
+        if run_dir is not None:
+            self.detail += " + validation, checkpoint, files"
+        self.compile_s: float | None = None
 
     def train_epoch(self) -> None:
         self.trainer.run_epoch()
@@ -165,8 +221,9 @@ class _TorchContender:
         torch.manual_seed(seed)
         self.loop = cls(data.train.x, data.train.y, data.n_classes, work.baseline_spec())
         optim = "Adam" if work.optimizer == "adam" else "SGD"
-        self.detail = f"nn.Sequential, torch.optim.{optim}"
+        self.detail = f"{cls.detail}, torch.optim.{optim}"
         self.fast_path = None
+        self.compile_s = getattr(self.loop, "compile_s", None)
 
     def train_epoch(self) -> None:
         self.loop.train_epoch()
@@ -188,6 +245,7 @@ class _SklearnContender:
             self.model = SklearnMLP(x, y, data.n_classes, spec)
         self.detail = self.model.label
         self.fast_path = None
+        self.compile_s = None
 
     def train_epoch(self) -> None:
         self.model.train_epoch()
@@ -211,20 +269,41 @@ def _check_names(names: Iterable[str], known: Sequence[str], what: str) -> list[
     return out
 
 
+_LOOPS: dict[str, type[TorchLoop]] = {
+    "torch loop": TorchLoop,
+    "torch.compile loop": CompiledLoop,
+    "naive loop": NaiveLoop,
+    "DataLoader loop": DataLoaderLoop,
+}
+
+
 def _contenders(
-    names: Sequence[str], data: Dataset, work: Workload, *, device: str, seed: int
+    names: Sequence[str],
+    data: Dataset,
+    work: Workload,
+    *,
+    device: str,
+    seed: int,
+    threads: int,
+    scratch: Path,
+    notes: list[str],
 ) -> dict[str, Any]:
     """The contenders that apply to ``work`` (scikit-learn only on the CPU, if it has one)."""
     entries: dict[str, Any] = {}
     for name in names:
         if name == "descentlab":
-            entries[name] = _DescentlabContender(data, work, fast=True, seed=seed)
-        elif name == "descentlab plain":
-            entries[name] = _DescentlabContender(data, work, fast=False, seed=seed)
-        elif name == "torch loop":
-            entries[name] = _TorchContender(TorchLoop, data, work, seed)
-        elif name == "DataLoader loop":
-            entries[name] = _TorchContender(DataLoaderLoop, data, work, seed)
+            run_dir = scratch / f"run-{len(list(scratch.iterdir()))}"
+            entries[name] = _DescentlabContender(
+                data, work, fast=True, seed=seed, threads=threads, run_dir=run_dir
+            )
+        elif name in ("descentlab train-only", "descentlab plain"):
+            fast = name == "descentlab train-only"
+            entries[name] = _DescentlabContender(data, work, fast=fast, seed=seed, threads=threads)
+        elif name in _LOOPS:
+            try:
+                entries[name] = _TorchContender(_LOOPS[name], data, work, seed)
+            except Exception as exc:  # torch.compile needs a C++ compiler; report, go on
+                notes.append(f"{name} skipped: {type(exc).__name__}: {str(exc)[:160]}")
         elif work.sklearn is not None and torch.device(device).type == "cpu":
             entries[name] = _SklearnContender(data, work)
     return entries
@@ -247,30 +326,45 @@ def run_train_bench(
     """Seconds per training epoch of each contender on each workload (see the module doc).
 
     Returns one row per (workload, contender) with ``workload``, ``title``, ``contender``,
-    ``detail``, ``median_s``, ``min_s``, ``max_s``, ``speedup`` (torch loop median / this
-    median; > 1 is faster than the hand-written loop; None without a torch-loop row),
-    ``cpu_median_s`` and ``cpu_speedup`` (the same from the process's CPU time, steadier
-    on a shared machine),
-    ``test_error`` (after all ``warmup + repeats`` epochs), ``epochs``, ``fast_path``,
-    ``n_train``, ``threads``, ``device`` and ``machine`` (load average and versions).
+    ``detail``, ``median_s``, ``min_s``, ``max_s``, ``speedup`` (the best baseline's
+    median / this median; > 1 is faster than every plain loop; None without a baseline),
+    ``best_baseline``, ``cpu_median_s``, ``test_error`` (after all ``warmup + repeats``
+    epochs), ``epochs``, ``fast_path``, ``compile_s`` (torch.compile's first step),
+    ``floor_s`` and ``floor_fraction`` (the compute floor of the training products and
+    floor / median, see :func:`~descentlab.bench.floor.compute_floor`), ``gemm_gflops``,
+    ``notes``, ``n_train``, ``threads``, ``device`` and ``load_average`` (before, after).
     """
     work_names = _check_names(workloads or list(WORKLOADS), list(WORKLOADS), "workload")
-    who = _check_names(contenders or list(CONTENDERS), list(CONTENDERS), "contender")
+    who = _check_names(contenders or list(DEFAULT_CONTENDERS), list(CONTENDERS), "contender")
     if isinstance(dataset, Dataset):
         data = dataset
     else:
         data = load_dataset(dataset, data_dir=data_dir, subset=subset)
     data = data.to(device)
     rows: list[dict[str, Any]] = []
-    with thread_limit(threads) as n_threads:
+    with thread_limit(threads) as n_threads, tempfile.TemporaryDirectory() as tmp:
         for wname in work_names:
             work = WORKLOADS[wname]
             n_train = int(data.train.y.shape[0])
             if work.batch_size > n_train:  # tiny datasets in tests: one minibatch per epoch
                 work = replace(work, batch_size=n_train)
-            entries = _contenders(who, data, work, device=device, seed=seed)
+            notes: list[str] = []
+            entries = _contenders(
+                who,
+                data,
+                work,
+                device=device,
+                seed=seed,
+                threads=n_threads,
+                scratch=Path(tmp),
+                notes=notes,
+            )
             if progress is not None:
                 progress(f"{wname}: {', '.join(entries)} x {warmup}+{repeats} epochs")
+            floor = compute_floor(
+                data.train.x[0].numel(), work.hidden if work.model == "mlp" else (),
+                data.n_classes, work.batch_size, n_train // work.batch_size,
+            )  # fmt: skip
             before = machine_info()
             cpu: dict[str, list[float]] = {}
             times = interleaved(
@@ -281,11 +375,16 @@ def run_train_bench(
                 cpu=cpu,
             )
             after = machine_info()
-            ref = summarize(times[_REFERENCE])["median_s"] if _REFERENCE in times else None
-            ref_cpu = statistics.median(cpu[_REFERENCE]) if _REFERENCE in cpu else None
+            medians = {name: statistics.median(t) for name, t in times.items()}
+            baselines = {n: m for n, m in medians.items() if n not in _OURS}
+            best = min(baselines, key=baselines.__getitem__) if baselines else None
+            # The same from CPU seconds: on a loaded machine the wall clock also counts the
+            # time the process waited for a core; with one thread CPU time does not.
+            cpu_medians = {name: statistics.median(t) for name, t in cpu.items()}
+            cpu_base = {n: m for n, m in cpu_medians.items() if n not in _OURS}
+            cpu_best = min(cpu_base.values()) if cpu_base else None
             for name, c in entries.items():
                 stats = summarize(times[name])
-                cpu_s = statistics.median(cpu[name])
                 rows.append(
                     {
                         "workload": wname,
@@ -293,10 +392,18 @@ def run_train_bench(
                         "contender": name,
                         "detail": c.detail,
                         **stats,
-                        "speedup": ref / stats["median_s"] if ref is not None else None,
-                        "cpu_median_s": cpu_s,
-                        "cpu_speedup": ref_cpu / cpu_s if ref_cpu is not None else None,
+                        "speedup": baselines[best] / stats["median_s"] if best else None,
+                        "best_baseline": best,
+                        "cpu_median_s": cpu_medians[name],
+                        "cpu_speedup": cpu_best / cpu_medians[name] if cpu_best else None,
+                        "cpu_floor_fraction": floor.seconds_per_epoch / cpu_medians[name],
                         "test_error": c.test_error(data),
+                        "compile_s": c.compile_s,
+                        "floor_s": floor.seconds_per_epoch,
+                        "floor_fraction": floor.seconds_per_epoch / stats["median_s"],
+                        "gemm_gflops": floor.gflops,
+                        "epoch_gflop": floor.gflop_per_epoch,
+                        "notes": notes,
                         "epochs": warmup + repeats,
                         "repeats": repeats,
                         "warmup": warmup,
@@ -314,7 +421,18 @@ def run_train_bench(
 def format_train_table(rows: Sequence[dict[str, Any]]) -> str:
     """Plain-text tables of :func:`run_train_bench` rows, one per workload."""
     out: list[str] = []
-    header = ("contender", "s/epoch", "min–max", "speedup", "cpu s", "test error", "how")
+    header = (
+        "contender",
+        "s/epoch",
+        "min–max",
+        "speedup",
+        "of floor",
+        "cpu s",
+        "cpu speedup",
+        "cpu of floor",
+        "test error",
+        "how",
+    )
     for wname in dict.fromkeys(r["workload"] for r in rows):
         group = [r for r in rows if r["workload"] == wname]
         first = group[0]
@@ -328,7 +446,10 @@ def format_train_table(rows: Sequence[dict[str, Any]]) -> str:
                 f"{r['median_s']:.3f}",
                 f"{r['min_s']:.3f}–{r['max_s']:.3f}",
                 f"{r['speedup']:.2f}×" if r["speedup"] is not None else "-",
+                f"{100 * r['floor_fraction']:.0f}%",
                 f"{r['cpu_median_s']:.3f}",
+                f"{r['cpu_speedup']:.2f}×" if r["cpu_speedup"] is not None else "-",
+                f"{100 * r['cpu_floor_fraction']:.0f}%",
                 f"{100 * r['test_error']:.2f}%",
                 r["detail"],
             )
@@ -343,18 +464,31 @@ def format_train_table(rows: Sequence[dict[str, Any]]) -> str:
         loads = first["load_average"]
         out.append(
             f"(median of {first['repeats']} interleaved epochs after {first['warmup']} "
-            f"warm-up; speedup = torch loop median / median; cpu s = CPU seconds of the "
-            f"process per epoch; test error after {first['epochs']} epochs; load average "
+            f"warm-up; speedup = median of the best baseline ({first['best_baseline']}) / "
+            f"median; of floor = compute floor / median; cpu s = CPU seconds of the process "
+            f"per epoch, cpu speedup and cpu of floor the same from it; test error after "
+            f"{first['epochs']} epochs; load average "
             f"{loads[0]} -> {loads[1]})"
         )
+        out.append(
+            f"(compute floor: {first['epoch_gflop']:.1f} GFLOP of matrix products per epoch "
+            f"at the measured {first['gemm_gflops']:.0f} GFLOP/s (torch.mm, these shapes) = "
+            f"{first['floor_s']:.3f} s/epoch)"
+        )
+        for r in group:
+            if r["compile_s"] is not None:
+                out.append(
+                    f"({r['contender']}: compiling took {r['compile_s']:.1f} s, not counted)"
+                )
+        out += [f"({note})" for note in first["notes"]]
         out.append("")
     return "\n".join(out).rstrip()
 
 
 def _table_line(cells: Sequence[str], widths: list[int]) -> str:
-    # Numbers (columns 1-5) right-aligned, names and notes left-aligned.
+    # Numbers (columns 1-8) right-aligned, names and notes left-aligned.
     return "  ".join(
-        c.rjust(w) if 1 <= i <= 5 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        c.rjust(w) if 1 <= i <= 8 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
     ).rstrip()
 
 

@@ -11,6 +11,8 @@ from descentlab.bench.optim import format_optim_table, run_optim_bench
 from descentlab.bench.sweep import format_sweep_bench, run_sweep_bench, sweep_grid
 from descentlab.bench.timing import thread_limit
 from descentlab.bench.train import (
+    CONTENDERS,
+    DEFAULT_CONTENDERS,
     format_time_to_target,
     format_train_table,
     run_time_to_target,
@@ -58,20 +60,35 @@ def cmd_optim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _thread_counts(text: str) -> list[int]:
+    try:
+        return [int(v) for v in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected thread counts like 1 or 1,2, got {text!r}"
+        ) from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    rows = run_train_bench(
-        workloads=args.workloads,
-        contenders=args.contenders,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        threads=args.threads,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        subset=args.subset,
-        device=args.device,
-        progress=_progress(args.quiet or args.json),
-    )
-    print(json.dumps(rows, indent=2) if args.json else format_train_table(rows))
+    rows: list[dict[str, Any]] = []
+    for threads in args.threads or [None]:  # each thread count in turn, one process
+        done = run_train_bench(
+            workloads=args.workloads,
+            contenders=args.contenders,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            threads=threads,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            subset=args.subset,
+            device=args.device,
+            progress=_progress(args.quiet or args.json),
+        )
+        rows += done
+        if not args.json:  # each thread count's tables as soon as they are measured
+            print(format_train_table(done) + "\n", flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
     return 0
 
 
@@ -157,10 +174,11 @@ def register(sub: Any) -> None:
 
     q = bench.add_parser(
         "train",
-        help="seconds per epoch vs a hand-written loop, DataLoader and scikit-learn",
+        help="seconds per epoch vs the strongest plain PyTorch loops",
         description="Train each workload with every contender one epoch at a time, "
         "interleaved, and print the median s/epoch, the range, the speedup over the "
-        "hand-written torch loop and the test error after the timed epochs.",
+        "best baseline, the fraction of the compute floor (matrix products at this "
+        "machine's measured rate) and the test error after the timed epochs.",
     )
     q.add_argument(
         "--workloads",
@@ -172,8 +190,11 @@ def register(sub: Any) -> None:
         "--contenders",
         type=_names,
         default=None,
-        help="descentlab, 'descentlab plain', 'torch loop', 'DataLoader loop', scikit-learn "
-        "(default all)",
+        help="any of: "
+        + ", ".join(CONTENDERS)
+        + " (default: "
+        + ", ".join(DEFAULT_CONTENDERS)
+        + ")",
     )
     q.add_argument(
         "--repeats", type=int, default=5, help="timed epochs per contender (default %(default)s)"
@@ -181,7 +202,12 @@ def register(sub: Any) -> None:
     q.add_argument(
         "--warmup", type=int, default=1, help="untimed epochs first (default %(default)s)"
     )
-    q.add_argument("--threads", type=int, default=None, help="CPU threads for every contender")
+    q.add_argument(
+        "--threads",
+        type=_thread_counts,
+        default=None,
+        help="CPU threads for every contender; 1,2 runs each count in turn",
+    )
     q.add_argument("--dataset", default="mnist", help="dataset name or path (default %(default)s)")
     q.add_argument("--data-dir", default=None, help="folder holding mnist/ ...")
     q.add_argument("--subset", type=int, default=None, help="first N examples of each split")

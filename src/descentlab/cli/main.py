@@ -13,6 +13,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+# Idle OpenMP threads sleep instead of spinning on a core another process needs.  The
+# runtime reads this once, when torch loads it, so it is set before anything imports
+# torch; a value the user set is kept (train/threads.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from descentlab._version import __version__
 from descentlab.cli import bench, experiments, reproduce, train
 from descentlab.errors import DescentlabError, closest

@@ -150,12 +150,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = resolve(preset_name=preset_name, config_file=config_file, overrides=overrides)
     if cfg.out is None:
         cfg = cfg.replace(out=str(default_run_dir(cfg)))
-    if not cfg.quiet:
-        print(
-            f"descentlab: training {cfg.model} on {cfg.dataset} with {cfg.optimizer} "
-            f"(lr {cfg.lr}, batch {cfg.batch_size}); run directory {cfg.out}",
-            flush=True,
-        )
+    # The first console line (what, on how many threads and why, where) is the
+    # ConsoleLogger's: the thread count is chosen once the model is built.
     return _report(fit(config=cfg))
 
 

@@ -15,13 +15,15 @@ AdaDelta      Zeiler (2012)               ``adadelta``
 ``build_optimizer(name, params, **hparams)`` builds them (and any ``torch.<Name>``) by
 name; :mod:`descentlab.optim.schedules` has the learning-rate schedules; see
 docs/optimizers.md for the conventions (where δ goes, Nesterov with a closure, decoupled
-weight decay versus an L2 penalty).
+weight decay versus an L2 penalty). ``fused_sgd_``, ``fused_adam_``, ``fused_adagrad_``
+and ``fused_rmsprop_`` are the single-pass updates behind ``fused=True``, for callers that
+hold the optimizer state themselves (the trainer's dense fast path).
 """
 
 from descentlab.optim import schedules
 from descentlab.optim.adadelta import AdaDelta
-from descentlab.optim.adagrad import AdaGrad
-from descentlab.optim.adam import Adam
+from descentlab.optim.adagrad import AdaGrad, fused_adagrad_
+from descentlab.optim.adam import Adam, fused_adam_
 from descentlab.optim.averaging import EMA, PolyakAverage
 from descentlab.optim.clipping import clip_grad_norm_, clip_grad_value_
 from descentlab.optim.registry import (
@@ -30,9 +32,9 @@ from descentlab.optim.registry import (
     describe_optimizers,
     optimizer_hyperparameters,
 )
-from descentlab.optim.rmsprop import RMSProp
+from descentlab.optim.rmsprop import RMSProp, fused_rmsprop_
 from descentlab.optim.schedules import build_schedule
-from descentlab.optim.sgd import SGD
+from descentlab.optim.sgd import SGD, fused_sgd_
 
 __all__ = [
     "EMA",
@@ -48,6 +50,10 @@ __all__ = [
     "clip_grad_norm_",
     "clip_grad_value_",
     "describe_optimizers",
+    "fused_adagrad_",
+    "fused_adam_",
+    "fused_rmsprop_",
+    "fused_sgd_",
     "optimizer_hyperparameters",
     "schedules",
 ]

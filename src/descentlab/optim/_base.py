@@ -97,21 +97,60 @@ def foreach_tiles(
             yield tuple(tile)
 
 
+def scalar(x: float | Tensor) -> float | Tensor:
+    """A hyperparameter or step count as a Python number for the eager updates.
+
+    A tensor learning rate or step counter is read with ``.item()`` (cheap on CPU, exact);
+    while ``torch.compile`` traces, the tensor itself is used so that the graph does not
+    specialize on its value (that would recompile on every change).
+    """
+    if isinstance(x, Tensor) and not torch.compiler.is_compiling():
+        return x.item()
+    return x
+
+
+def update_path(group: dict[str, Any]) -> str:
+    """Which update a param group runs: ``"fused"``, ``"foreach"`` or ``"single"``.
+
+    ``foreach=None`` (torch's "let the optimizer choose") means the multi-tensor update.
+    ``differentiable=True`` and code traced by ``torch.compile`` take the per-tensor update,
+    written with tensor arithmetic only (the compiler fuses it itself).
+    """
+    if group.get("differentiable") or torch.compiler.is_compiling():
+        return "single"
+    if group.get("fused"):
+        return "fused"
+    return "single" if group.get("foreach") is False else "foreach"
+
+
+def step_counter() -> Tensor:
+    """A fresh step counter t = 0: a float32 CPU scalar tensor, as torch.optim keeps it."""
+    return torch.tensor(0.0, dtype=torch.float32)
+
+
 def decay_(p: Tensor, lr: float, weight_decay: float) -> None:
     """Decoupled weight decay θ ← θ − ελθ of one parameter (nothing when λ = 0)."""
     if weight_decay != 0.0:
         p.mul_(1.0 - lr * weight_decay)
 
 
+def descend_(p: Tensor, num: Tensor, denom: Tensor, lr: float | Tensor) -> None:
+    """θ ← θ − ε·num/denom for one parameter (ε a number, or a tensor under compile)."""
+    if isinstance(lr, Tensor):
+        p.sub_(lr * num / denom)
+    else:
+        p.addcdiv_(num, denom, value=-lr)
+
+
+def step_along_(x: Tensor, g: Tensor, lr: float | Tensor) -> Tensor:
+    """x ← x − ε·g in place (ε a number, or a tensor under compile); returns x."""
+    return x.sub_(lr * g) if isinstance(lr, Tensor) else x.add_(g, alpha=-lr)
+
+
 def decay_foreach_(params: list[Tensor], lr: float, weight_decay: float) -> None:
     """:func:`decay_` for a list of parameters at once."""
     if weight_decay != 0.0:
         torch._foreach_mul_(params, 1.0 - lr * weight_decay)
-
-
-def pick(group: dict[str, Any], *names: str) -> dict[str, Any]:
-    """The hyperparameters ``names`` of a param group, as keyword arguments for an update."""
-    return {name: group[name] for name in names}
 
 
 def sqrt_into(out: list[Tensor], xs: list[Tensor]) -> list[Tensor]:
@@ -144,6 +183,7 @@ class BookOptimizer(torch.optim.Optimizer):
         owner = type(self).__name__
         for name, check in self._checks.items():
             defaults[name] = check(name, defaults[name], owner=owner)
+        self._check_flags(defaults)
         self._check_group(defaults)
         # Scratch buffers live outside ``self.state`` so that they never reach a checkpoint.
         self._scratch: dict[tuple[Tensor, int], Tensor] = {}
@@ -153,6 +193,26 @@ class BookOptimizer(torch.optim.Optimizer):
     def _check_group(self, group: dict[str, Any]) -> None:
         """Constraints between hyperparameters of one group (override in subclasses)."""
 
+    def _check_flags(self, group: dict[str, Any]) -> None:
+        """The combinations of ``foreach``/``fused``/``differentiable`` torch refuses too."""
+        owner = type(self).__name__
+        if group.get("fused"):
+            if group.get("foreach"):
+                raise ConfigError(
+                    f"{owner}: fused=True and foreach=True cannot be used together",
+                    hint="pass only one of them (fused is the single-pass update)",
+                )
+            if group.get("differentiable"):
+                raise ConfigError(
+                    f"{owner}: fused=True does not support differentiable=True",
+                    hint="use differentiable=True with the per-tensor path (foreach=False)",
+                )
+        if group.get("differentiable") and group.get("foreach"):
+            raise ConfigError(
+                f"{owner}: differentiable=True needs the per-tensor path",
+                hint="pass foreach=False (multi-tensor ops do not record autograd history)",
+            )
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group after validating its hyperparameters (see torch's docs)."""
         if isinstance(param_group, dict):
@@ -160,6 +220,7 @@ class BookOptimizer(torch.optim.Optimizer):
             for name, check in self._checks.items():
                 if name in param_group:
                     param_group[name] = check(name, param_group[name], owner=owner)
+            self._check_flags({**self.defaults, **param_group})
             self._check_group({**self.defaults, **param_group})
             params = param_group.get("params")
             if not isinstance(params, set):  # torch refuses unordered sets itself
@@ -175,9 +236,15 @@ class BookOptimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state saved by :meth:`state_dict`; refuse state from another optimizer."""
+        """Load a state saved by :meth:`state_dict`; refuse state from another optimizer.
+
+        Param groups saved before a flag existed (``foreach``, ``maximize``, ...) get the
+        flag's value from this optimizer's defaults, as torch does; state written by older
+        descentlab versions (factored velocities, Python-int step counts) is converted to
+        the one schema of :attr:`_state_keys`.
+        """
         for key in {k for st in state_dict.get("state", {}).values() for k in st}:
-            if key not in self._state_keys:
+            if key not in self._state_keys | self._legacy_state_keys:
                 raise CheckpointError(
                     f"optimizer state has a {key!r} entry that {type(self).__name__} does not use",
                     hint="was the checkpoint saved with a different optimizer? "
@@ -196,19 +263,37 @@ class BookOptimizer(torch.optim.Optimizer):
             for name, check in self._checks.items():
                 if name in group:
                     group[name] = check(name, group[name], owner=owner)
+            self._check_flags(group)
+            self._check_group(group)
+        for state in self.state.values():
+            self._upgrade_state(state)
+
+    #: State keys earlier versions wrote; :meth:`_upgrade_state` converts them.
+    _legacy_state_keys: ClassVar[frozenset[str]] = frozenset()
+
+    def _upgrade_state(self, state: dict[str, Any]) -> None:
+        """Convert one parameter's state from an older layout (override in subclasses)."""
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("_scratch", {})
+        # Groups saved before a flag existed step with the flag's default (torch does this
+        # in each optimizer's __setstate__, which load_state_dict calls).
+        for group in self.param_groups:
+            for name, value in self.defaults.items():
+                if name != "params":
+                    group.setdefault(name, value)
 
     # ----------------------------------------------------------------- helpers
     def _gather(
-        self, group: dict[str, Any], zeros: tuple[str, ...] = ()
+        self, group: dict[str, Any], zeros: tuple[str, ...] = (), *, fill: float = 0.0
     ) -> tuple[list[Tensor], list[Tensor], list[dict]]:
         """The parameters of ``group`` that have a gradient, their gradients and states.
 
-        Each state gets a zero tensor shaped like its parameter for every key in ``zeros``
-        that it does not hold yet (the accumulators of the first step).
+        Each state gets a tensor shaped like its parameter, filled with ``fill``, for every
+        key in ``zeros`` that it does not hold yet (the accumulators of the first step).
+        Without ``zeros`` no state entry is created (plain SGD keeps no state). The
+        gradients are negated for ``maximize=True`` groups (θ then ascends).
         """
         params: list[Tensor] = []
         grads: list[Tensor] = []
@@ -222,13 +307,18 @@ class BookOptimizer(torch.optim.Optimizer):
                     f"{type(self).__name__} does not support sparse gradients",
                     hint="use dense embeddings (sparse=False) or torch.SparseAdam",
                 )
-            state = self.state[p]
+            state = self.state[p] if zeros else {}
             for key in zeros:
                 if key not in state:
-                    state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state[key] = torch.full_like(p, fill, memory_format=torch.preserve_format)
             params.append(p)
             grads.append(g)
             states.append(state)
+        if group.get("maximize") and not group.get("fused") and grads:
+            if group.get("differentiable"):
+                grads = [-g for g in grads]
+            else:
+                grads = list(torch._foreach_neg(grads))
         return params, grads, states
 
     def _scratch_like(self, params: list[Tensor], slot: int = 0) -> list[Tensor]:
@@ -334,8 +424,9 @@ class BookOptimizer(torch.optim.Optimizer):
                     loss = closure()
             finally:
                 self._restore(saved)  # also when the closure raised
-        with torch.no_grad():
-            for group in self.param_groups:
+        for group in self.param_groups:
+            # differentiable=True records the update in the autograd graph (torch's meaning).
+            with torch.set_grad_enabled(bool(group.get("differentiable"))):
                 self._update_group(group, closure_given=closure is not None)
         return loss
 

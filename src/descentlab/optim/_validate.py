@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from numbers import Real
 from typing import Any
 
+import torch
+
 from descentlab.errors import ConfigError
 
 # The book's symbol for each public hyperparameter name, quoted in error messages.
@@ -33,6 +35,8 @@ def _label(name: str, owner: str | None) -> str:
 
 
 def _as_float(name: str, value: Any, owner: str | None) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()  # torch.optim accepts one-element tensors (e.g. betas)
     # bool is a subclass of int; lr=True is always a mistake.
     if isinstance(value, bool) or not isinstance(value, Real):
         if isinstance(value, str):
@@ -74,6 +78,30 @@ def nonnegative(name: str, value: Any, *, owner: str | None = None) -> float:
     if x < 0.0:
         raise ConfigError(f"{_label(name, owner)} must be >= 0, got {x!r}", hint="use 0 to disable")
     return x
+
+
+def learning_rate(name: str, value: Any, *, owner: str | None = None) -> float | torch.Tensor:
+    """A learning rate: a finite number >= 0, or a one-element tensor holding one (as torch).
+
+    0 is allowed (a schedule may end there, a warm-up start there). A tensor is kept as the
+    same tensor object, so a schedule or the user can change it in place (``torch.compile``
+    then does not recompile when it changes).
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.is_complex():
+            raise ConfigError(
+                f"{_label(name, owner)} must be a one-element real tensor, got shape "
+                f"{tuple(value.shape)}",
+                hint=f"write e.g. {name}=torch.tensor(0.01)",
+            )
+        nonnegative(name, value.item(), owner=owner)
+        return value
+    return nonnegative(name, value, owner=owner)
+
+
+def optional_boolean(name: str, value: Any, *, owner: str | None = None) -> bool | None:
+    """``None`` (let the optimizer choose, as torch's ``foreach``/``fused``) or a bool."""
+    return None if value is None else boolean(name, value, owner=owner)
 
 
 def unit_interval(name: str, value: Any, *, owner: str | None = None) -> float:

@@ -16,7 +16,8 @@ from descentlab.optim._base import (
     decay_,
     decay_foreach_,
     foreach_tiles,
-    pick,
+    scalar,
+    update_path,
 )
 
 
@@ -28,8 +29,10 @@ class AdaDelta(BookOptimizer):
     RMS[Δθ]/RMS[g] gives the step the units of θ, so no global learning rate is needed;
     ``lr`` (default 1.0 = Zeiler's method) only scales the step that is *applied*.
 
-    Hyperparameters: ``lr`` = 1.0, ``rho`` [ρ] = 0.95, ``eps`` [ε in the paper] = 1e-6,
-    ``weight_decay`` [λ] = 0 (decoupled: θ ← θ − lr·λθ before the update), ``foreach``.
+    Hyperparameters: ``lr`` = 1.0 (number or one-element tensor, ≥ 0), ``rho`` [ρ] = 0.95,
+    ``eps`` [ε in the paper] = 1e-6, ``weight_decay`` [λ] = 0 (decoupled: θ ← θ − lr·λθ
+    before the update), ``maximize`` = False (−g for g in every line), ``foreach`` = True,
+    ``differentiable`` = False.
 
     Algorithm (Zeiler, Algorithm 1), with RMS[y] = √(E[y²] + ε)::
 
@@ -51,25 +54,30 @@ class AdaDelta(BookOptimizer):
     """
 
     _checks: ClassVar[dict[str, Callable[..., Any]]] = {
-        "lr": check.positive,
+        "lr": check.learning_rate,
         "rho": check.unit_interval,
         "eps": check.positive,
         "weight_decay": check.nonnegative,
-        "foreach": check.boolean,
+        "maximize": check.boolean,
+        "foreach": check.optional_boolean,
+        "differentiable": check.boolean,
     }
     _state_keys: ClassVar[frozenset[str]] = frozenset({"square_avg", "acc_delta"})
 
     def __init__(
         self,
         params: ParamsT,
-        lr: float = 1.0,
+        lr: float | Tensor = 1.0,
         rho: float = 0.95,
         eps: float = 1e-6,
         weight_decay: float = 0.0,
         *,
-        foreach: bool = True,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
     ) -> None:
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, foreach=foreach)
+        defaults.update(maximize=maximize, differentiable=differentiable)
         super().__init__(params, defaults)
 
     def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
@@ -78,8 +86,8 @@ class AdaDelta(BookOptimizer):
             return
         squares = [state["square_avg"] for state in states]
         deltas = [state["acc_delta"] for state in states]
-        h = _Hyper(**pick(group, *_Hyper._fields))
-        if group["foreach"]:
+        h = _Hyper(scalar(group["lr"]), group["rho"], group["eps"], group["weight_decay"])
+        if update_path(group) == "foreach":
             scratch0, scratch1 = self._scratch_like(params, 0), self._scratch_like(params, 1)
             for ps, gs, sq, ad, b0, b1 in foreach_tiles(
                 params, grads, squares, deltas, scratch0, scratch1
@@ -93,7 +101,7 @@ class AdaDelta(BookOptimizer):
 class _Hyper(NamedTuple):
     """The hyperparameters one update reads (from a param group)."""
 
-    lr: float
+    lr: Any  # a float, or a tensor while torch.compile traces
     rho: float
     eps: float
     weight_decay: float
@@ -106,11 +114,14 @@ def _adadelta_single(
     lr, rho, eps, weight_decay = h
     decay_(p, lr, weight_decay)  # θ ← θ − lr·λθ
     square_avg.mul_(rho).addcmul_(g, g, value=1.0 - rho)  # E[g²] ← ρE[g²] + (1−ρ)g²
-    rms_delta = acc_delta.add(eps).sqrt_()  # RMS[Δθ]_{t−1}
-    rms_grad = square_avg.add(eps).sqrt_()  # RMS[g]_t
-    minus_delta = rms_delta.div_(rms_grad).mul_(g)  # −Δθ = RMS[Δθ]/RMS[g] · g
+    rms_delta = acc_delta.add(eps).sqrt()  # RMS[Δθ]_{t−1}
+    rms_grad = square_avg.add(eps).sqrt()  # RMS[g]_t
+    minus_delta = rms_delta.div(rms_grad).mul(g)  # −Δθ = RMS[Δθ]/RMS[g] · g
     acc_delta.mul_(rho).addcmul_(minus_delta, minus_delta, value=1.0 - rho)  # E[Δθ²]
-    p.add_(minus_delta, alpha=-lr)  # θ ← θ + lr·Δθ
+    if isinstance(lr, Tensor):
+        p.sub_(lr * minus_delta)  # θ ← θ + lr·Δθ
+    else:
+        p.add_(minus_delta, alpha=-lr)
 
 
 def _adadelta_foreach(

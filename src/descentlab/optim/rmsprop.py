@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
@@ -17,18 +16,24 @@ from descentlab.optim._base import (
     add_scalar_into,
     decay_,
     decay_foreach_,
+    descend_,
+    foreach_buckets,
     foreach_tiles,
-    pick,
+    scalar,
     sqrt_into,
+    update_path,
 )
 
 
 class RMSProp(BookOptimizer):
     r"""RMSProp (Hinton, 2012): AdaGrad with an exponentially decaying average of g².
 
-    Hyperparameters (book symbol in brackets): ``lr`` [ε] = 0.001, ``rho`` [ρ] = 0.9,
-    ``eps`` [δ] = 1e-6, ``momentum`` [α] = 0, ``nesterov`` = False,
-    ``eps_inside_sqrt`` = False, ``weight_decay`` [λ] = 0 (decoupled), ``foreach``.
+    Hyperparameters (book symbol in brackets): ``lr`` [ε] = 0.001 (number or one-element
+    tensor, ≥ 0), ``rho`` [ρ] = 0.9 (torch calls it ``alpha``; here α is the momentum, as
+    in the book), ``eps`` [δ] = 1e-6, ``momentum`` [α] = 0, ``nesterov`` = False,
+    ``eps_inside_sqrt`` = False, ``centered`` = False, ``weight_decay`` [λ] = 0
+    (decoupled), ``maximize`` = False, ``foreach`` = True, ``fused`` = None,
+    ``differentiable`` = False. The defaults give the book's rule.
 
     Algorithm 8.5 (RMSProp), as the seed slides write it::
 
@@ -62,10 +67,19 @@ class RMSProp(BookOptimizer):
     closure the gradient is taken at θ + αv and the parameters hold θ; without one the
     parameters hold φ = θ + αv and the update is ``φ ← φ + αv_new − ε g/(δ + √r)``.
 
-    State per parameter: ``square_avg`` (r) and, with momentum, ``velocity`` (v). The foreach
-    path stores r as ``square_avg_scale`` (a float s) times ``square_avg``, which saves a
-    pass over memory per step (see :func:`_rmsprop_foreach`); the per-tensor path folds s
-    back in, so states move freely between the two.
+    Where the options enter: ``maximize=True`` uses −g for g; ``weight_decay`` multiplies
+    θ by (1 − ελ) before the r line; ``centered=True`` (Graves, 2013) also keeps the
+    average gradient ḡ ← ρḡ + (1 − ρ) g and divides by δ + √(r − ḡ ⊙ ḡ) (or
+    √(δ + r − ḡ ⊙ ḡ)), i.e. by an estimate of the gradient's standard deviation instead
+    of its RMS.
+
+    State per parameter, the same on every path: ``square_avg`` (r), with momentum
+    ``velocity`` (v), with ``centered`` ``grad_avg`` (ḡ). ``fused=True`` (plain RMSProp
+    only: no momentum, not centered, δ outside the root) runs the whole step in one pass
+    over θ, g and r: RMSProp is Adam with ρ1 = 0 and without bias corrections, so torch's
+    fused Adam kernel evaluates it when given ρ1 = 0 and a step count t so large that
+    ρ^t = 0 (then 1 − ρ1^t = 1 − ρ^t = 1 exactly); it writes g into a scratch "first
+    moment". The tests check it against the per-tensor update.
 
     **Differences from torch.optim.RMSprop.** torch's ``alpha`` is our ρ (default 0.99), its
     δ defaults to 1e-8 and sits outside the square root like ours by default; its momentum
@@ -76,23 +90,26 @@ class RMSProp(BookOptimizer):
     """
 
     _checks: ClassVar[dict[str, Callable[..., Any]]] = {
-        "lr": check.positive,
+        "lr": check.learning_rate,
         "rho": check.unit_interval,
         "eps": check.positive,
         "momentum": check.unit_interval,
         "nesterov": check.boolean,
         "eps_inside_sqrt": check.boolean,
+        "centered": check.boolean,
         "weight_decay": check.nonnegative,
-        "foreach": check.boolean,
+        "maximize": check.boolean,
+        "foreach": check.optional_boolean,
+        "fused": check.optional_boolean,
+        "differentiable": check.boolean,
     }
-    _state_keys: ClassVar[frozenset[str]] = frozenset(
-        {"square_avg", "square_avg_scale", "velocity"}
-    )
+    _state_keys: ClassVar[frozenset[str]] = frozenset({"square_avg", "velocity", "grad_avg"})
+    _legacy_state_keys: ClassVar[frozenset[str]] = frozenset({"square_avg_scale"})
 
     def __init__(
         self,
         params: ParamsT,
-        lr: float = 0.001,
+        lr: float | Tensor = 0.001,
         rho: float = 0.9,
         eps: float = 1e-6,
         momentum: float = 0.0,
@@ -100,10 +117,17 @@ class RMSProp(BookOptimizer):
         eps_inside_sqrt: bool = False,
         weight_decay: float = 0.0,
         *,
-        foreach: bool = True,
+        centered: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        differentiable: bool = False,
     ) -> None:
-        defaults = dict(lr=lr, rho=rho, eps=eps, momentum=momentum, nesterov=nesterov)
-        defaults.update(eps_inside_sqrt=eps_inside_sqrt, weight_decay=weight_decay, foreach=foreach)
+        defaults: dict[str, Any] = dict(lr=lr, rho=rho, eps=eps, momentum=momentum)
+        defaults.update(nesterov=nesterov)
+        defaults.update(eps_inside_sqrt=eps_inside_sqrt, weight_decay=weight_decay)
+        defaults.update(centered=centered, maximize=maximize, foreach=foreach, fused=fused)
+        defaults.update(differentiable=differentiable)
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
@@ -111,83 +135,146 @@ class RMSProp(BookOptimizer):
             raise ConfigError(
                 "RMSProp: nesterov=True needs momentum (α) > 0", hint="e.g. momentum=0.9"
             )
+        if group.get("fused") and (
+            group["momentum"] or group.get("centered") or group["eps_inside_sqrt"]
+        ):
+            raise ConfigError(
+                "RMSProp: fused=True covers plain RMSProp only (no momentum, centered or "
+                "eps_inside_sqrt)",
+                hint="drop fused=True (the foreach update handles every variant)",
+            )
+
+    def _upgrade_state(self, state: dict[str, Any]) -> None:
+        # Versions before the one-schema change kept r = s·r̃ on the foreach path.
+        if "square_avg_scale" in state:
+            state["square_avg"].mul_(state.pop("square_avg_scale"))
 
     def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
         use_momentum = group["momentum"] != 0.0
-        zeros = ("square_avg", "velocity") if use_momentum else ("square_avg",)
-        params, grads, states = self._gather(group, zeros)
+        zeros = ["square_avg"]
+        if use_momentum:
+            zeros.append("velocity")
+        if group["centered"]:
+            zeros.append("grad_avg")
+        params, grads, states = self._gather(group, tuple(zeros))
         if not params:
             return
         squares = [state["square_avg"] for state in states]
         velocities = [state["velocity"] for state in states] if use_momentum else None
+        centers = [state["grad_avg"] for state in states] if group["centered"] else None
         # Parameters hold φ = θ + αv when Nesterov runs without a closure.
         lookahead = group["nesterov"] and not closure_given
-        h = _Hyper(**pick(group, *_Hyper._fields[:-1]), params_at_lookahead=lookahead)
-        if group["foreach"]:
+        h = _Hyper(
+            scalar(group["lr"]),
+            group["rho"],
+            group["eps"],
+            group["momentum"],
+            group["eps_inside_sqrt"],
+            group["centered"],
+            group["weight_decay"],
+            lookahead,
+        )
+        path = update_path(group)
+        if path == "fused":
+            firsts = self._scratch_like(params, slot=1)
+            for ps, gs, rs, ss in foreach_buckets(params, grads, squares, firsts):
+                fused_rmsprop_(
+                    ps, gs, rs, ss, lr=h.lr, rho=h.rho, eps=h.eps,
+                    weight_decay=h.weight_decay, maximize=group["maximize"],
+                )  # fmt: skip
+        elif path == "foreach":
             scratch = self._scratch_like(params)
-            # r = s·square_avg with a float s per parameter (1 if absent; see _rmsprop_foreach).
-            old = [state.get("square_avg_scale", 1.0) for state in states]
-            new = [_next_scale(s, group["rho"], p.dtype) for s, p in zip(old, params)]
-            lists = [params, grads, squares, scratch, old, new]
-            if velocities is None:
-                for ps, gs, rs, bs, ss, ns in foreach_tiles(*lists):
-                    _rmsprop_foreach(ps, gs, rs, None, bs, ss, ns, h)
-            else:
-                for ps, gs, rs, bs, ss, ns, vs in foreach_tiles(*lists, velocities):
-                    _rmsprop_foreach(ps, gs, rs, vs, bs, ss, ns, h)
-            for state, s in zip(states, new):
-                state["square_avg_scale"] = s
+            lists: list[list[Any]] = [params, grads, squares, scratch]
+            lists += [velocities or [None] * len(params), centers or [None] * len(params)]
+            for ps, gs, rs, bs, vs, cs in foreach_tiles(*lists):
+                _rmsprop_foreach(
+                    ps, gs, rs, vs if velocities else None, cs if centers else None, bs, h
+                )
         else:
-            for i, (p, g, r, state) in enumerate(zip(params, grads, squares, states)):
-                scale = state.pop("square_avg_scale", 1.0)  # written by the foreach path
-                if scale != 1.0:
-                    r.mul_(scale)
+            for i, (p, g, r) in enumerate(zip(params, grads, squares)):
                 v = None if velocities is None else velocities[i]
-                _rmsprop_single(p, g, r, v, h)
+                c = None if centers is None else centers[i]
+                _rmsprop_single(p, g, r, v, c, h)
 
 
 class _Hyper(NamedTuple):
     """The hyperparameters one update reads (from a param group)."""
 
-    lr: float
+    lr: Any  # a float, or a tensor while torch.compile traces
     rho: float
     eps: float
     momentum: float
     eps_inside_sqrt: bool
+    centered: bool
     weight_decay: float
     params_at_lookahead: bool
 
 
-def _rmsprop_single(p: Tensor, g: Tensor, r: Tensor, v: Tensor | None, h: _Hyper) -> None:
+def _rmsprop_single(
+    p: Tensor, g: Tensor, r: Tensor, v: Tensor | None, gbar: Tensor | None, h: _Hyper
+) -> None:
     """One parameter, line by line as Algorithms 8.5/8.6 (the reference for foreach)."""
-    lr, rho, eps, momentum, eps_inside_sqrt, weight_decay, params_at_lookahead = h
+    lr, rho, eps, momentum, eps_inside_sqrt, _centered, weight_decay, params_at_lookahead = h
     decay_(p, lr, weight_decay)  # θ ← θ − ελθ
     r.mul_(rho).addcmul_(g, g, value=1.0 - rho)  # r ← ρr + (1 − ρ) g ⊙ g
-    denom = r.add(eps).sqrt_() if eps_inside_sqrt else r.sqrt().add_(eps)  # √(δ+r) | δ+√r
+    var = r
+    if gbar is not None:  # centered: ḡ ← ρḡ + (1 − ρ) g;  r − ḡ ⊙ ḡ
+        gbar.mul_(rho).add_(g, alpha=1.0 - rho)
+        # (a copy: with differentiable=True the graph must not see ḡ change next step)
+        gb = gbar.clone() if gbar.requires_grad else gbar
+        var = r.addcmul(gb, gb, value=-1.0)
+    denom = var.add(eps).sqrt() if eps_inside_sqrt else var.sqrt().add(eps)  # √(δ+r) | δ+√r
     if v is None:
-        p.addcdiv_(g, denom, value=-lr)  # θ ← θ − ε/denom ⊙ g
+        descend_(p, g, denom, lr)  # θ ← θ − ε/denom ⊙ g
         return
-    v.mul_(momentum).addcdiv_(g, denom, value=-lr)  # v ← αv − ε/denom ⊙ g
+    v.mul_(momentum)  # v ← αv − ε/denom ⊙ g
+    descend_(v, g, denom, lr)
     if params_at_lookahead:
         # p holds φ = θ + αv: φ ← φ + αv_new − ε/denom ⊙ g (see SGD for the derivation).
-        p.add_(v, alpha=momentum).addcdiv_(g, denom, value=-lr)
+        p.add_(v, alpha=momentum)
+        descend_(p, g, denom, lr)
     else:
         p.add_(v)  # θ ← θ + v
 
 
-# The foreach path stores r = s·r̃ (``square_avg`` holds r̃, ``square_avg_scale`` the float s)
-# and replaces r ← ρr + (1 − ρ)g² by s ← ρs; r̃ ← r̃ + ((1 − ρ)/s)·g²: one addcmul instead of
-# a multiply and an addcmul. When s would fall below _MIN_SCALE, r̃ is rescaled to s = 1 in
-# the multiply the plain update does every step, so |r̃| ≤ |r|/_MIN_SCALE. Half precision
-# has too little range for that: there s stays 1.
-_MIN_SCALE = 1e-4
+# t for the fused kernel: ρ^t underflows to exactly 0 for every ρ < 1 − 1e-20.
+_HUGE_STEP = torch.tensor(2.0**100)
 
 
-def _next_scale(s: float, rho: float, dtype: torch.dtype) -> float:
-    """The scale s of r = s·r̃ after this step."""
-    if dtype in (torch.float32, torch.float64) and rho * s >= _MIN_SCALE:
-        return rho * s
-    return 1.0
+def fused_rmsprop_(
+    params: list[Tensor],
+    grads: list[Tensor],
+    squares: list[Tensor],
+    scratch: list[Tensor],
+    *,
+    lr: float,
+    rho: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+) -> None:
+    """Algorithm 8.5 in one pass, with torch's fused Adam kernel (see :class:`RMSProp`).
+
+    With ρ1 = 0 and t = 2¹⁰⁰ the kernel's first moment is g itself, its bias corrections
+    are 1 and its second moment is r ← ρr + (1 − ρ)g ⊙ g, so it computes
+    θ ← (1 − ελ)θ − ε g/(√r + δ). ``squares`` are the r tensors (``state[p]["square_avg"]``);
+    ``scratch`` (tensors shaped like the parameters) receives g.
+    """
+    torch._fused_adamw_(
+        params,
+        grads,
+        scratch,
+        squares,
+        [],
+        [_HUGE_STEP] * len(params),
+        lr=float(lr),
+        beta1=0.0,
+        beta2=rho,
+        weight_decay=weight_decay,
+        eps=eps,
+        amsgrad=False,
+        maximize=maximize,
+    )
 
 
 def _rmsprop_foreach(
@@ -195,51 +282,36 @@ def _rmsprop_foreach(
     grads: list[Tensor],
     squares: list[Tensor],
     velocities: list[Tensor] | None,
+    centers: list[Tensor] | None,
     scratch: list[Tensor],
-    old_scales: list[float],
-    new_scales: list[float],
     h: _Hyper,
 ) -> None:
-    """Algorithms 8.5/8.6 over all tensors at once, r stored as s·r̃ (see _MIN_SCALE).
-
-    With r = s·r̃: δ + √r = √s (√r̃ + δ/√s) and √(δ + r) = √s √(r̃ + δ/s), so the step
-    −ε/denom ⊙ g is −(ε/√s)/(√r̃ + δ/√s) ⊙ g: only Python scalars change. The
-    denominator goes into reused scratch buffers.
-    """
-    lr, rho, eps, momentum, eps_inside_sqrt, weight_decay, params_at_lookahead = h
+    """Algorithms 8.5/8.6 over all tensors at once: the lines of :func:`_rmsprop_single`,
+    the denominator in reused scratch buffers."""
+    lr, rho, eps, momentum, eps_inside_sqrt, _centered, weight_decay, params_at_lookahead = h
     decay_foreach_(params, lr, weight_decay)
-    # Parameters that missed steps (no gradient) have their own s; usually there is one run.
-    runs: dict[tuple[float, float], list[int]] = {}
-    for i, key in enumerate(zip(old_scales, new_scales)):
-        runs.setdefault(key, []).append(i)
-    for (s_old, s_new), idx in runs.items():
-        if len(runs) == 1:
-            ps, gs, rs, bs = params, grads, squares, scratch
-            vs = velocities
-        else:
-            ps, gs = [params[i] for i in idx], [grads[i] for i in idx]
-            rs, bs = [squares[i] for i in idx], [scratch[i] for i in idx]
-            vs = None if velocities is None else [velocities[i] for i in idx]
-        if s_new == rho * s_old:  # s ← ρs, r̃ ← r̃ + ((1 − ρ)/s) g²
-            torch._foreach_addcmul_(rs, gs, gs, value=(1.0 - rho) / s_new)
-        else:  # renormalize to s = 1 while decaying: r̃ ← ρ s r̃ + (1 − ρ) g²
-            torch._foreach_mul_(rs, rho * s_old)
-            torch._foreach_addcmul_(rs, gs, gs, value=1.0 - rho)
-        root = math.sqrt(s_new)
-        if eps_inside_sqrt:
-            denom = add_scalar_into(bs, rs, eps / s_new)
-            torch._foreach_sqrt_(denom)
-        else:
-            denom = sqrt_into(bs, rs)
-            torch._foreach_add_(denom, eps / root)
-        step = lr / root
-        if vs is None:
-            torch._foreach_addcdiv_(ps, gs, denom, value=-step)
-            continue
-        torch._foreach_mul_(vs, momentum)
-        torch._foreach_addcdiv_(vs, gs, denom, value=-step)
-        if params_at_lookahead:
-            torch._foreach_add_(ps, vs, alpha=momentum)
-            torch._foreach_addcdiv_(ps, gs, denom, value=-step)
-        else:
-            torch._foreach_add_(ps, vs)
+    torch._foreach_mul_(squares, rho)
+    torch._foreach_addcmul_(squares, grads, grads, value=1.0 - rho)
+    if centers is not None:
+        torch._foreach_lerp_(centers, grads, 1.0 - rho)
+        for o, r, c in zip(scratch, squares, centers):
+            torch.addcmul(r, c, c, value=-1.0, out=o)
+        var = scratch
+    else:
+        var = squares
+    if eps_inside_sqrt:
+        denom = add_scalar_into(scratch, var, eps)
+        torch._foreach_sqrt_(denom)
+    else:
+        denom = sqrt_into(scratch, var)
+        torch._foreach_add_(denom, eps)
+    if velocities is None:
+        torch._foreach_addcdiv_(params, grads, denom, value=-lr)
+        return
+    torch._foreach_mul_(velocities, momentum)
+    torch._foreach_addcdiv_(velocities, grads, denom, value=-lr)
+    if params_at_lookahead:
+        torch._foreach_add_(params, velocities, alpha=momentum)
+        torch._foreach_addcdiv_(params, grads, denom, value=-lr)
+    else:
+        torch._foreach_add_(params, velocities)

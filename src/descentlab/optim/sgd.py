@@ -15,7 +15,15 @@ from torch import Tensor
 
 from descentlab.errors import ConfigError
 from descentlab.optim import _validate as check
-from descentlab.optim._base import BookOptimizer, ParamsT, foreach_buckets, foreach_tiles
+from descentlab.optim._base import (
+    BookOptimizer,
+    ParamsT,
+    foreach_buckets,
+    foreach_tiles,
+    scalar,
+    step_along_,
+    update_path,
+)
 
 __all__ = ["SGD", "sgd_update_"]
 
@@ -31,7 +39,10 @@ class SGD(BookOptimizer):
     * ``nesterov`` — Nesterov momentum (Algorithm 8.3); needs ``momentum > 0``.
     * ``weight_decay`` [λ] — *decoupled* weight decay θ ← θ − ελθ, applied before the
       update (see docs/optimizers.md for how it relates to an L2 penalty in the loss).
-    * ``foreach`` — multi-tensor update (default) or the plain per-tensor reference.
+    * ``foreach`` — multi-tensor update (default, also for ``None``) or the plain
+      per-tensor reference (``False``).
+    * ``maximize`` — ascend instead of descend (g → −g), as torch.
+    * ``differentiable`` — record the update in the autograd graph (per-tensor path).
 
     Algorithm 8.1 (SGD)::
 
@@ -55,11 +66,11 @@ class SGD(BookOptimizer):
             v ← αv − ε g
             θ ← θ + v
 
-    State per parameter, only when ``momentum > 0``: ``velocity`` (v) on the per-tensor
-    path; the foreach path keeps v factored as ``velocity_scale`` (a float c) times
-    ``momentum_avg`` (u), which saves a pass over memory (see :func:`_sgd_foreach`); a state
-    written by either path is converted on the next step of the other. :meth:`velocity`
-    returns v either way.
+    ``maximize=True`` replaces g by −g in every line (θ ascends the objective).
+    ``fused=True`` runs torch's single-pass SGD kernel (see :func:`fused_sgd_`).
+
+    State per parameter, only when ``momentum > 0``: ``velocity`` (v), the same tensor on
+    both paths; plain SGD keeps no state. :meth:`velocity` returns a copy of v.
 
     **Nesterov and the closure.** Given a closure (the trainer always passes one),
     :meth:`step` moves the parameters to θ + αv, calls the closure there, puts θ back and
@@ -83,25 +94,30 @@ class SGD(BookOptimizer):
     """
 
     _checks: ClassVar[dict[str, Callable[..., Any]]] = {
-        "lr": check.positive,
+        "lr": check.learning_rate,
         "momentum": check.unit_interval,
         "nesterov": check.boolean,
         "weight_decay": check.nonnegative,
-        "foreach": check.boolean,
+        "foreach": check.optional_boolean,
+        "fused": check.optional_boolean,
+        "maximize": check.boolean,
+        "differentiable": check.boolean,
     }
-    _state_keys: ClassVar[frozenset[str]] = frozenset(
-        {"velocity", "momentum_avg", "velocity_scale"}
-    )
+    _state_keys: ClassVar[frozenset[str]] = frozenset({"velocity"})
+    _legacy_state_keys: ClassVar[frozenset[str]] = frozenset({"momentum_avg", "velocity_scale"})
 
     def __init__(
         self,
         params: ParamsT,
-        lr: float | None = None,
+        lr: float | Tensor | None = None,
         momentum: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
         *,
-        foreach: bool = True,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
     ) -> None:
         if lr is None:
             raise ConfigError(
@@ -114,6 +130,9 @@ class SGD(BookOptimizer):
             "nesterov": nesterov,
             "weight_decay": weight_decay,
             "foreach": foreach,
+            "fused": fused,
+            "maximize": maximize,
+            "differentiable": differentiable,
         }
         super().__init__(params, defaults)
 
@@ -121,66 +140,41 @@ class SGD(BookOptimizer):
         if group["nesterov"] and group["momentum"] == 0.0:
             raise ConfigError("SGD: nesterov=True needs momentum (α) > 0", hint="e.g. momentum=0.9")
 
-    def _velocity_parts(self, state: dict[str, Any]) -> tuple[Tensor, float] | None:
+    def _upgrade_state(self, state: dict[str, Any]) -> None:
+        # Versions before the one-schema change kept v = c·u on the foreach path.
         if "momentum_avg" in state:
-            return state["momentum_avg"], state["velocity_scale"]
-        return super()._velocity_parts(state)
+            state["velocity"] = state.pop("momentum_avg").mul_(state.pop("velocity_scale"))
 
     def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
-        params, grads, states = self._gather(group)
+        alpha = group["momentum"]
+        params, grads, states = self._gather(group, ("velocity",) if alpha else ())
         if not params:
             return
-        lr, alpha, wd = group["lr"], group["momentum"], group["weight_decay"]
         kw = {
-            "lr": lr,
+            "lr": scalar(group["lr"]),
             "momentum": alpha,
-            "weight_decay": wd,
+            "weight_decay": group["weight_decay"],
             # Parameters hold φ = θ + αv when Nesterov runs without a closure.
             "params_at_lookahead": group["nesterov"] and not closure_given,
         }
-        if alpha == 0.0:
-            if group["foreach"]:
-                # One pass over θ (two with weight decay): nothing to gain from cache tiles.
-                for ps, gs in foreach_buckets(params, grads):
-                    _sgd_foreach(ps, gs, None, None, **kw)
-            else:
-                for p, g in zip(params, grads):
-                    _sgd_single(p, g, None, **kw)
-        elif group["foreach"]:
-            for p, state in zip(params, states):
-                _to_factored(p, state)
-            avgs = [state["momentum_avg"] for state in states]
-            scales = [state["velocity_scale"] for state in states]
-            for ps, gs, us, cs in foreach_tiles(params, grads, avgs, scales):
-                _sgd_foreach(ps, gs, us, cs, **kw)
-            # c ← αc − ε (the tiles received the old values)
-            for state in states:
-                state["velocity_scale"] = alpha * state["velocity_scale"] - lr
+        vs = [state["velocity"] for state in states] if alpha else None
+        path = update_path(group)
+        if path == "fused" and not kw["params_at_lookahead"]:
+            for ps, gs, us in foreach_buckets(params, grads, vs or [None] * len(params)):
+                fused_sgd_(
+                    ps, gs, us if vs else None, lr=kw["lr"], momentum=alpha,
+                    weight_decay=kw["weight_decay"], maximize=group["maximize"],
+                )  # fmt: skip
+        elif path == "single":
+            for i, (p, g) in enumerate(zip(params, grads)):
+                _sgd_single(p, g, None if vs is None else vs[i], **kw)
+        elif vs is None:
+            # One pass over θ (two with weight decay): nothing to gain from cache tiles.
+            for ps, gs in foreach_buckets(params, grads):
+                _sgd_foreach(ps, gs, None, **kw)
         else:
-            for p, g, state in zip(params, grads, states):
-                _to_velocity(p, state)
-                _sgd_single(p, g, state["velocity"], **kw)
-
-
-# The two paths store the velocity differently; a checkpoint written by one path (or a
-# switch of ``foreach`` between steps) is converted on the next step.
-def _to_velocity(p: Tensor, state: dict[str, Any]) -> None:
-    """Make ``state["velocity"]`` hold the book's v (per-tensor path)."""
-    if "momentum_avg" in state:
-        u = state.pop("momentum_avg")
-        state["velocity"] = u.mul_(state.pop("velocity_scale"))  # v = c·u
-    elif "velocity" not in state:
-        state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-
-
-def _to_factored(p: Tensor, state: dict[str, Any]) -> None:
-    """Make the state hold v = c·u with c ≤ 0 (foreach path)."""
-    if "velocity" in state:
-        state["momentum_avg"] = state.pop("velocity").neg_()  # c = −1: u = −v
-        state["velocity_scale"] = -1.0
-    elif "momentum_avg" not in state:
-        state["momentum_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["velocity_scale"] = 0.0  # v = 0
+            for ps, gs, us in foreach_tiles(params, grads, vs):
+                _sgd_foreach(ps, gs, us, **kw)
 
 
 def _sgd_single(
@@ -188,7 +182,7 @@ def _sgd_single(
     g: Tensor,
     v: Tensor | None,
     *,
-    lr: float,
+    lr: float | Tensor,
     momentum: float,
     weight_decay: float,
     params_at_lookahead: bool,
@@ -199,10 +193,10 @@ def _sgd_single(
         return
     if weight_decay != 0.0:
         p.mul_(1.0 - lr * weight_decay)  # θ ← θ − ελθ
-    v.mul_(momentum).add_(g, alpha=-lr)  # v ← αv − εg
+    step_along_(v.mul_(momentum), g, lr)  # v ← αv − εg
     if params_at_lookahead:
         # p holds φ = θ + αv; θ_new + αv_new = φ − αv_old + v_new + αv_new = φ + αv_new − εg.
-        p.add_(v, alpha=momentum).add_(g, alpha=-lr)
+        step_along_(p.add_(v, alpha=momentum), g, lr)
     else:
         p.add_(v)  # θ ← θ + v
 
@@ -211,7 +205,7 @@ def sgd_update_(
     param: Tensor,
     grad: Tensor | tuple[Tensor, Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     weight_decay: float = 0.0,
     l2: float = 0.0,
     l1: float = 0.0,
@@ -231,60 +225,69 @@ def sgd_update_(
     sign = torch.sign(param) if l1 else None
     keep = 1.0 - lr * weight_decay - 2.0 * lr * l2
     if isinstance(grad, tuple):
-        param.addmm_(grad[0], grad[1], beta=keep, alpha=-lr)
+        param.addmm_(grad[0], grad[1], beta=float(keep), alpha=-float(lr))
     else:
-        if keep != 1.0:
+        if weight_decay or l2:
             param.mul_(keep)  # θ ← θ − ελθ
-        param.add_(grad, alpha=-lr)  # θ ← θ − εg
+        step_along_(param, grad, lr)  # θ ← θ − εg
     if sign is not None:
-        param.add_(sign, alpha=-lr * l1)
+        step_along_(param, sign, lr * l1)
+
+
+def fused_sgd_(
+    params: list[Tensor],
+    grads: list[Tensor],
+    velocities: list[Tensor] | None,
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+) -> None:
+    """Algorithms 8.1/8.2 in one pass over θ, g and v with torch's fused SGD kernel.
+
+    The kernel computes ``b ← μb + (1 − d)g; θ ← θ − lr·b``. With μ = α, d = 1 + ε and
+    lr = −1 that is exactly the book's ``v ← αv − εg; θ ← θ + v`` on the stored v (checked
+    in the tests against the per-tensor update). Its weight decay would be an L2 term
+    entering v, so the decoupled decay is applied first. ``velocities`` are the v tensors
+    (``state[p]["velocity"]``), or ``None`` for plain SGD. Nesterov's closure-less
+    look-ahead form (φ ← φ + αv − εg) is not this kernel's rule: :class:`SGD` runs it on
+    the foreach path.
+    """
+    if weight_decay != 0.0:
+        torch._foreach_mul_(params, 1.0 - lr * weight_decay)  # θ ← θ − ελθ
+    if velocities is None:
+        torch._fused_sgd_(
+            params, grads, [], weight_decay=0.0, momentum=0.0, lr=lr, dampening=0.0,
+            nesterov=False, maximize=maximize, is_first_step=False,
+        )  # fmt: skip
+    else:
+        torch._fused_sgd_(
+            params, grads, velocities, weight_decay=0.0, momentum=momentum, lr=-1.0,
+            dampening=1.0 + lr, nesterov=False, maximize=maximize, is_first_step=False,
+        )  # fmt: skip
 
 
 def _sgd_foreach(
     params: list[Tensor],
     grads: list[Tensor],
-    avgs: list[Tensor] | None,
-    scales: list[float] | None,
+    velocities: list[Tensor] | None,
     *,
     lr: float,
     momentum: float,
     weight_decay: float,
     params_at_lookahead: bool,
 ) -> None:
-    """Algorithm 8.1/8.2/8.3 over all tensors at once, the velocity factored as v = c·u.
-
-    ``v ← αv − εg`` takes two passes over memory (scale v, then add εg) and ``θ ← θ + v`` a
-    third. Writing v = c·u with a Python scalar c, the same step is
-
-        c_new = αc − ε,   u ← u + w (g − u) with w = ε/(ε − αc),   θ ← θ + c_new·u
-
-    (check: c_new·u_new = c_new(1 − w)u + c_new·w·g = αc·u − εg): one ``lerp`` and one
-    ``add``. c = −Σ_j α^{k−j} ε_j is how far a constant unit gradient would have carried θ and
-    u = Σ_j α^{k−j} ε_j g_j / Σ_j α^{k−j} ε_j the ε-weighted average of the gradients, so
-    the learning rate of each step stays attached to its gradient, as in the book. c ≤ 0
-    keeps w in [0, 1]. ``scales`` holds each parameter's c before this step; the caller
-    stores c_new.
-    """
+    """Algorithms 8.1/8.2/8.3 over all tensors at once: the lines of :func:`_sgd_single`."""
     if weight_decay != 0.0:
-        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
-    if avgs is None or scales is None:
-        torch._foreach_add_(params, grads, alpha=-lr)
+        torch._foreach_mul_(params, 1.0 - lr * weight_decay)  # θ ← θ − ελθ
+    if velocities is None:
+        torch._foreach_add_(params, grads, alpha=-lr)  # θ ← θ − εg
         return
-    # Parameters that missed steps (no gradient) have their own c; usually there is one run.
-    runs: dict[float, list[int]] = {}
-    for i, c in enumerate(scales):
-        runs.setdefault(c, []).append(i)
-    for c, idx in runs.items():
-        if len(runs) == 1:
-            ps, gs, us = params, grads, avgs
-        else:
-            ps, gs, us = [params[i] for i in idx], [grads[i] for i in idx], [avgs[i] for i in idx]
-        c_new = momentum * c - lr
-        denom = lr - momentum * c  # = −c_new ≥ 0
-        if denom > 0.0:  # (0 only while v = 0 and ε = 0: nothing to average)
-            torch._foreach_lerp_(us, gs, lr / denom)
-        if params_at_lookahead:  # φ ← φ + αv_new − εg (see _sgd_single)
-            torch._foreach_add_(ps, us, alpha=momentum * c_new)
-            torch._foreach_add_(ps, gs, alpha=-lr)
-        else:  # θ ← θ + v_new
-            torch._foreach_add_(ps, us, alpha=c_new)
+    torch._foreach_mul_(velocities, momentum)  # v ← αv − εg
+    torch._foreach_add_(velocities, grads, alpha=-lr)
+    if params_at_lookahead:  # φ ← φ + αv_new − εg
+        torch._foreach_add_(params, velocities, alpha=momentum)
+        torch._foreach_add_(params, grads, alpha=-lr)
+    else:  # θ ← θ + v
+        torch._foreach_add_(params, velocities)

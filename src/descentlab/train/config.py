@@ -345,8 +345,8 @@ class TrainConfig:
         None,
         group=R,
         constraint=(POSITIVE, Interval(high=4096, hint="use about the number of CPU cores")),
-        help="torch CPU threads",
-        default_text="torch's choice",
+        help="torch CPU threads (default: 1 for small matrix products, else the free cores)",
+        default_text="chosen",
     )
     fast_path: bool = option(
         True,

@@ -68,6 +68,7 @@ from torch.nn.modules import module as _module_globals
 from descentlab.losses import LossFn
 from descentlab.models import MLP, LogisticRegression
 from descentlab.objective import NonFiniteCost, Objective
+from descentlab.optim.adam import Adam, fused_adam_
 from descentlab.optim.sgd import SGD, sgd_update_
 
 __all__ = ["DenseFastPath", "FastClosure", "fast_path_for"]
@@ -82,10 +83,12 @@ _ACTIVATION_FORWARD: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": torch.relu_,
     "sigmoid": torch.sigmoid_,
 }
+# In place into the incoming gradient's buffer (the same elementwise kernels autograd
+# runs, their out= variants): no activation-sized allocation per step.
 _ACTIVATION_BACKWARD: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "tanh": _aten.tanh_backward.default,
-    "sigmoid": _aten.sigmoid_backward.default,
-    "relu": lambda grad, out: _aten.threshold_backward.default(grad, out, 0),
+    "tanh": lambda grad, out: _aten.tanh_backward.grad_input(grad, out, grad_input=grad),
+    "sigmoid": lambda grad, out: _aten.sigmoid_backward.grad_input(grad, out, grad_input=grad),
+    "relu": lambda grad, out: _aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad),
 }
 
 
@@ -216,6 +219,7 @@ class DenseFastPath:
         self._masks: list[Tensor | None] = []
         self._dropped: list[Tensor] = []  # inputs of the next layer (after dropout)
         self._total_weight: Tensor | None = None
+        self._adam_grads: list[Tensor] = []  # gradients for the fused Adam update
 
     def still_valid(self) -> bool:
         """The model still has the parameters and no hooks (checked once per epoch)."""
@@ -314,7 +318,7 @@ class DenseFastPath:
             return None
         group_of: dict[int, dict] = {}
         for group in optimizer.param_groups:
-            if group["momentum"] != 0.0 or group["nesterov"]:
+            if group["momentum"] != 0.0 or group["nesterov"] or _unfusable(group):
                 return None
             for p in group["params"]:
                 group_of[id(p)] = group
@@ -326,7 +330,79 @@ class DenseFastPath:
             rates.append((float(gw["lr"]), float(gw["weight_decay"])))
         return rates
 
-    def _backward(self, rates: list[tuple[float, float]] | None) -> None:
+    def adam_groups(self, optimizer: torch.optim.Optimizer) -> list[dict[str, Any]] | None:
+        """The param groups if ``optimizer`` is descentlab's :class:`Adam` on these parameters.
+
+        None when its update cannot be fused: another optimizer (a subclass may change
+        the rule), AMSGrad-like extensions, parameters it does not hold, or parameters
+        whose step counts differ (one missed a step); then the optimizer applies it.
+        """
+        if type(optimizer) is not Adam:
+            return None
+        if any(_unfusable(g) or g.get("amsgrad") for g in optimizer.param_groups):
+            return None
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if any(id(p) not in held for p in self.params):
+            return None
+        steps = {float(optimizer.state[p].get("step", 0)) for p in self.params}
+        if len(steps) != 1:
+            return None
+        return [g for g in optimizer.param_groups if g["params"]]
+
+    @torch.no_grad()
+    def backward_adam_(
+        self, optimizer: torch.optim.Optimizer, groups: list[dict[str, Any]]
+    ) -> None:
+        """Backward pass, then Algorithm 8.7 in one pass over each tensor.
+
+        The gradients go to buffers of the fast path (not ``.grad``: nothing reads them in
+        between, the caller checks), then ``torch._fused_adamw_`` applies, per element,
+        exactly the rule of :class:`~descentlab.optim.Adam` on its own state (``s`` =
+        ``first_moment``, ``r`` = ``second_moment``, ``t`` = ``step``)::
+
+            θ ← θ − ελθ;  s ← ρ1 s + (1 − ρ1) g;  r ← ρ2 r + (1 − ρ2) g²
+            θ ← θ − (ε / (1 − ρ1^t)) · s / (√r / √(1 − ρ2^t) + δ)
+
+        where the foreach path makes six passes over parameter-sized memory.  The
+        optimizer's own step then finds no ``.grad`` and does nothing.
+        """
+        grads = self._adam_grads
+        if len(grads) != len(self.params):
+            grads[:] = [
+                torch.empty_like(p, memory_format=torch.contiguous_format) for p in self.params
+            ]
+        for p in self.params:
+            p.grad = None
+        self._backward(None, grads)
+        index = {id(p): i for i, p in enumerate(self.params)}
+        for group in groups:
+            params = [p for p in group["params"] if id(p) in index]
+            states = [optimizer.state[p] for p in params]
+            for p, state in zip(params, states):
+                if "first_moment" not in state:
+                    state["first_moment"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["second_moment"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format
+                    )
+                if not isinstance(state.get("step"), Tensor):
+                    state["step"] = torch.tensor(float(state.get("step", 0)), dtype=torch.float32)
+            steps = [s["step"] for s in states]
+            torch._foreach_add_(steps, 1.0)  # t ← t + 1, in the optimizer's own state
+            fused_adam_(
+                params,
+                [grads[index[id(p)]] for p in params],
+                [s["first_moment"] for s in states],
+                [s["second_moment"] for s in states],
+                steps,
+                lr=float(group["lr"]),
+                betas=(float(group["betas"][0]), float(group["betas"][1])),
+                eps=float(group["eps"]),
+                weight_decay=float(group["weight_decay"]),
+            )
+
+    def _backward(
+        self, rates: list[tuple[float, float]] | None, grads: list[Tensor] | None = None
+    ) -> None:
         buf = self._buf
         assert buf is not None and self._x is not None and self._y is not None, "forward() first"
         g = _aten.nll_loss_backward.default(
@@ -350,8 +426,10 @@ class DenseFastPath:
                 # δh⁽ⁱ⁾ = δa⁽ⁱ⁺¹⁾ W⁽ⁱ⁺¹⁾, with W before this step's update.
                 dh = torch.mm(delta_t.t(), layer.weight, out=buf.grad_hidden[i - 1])
             if rates is None:
-                self._weight_grad(layer.weight, delta_t, inputs[i])
-                torch.sum(delta_t, 1, out=_grad_buffer(layer.bias))
+                gw = grads[2 * i] if grads is not None else _grad_buffer(layer.weight)
+                gb = grads[2 * i + 1] if grads is not None else _grad_buffer(layer.bias)
+                self._weight_grad(layer.weight, delta_t, inputs[i], gw)
+                torch.sum(delta_t, 1, out=gb)
             else:
                 self._sgd_update(layer, delta_t, inputs[i], *rates[i])
             if dh is None:
@@ -365,9 +443,8 @@ class DenseFastPath:
         self._dropped = []
         self._masks = []
 
-    def _weight_grad(self, weight: Tensor, delta_t: Tensor, h_in: Tensor) -> None:
-        """``∇W = δᵀ h + 2λ2 W (+ λ1 sign W)`` written into ``weight.grad``."""
-        grad = _grad_buffer(weight)
+    def _weight_grad(self, weight: Tensor, delta_t: Tensor, h_in: Tensor, grad: Tensor) -> None:
+        """``∇W = δᵀ h + 2λ2 W (+ λ1 sign W)`` written into ``grad``."""
         if self.l2:
             # The L2 gradient rides along in the product's epilogue: no extra pass over W.
             torch.addmm(weight, delta_t, h_in, beta=2.0 * self.l2, out=grad)
@@ -390,6 +467,11 @@ class DenseFastPath:
             l1=self.l1,
         )
         sgd_update_(layer.bias, delta_t.sum(1), lr=lr, weight_decay=weight_decay)
+
+
+def _unfusable(group: dict[str, Any]) -> bool:
+    """Options the fast path's fused updates do not implement: the optimizer applies them."""
+    return bool(group.get("maximize") or group.get("differentiable"))
 
 
 def _grad_buffer(p: Tensor) -> Tensor:
@@ -443,6 +525,10 @@ class FastClosure:
         rates = fast.sgd_rates(self.optimizer) if self.fuse_sgd else None
         if rates is not None:
             fast.backward_sgd_(rates)  # θ ← θ − ε∇ done here; opt.step finds no .grad
+            return cost
+        adam = fast.adam_groups(self.optimizer) if self.fuse_sgd else None
+        if adam is not None:
+            fast.backward_adam_(self.optimizer, adam)  # one pass per tensor; no .grad left
             return cost
         fast.backward()
         if self.after_backward is not None:

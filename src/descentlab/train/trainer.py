@@ -40,6 +40,7 @@ from descentlab.train.loop import run_epoch
 from descentlab.train.progress import Progress, load_rng_state, rng_state_dict
 from descentlab.train.records import FitResult, ValidationRecord
 from descentlab.train.step import GradientHook, NanPolicy, TrainStep, non_finite_tensor
+from descentlab.train.threads import auto_threads
 
 __all__ = [
     "DataError",
@@ -81,6 +82,12 @@ class Trainer:
         seed_everything(cfg.seed)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         parts = build(cfg, data=data, model=model, optimizer=optimizer, stopper=stopper)
+        # --threads, else the count the work and the free cores warrant (train/threads.py).
+        self.thread_choice = auto_threads(
+            sum(p.numel() for p in parts.model.parameters()), cfg.batch_size, cfg.threads
+        )
+        if parts.device.type == "cpu" or cfg.threads:
+            torch.set_num_threads(self.thread_choice.count)
         self.device = parts.device
         self.data = parts.data
         self.generator = parts.generator

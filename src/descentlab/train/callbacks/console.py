@@ -22,6 +22,18 @@ class ConsoleLogger(Callback):
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream
 
+    def on_train_start(self, trainer: Trainer) -> None:
+        cfg, where = trainer.config, trainer.run_dir
+        counters = trainer.progress.counters
+        what = "resuming" if counters.iteration >= 0 else "training"
+        print(
+            f"descentlab: {what} {cfg.model} on {cfg.dataset} with {cfg.optimizer} "
+            f"(lr {cfg.lr}, batch {cfg.batch_size}) on {trainer.thread_choice.describe()}; "
+            + (f"run directory {where}" if where is not None else "no run directory"),
+            file=self.stream or sys.stdout,
+            flush=True,
+        )
+
     def on_validation(self, trainer: Trainer, row: ValidationRecord) -> None:
         stream = self.stream or sys.stdout
         test = row.get("test_error_at_best")
