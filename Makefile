@@ -24,8 +24,8 @@ train: install
 # lint-imports checks the layer rule and the other import contracts ([tool.importlinter]
 # in pyproject.toml; see docs/architecture.md).
 lint: install
-	$(VENV)/bin/ruff check src tests examples scripts
-	$(VENV)/bin/ruff format --check src tests examples scripts
+	$(VENV)/bin/ruff check src tests examples scripts conftest.py
+	$(VENV)/bin/ruff format --check src tests examples scripts conftest.py
 	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 typecheck: install

@@ -122,8 +122,9 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
         Seeds initialization, the validation split, shuffling and dropout.
     device : str, default="auto"
         ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-    verbose : bool, default=False
-        Print one line per epoch.
+    verbose : bool or int, default=False
+        Print one line per epoch when true or ``>= 1`` (scikit-learn's int levels
+        are accepted; every level above 0 prints the same lines).
 
     Attributes
     ----------
@@ -192,7 +193,7 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
         shuffle: bool = True,
         random_state: int | np.random.RandomState | None = None,
         device: str = "auto",
-        verbose: bool = False,
+        verbose: bool | int = False,
     ) -> None:
         # scikit-learn convention: store the parameters untouched; check them in fit.
         self.model = model
@@ -530,11 +531,17 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
         integer("batch_size", 1)
         integer("max_epochs", 1)
         integer("patience", 1)
-        for name in ("early_stopping", "shuffle", "verbose", "batch_norm"):
+        for name in ("early_stopping", "shuffle", "batch_norm"):
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise ConfigError(
                     f"{name}={getattr(self, name)!r} is invalid: it must be True or False"
                 )
+        # scikit-learn's estimators take verbose as an int level (0, 1, 2, ...)
+        verbose = self.verbose
+        if not isinstance(verbose, bool | np.bool_ | int | np.integer) or verbose < 0:
+            raise ConfigError(
+                f"verbose={verbose!r} is invalid: it must be True/False or an integer >= 0"
+            )
         params = self.optimizer_params
         if params is not None and not isinstance(params, dict):
             raise ConfigError(

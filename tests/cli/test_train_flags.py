@@ -154,7 +154,8 @@ def test_help_shows_the_declared_default():
             assert help_text.endswith(f"(default: {opt.spec.default_text})"), opt.name
         else:
             assert help_text.endswith(f"(default: {_shown(opt.default)})"), opt.name
-    assert flags["--lr"].help.endswith("(default: 0.13)")
+    # issue 14: the default lr is the optimizer's own (the tutorial's 0.13 for sgd)
+    assert "sgd 0.13" in flags["--lr"].help and "adam 0.001" in flags["--lr"].help
     assert flags["--batch-size"].help.endswith("(default: 600)")
     assert flags["--shuffle"].help.endswith("(default: off)")
     assert flags["--no-shuffle"].help.endswith("(default: on)")

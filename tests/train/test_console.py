@@ -55,7 +55,8 @@ def test_no_stale_progress_bar_above_the_epoch_lines(monkeypatch):
     )
     raw = term.getvalue()
     assert "epoch 1:" in raw and "batch" in raw  # a bar was drawn
-    shown = screen(raw)
+    header, *shown = screen(raw)  # the ConsoleLogger's first line names the run
+    assert header.startswith("descentlab: training logreg on digits"), header
     assert len(shown) == 2, shown  # the two epoch lines, nothing left of the bars
     # Before: "epoch 1:  80%|#######9  | 171/215 [...]epoch    1 | iter 215 | ..."
     assert all(re.match(r"epoch +\d+ \| iter +\d+ \| train nll", line) for line in shown), shown

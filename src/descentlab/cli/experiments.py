@@ -16,6 +16,7 @@ from typing import Any
 
 from descentlab.cli.train import add_train_options
 from descentlab.errors import ConfigError, did_you_mean
+from descentlab.fsio import make_folder
 
 S = argparse.SUPPRESS
 
@@ -195,6 +196,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         progress=not quiet,
         report=not args.no_report,
         command=["descentlab", *sys.argv[1:]],
+        scheduler=args.scheduler,
     )
     return 0 if not result.failed else 1
 
@@ -230,6 +232,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         datasets=datasets,
         report=not args.no_report,
+        scheduler=args.scheduler,
     )
     return 0 if not result.failed else 1
 
@@ -268,8 +271,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
         flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
         raise ConfigError(f"this landscape lab does not support {flags}")
     result = landscape.run_landscape(**kwargs)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(args.out)
     plot_params = inspect.signature(landscape.plot_landscape).parameters
     plot_kwargs: dict[str, Any] = {}
     if "gif" in plot_params:
@@ -306,6 +308,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 # ========================================================================== register
+def _add_scheduler(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:8786",
+        help="run the runs on this Dask cluster instead of local processes (needs "
+        "descentlab[dask]; --out must be on storage every worker sees)",
+    )
+
+
 def _register_compare(sub: Any) -> None:
     p = sub.add_parser(
         "compare",
@@ -348,6 +360,7 @@ def _register_compare(sub: Any) -> None:
     )
     p.add_argument("--title", default=None, help="report title")
     p.add_argument("--no-report", action="store_true", help="write results.csv only")
+    _add_scheduler(p)
     typed, flags = add_grid_options(p)
     p.set_defaults(func=cmd_compare, _typed=typed, _flags=flags)
 
@@ -383,7 +396,20 @@ def _register_study(sub: Any) -> None:
         "--datasets", default=None, help="batch-size study: only these datasets (comma-separated)"
     )
     p.add_argument("--no-report", action="store_true", help="write results.csv only")
+    _add_scheduler(p)
     p.set_defaults(func=cmd_study)
+
+
+class _LandscapeHelp(argparse.HelpFormatter):
+    """Lists the landscape functions in ``--function``'s help, looked up only when help is
+    shown (the landscape module is heavy, see the module docstring)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if "--function" in action.option_strings and text:
+            names = importlib.import_module("descentlab.experiments.landscape").LANDSCAPES
+            text = f"{text}: one of {', '.join(names)}"
+        return text
 
 
 def _register_landscape(sub: Any) -> None:
@@ -391,6 +417,7 @@ def _register_landscape(sub: Any) -> None:
         "landscape",
         help="watch optimizers on 2-D test functions",
         description="Run optimizers on a 2-D function (Rosenbrock, ...) and plot their paths.",
+        formatter_class=_LandscapeHelp,
     )
     p.add_argument("--function", default="rosenbrock", help="the 2-D function (default rosenbrock)")
     p.add_argument(

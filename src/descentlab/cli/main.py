@@ -19,11 +19,11 @@ from collections.abc import Sequence
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from descentlab._version import __version__
-from descentlab.cli import bench, experiments, reproduce, train
+from descentlab.cli import bench, diagnose, experiments, reproduce, train
 from descentlab.errors import DescentlabError, closest
 
 # Each module declares its sub-commands with register(subparsers), in this order.
-COMMAND_MODULES = (train, bench, experiments, reproduce)
+COMMAND_MODULES = (train, bench, experiments, reproduce, diagnose)
 
 # Spellings from other tools that difflib would not map to ours.
 FLAG_SYNONYMS = {
@@ -40,6 +40,16 @@ FLAG_SYNONYMS = {
 }
 
 
+def _closest_flag(word: str, flags: list[str]) -> str | None:
+    """The flag ``word`` was meant as, matched against our flags and their known aliases.
+
+    ``--lerning-rate`` is closer to the alias ``--learning-rate`` than to any flag of
+    ours, so it is answered with the alias's flag (``--lr``).
+    """
+    best = closest(word, [*flags, *FLAG_SYNONYMS])
+    return FLAG_SYNONYMS.get(best, best) if best else None
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line naming the problem and where to look."""
 
@@ -49,7 +59,7 @@ class Parser(argparse.ArgumentParser):
             unknown = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
             flags = [o for a in self._all_actions() for o in a.option_strings]
             word = unknown[0].split("=")[0] if unknown else ""
-            best = FLAG_SYNONYMS.get(word) or (closest(word, flags) if word else None)
+            best = FLAG_SYNONYMS.get(word) or (_closest_flag(word, flags) if word else None)
             if best:
                 hint = f"did you mean {best}?"
         self.exit(2, f"{self.prog}: error: {message} ({hint})\n")
@@ -80,6 +90,7 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # train --nproc relaunches it
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -100,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _internal_error(exc)
         where = f" {exc.filename}" if exc.filename else ""
         print(
-            f"descentlab: error: cannot write{where}: {exc.strerror} "
+            f"descentlab: error: cannot use{where}: {exc.strerror} "
             "(free some space or choose a writable location)",
             file=sys.stderr,
         )
@@ -110,7 +121,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Operating-system errors a user causes and fixes (full disk, read-only or foreign folder).
-USER_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+# (ENOTDIR/EEXIST/EISDIR: a file where a folder is needed or the other way round;
+# ENAMETOOLONG: a path longer than the filesystem allows; ELOOP: a symlink loop.)
+USER_OS_ERRORS = (
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOTDIR,
+    errno.EEXIST,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+)
 
 
 def _internal_error(exc: Exception) -> int:

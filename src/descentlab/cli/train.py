@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +21,15 @@ import torch
 from descentlab.data import describe_datasets
 from descentlab.data.features import read_features
 from descentlab.errors import CheckpointError, ConfigError
-from descentlab.experiments.stats import wilson_interval
 from descentlab.train import evaluate, fit, load_run
-from descentlab.train.config import OPTIONS, from_mapping, read_config_file, resolve
-from descentlab.train.options import DeclaredOption, Group, value_type
+from descentlab.train.config import OPTIONS, TrainConfig, from_mapping, read_config_file, resolve
+from descentlab.train.distributed import env_is_main, env_world_size, launch_local
+from descentlab.train.options import DeclaredOption, Group, parse_list, value_type
 from descentlab.train.presets import preset_names
 from descentlab.train.run_dir import default_run_dir
 from descentlab.train.trainer import load_data
 
 S = argparse.SUPPRESS  # absent flags stay absent, so presets and config files are not overridden
-
-
-def parse_floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
-
-
-def parse_ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
 
 
 def flag_type(opt: DeclaredOption) -> Any:
@@ -54,7 +38,16 @@ def flag_type(opt: DeclaredOption) -> Any:
         return opt.spec.parse
     hint = value_type(opt.type)
     if typing.get_origin(hint) is tuple:
-        return parse_ints if typing.get_args(hint)[0] is int else parse_floats
+        # The option declaration's own strict parser (no empty items, typed values).
+        item = typing.get_args(hint)[0]
+
+        def parse(text: str) -> tuple[Any, ...]:
+            try:
+                return parse_list(opt.name, text, item)
+            except ConfigError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+
+        return parse
     return {int: int, float: float}.get(hint)  # str: no conversion
 
 
@@ -136,26 +129,63 @@ def cmd_train(args: argparse.Namespace) -> int:
                 hint="resume it from Python: descentlab.fit(data=<the same Dataset>, "
                 "config=..., resume=True)",
             )
+        if cfg.nproc > 1 and env_world_size() <= 1:
+            return _launch(args.argv, cfg.nproc, cfg.out)
         return _report(fit(config=cfg, resume=True, resume_previous=bool(args.resume_previous)))
-    if getattr(args, "out", None):
+    if getattr(args, "out", None) is not None:
         overrides["out"] = args.out
-    if getattr(args, "name", None):
+    if getattr(args, "name", None) is not None:
         overrides["name"] = args.name
     preset_name = getattr(args, "preset", None)
     config_file = getattr(args, "config", None)
+    if config_file and "out" not in overrides:
+        # a run's own config.toml names its directory: re-running it makes a new one
+        overrides["out"] = None
     if preset_name is None and config_file is None and overrides.get("dataset", "mnist") == "mnist":
         # Plain `descentlab train` is the tutorial's logreg, exactly (pixels k/256, the
         # tutorial's scoring); on other data it is `fit(**options)` with fit's defaults.
         preset_name = DEFAULT_PRESET
     cfg = resolve(preset_name=preset_name, config_file=config_file, overrides=overrides)
     if cfg.out is None:
+        if env_world_size() > 1:
+            raise ConfigError(
+                "under torchrun every rank must name the same run directory",
+                hint="pass --out RUN_DIR (descentlab train --nproc N chooses one for you)",
+            )
         cfg = cfg.replace(out=str(default_run_dir(cfg)))
+    if cfg.nproc > 1 and env_world_size() <= 1:
+        _announce(cfg, f" on {cfg.nproc} data-parallel processes")
+        return _launch(args.argv, cfg.nproc, cfg.out)
     # The first console line (what, on how many threads and why, where) is the
     # ConsoleLogger's: the thread count is chosen once the model is built.
     return _report(fit(config=cfg))
 
 
-RESUME_OPTIONS = ("quiet", "device", "threads", "log_style")  # may differ on resume
+def _announce(cfg: TrainConfig, how: str = "") -> None:
+    if not cfg.quiet:
+        print(
+            f"descentlab: training {cfg.model} on {cfg.dataset} with {cfg.optimizer} "
+            f"(lr {cfg.lr}, batch {cfg.batch_size}){how}; run directory {cfg.out}",
+            flush=True,
+        )
+
+
+def _launch(argv: list[str], nproc: int, out: str | None) -> int:
+    """``descentlab train --nproc N``: the same command as N ranks under torch's launcher.
+
+    The ranks get this command line (they see WORLD_SIZE and do not launch again) plus
+    the run directory chosen here, so that all of them use the same one.
+    """
+    argv = list(argv)
+    named = any(a in ("--out", "--resume", "--resume-previous") or a.startswith("--out=")
+                for a in argv)  # fmt: skip
+    if not named and out:
+        argv += ["--out", out]
+    return launch_local(nproc, argv)
+
+
+# may differ from the interrupted run
+RESUME_OPTIONS = ("quiet", "device", "threads", "log_style", "nproc", "backend", "dist_timeout")
 
 
 def _check_resume_args(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
@@ -172,24 +202,45 @@ def _check_resume_args(args: argparse.Namespace, overrides: dict[str, Any]) -> N
         raise ConfigError(
             f"{', '.join(sorted(given))} cannot be given with --resume: the run continues "
             "with the options in its config.toml",
-            hint="drop them; only --quiet, --device, --threads and --log-style may change "
-            "on resume",
+            hint="drop them; only --quiet, --device, --threads, --log-style, --nproc, --backend "
+            "and --dist-timeout may change on resume",
         )
 
 
 def _report(result: Any) -> int:
+    if not env_is_main():
+        return 0
     s = result.summary
     test = s.get("test_error")
     valid = s.get("best_valid_error")
     print(
         f"best validation error {100 * valid:.3f}% at epoch {s['best_epoch']} "
         f"(iteration {s['best_iteration'] + 1}); test error at that point {100 * test:.3f}%; "
-        f"{s['epochs_run']} epochs in {s['train_seconds']:.1f}s "
+        f"{epochs_phrase(s)} in {s['train_seconds']:.1f}s "
         f"({s['seconds_per_epoch']:.3f}s/epoch); stopped by {s['stopped_because']}"
     )
     if result.run_dir is not None:
         print(f"run directory: {result.run_dir}")
     return 0
+
+
+def epochs_phrase(summary: Any) -> str:
+    """ "1 epoch", "171 epochs", or "171 epochs and 63 minibatches of epoch 172".
+
+    A run stopped inside an epoch counts it in ``epochs_run``, but that epoch never
+    printed its line; the phrase says so rather than promise a line that is not there.
+    """
+    epochs, iterations = int(summary["epochs_run"]), int(summary.get("iterations") or 0)
+    per_epoch = int(summary.get("n_train") or 0) // max(int(summary.get("batch_size") or 1), 1)
+    full = epochs
+    extra = 0
+    if per_epoch and iterations < epochs * per_epoch and epochs > 0:
+        full = iterations // per_epoch
+        extra = iterations - full * per_epoch
+    text = f"{full} epoch{'' if full == 1 else 's'}"
+    if extra:
+        text += f" and {extra} minibatch{'' if extra == 1 else 'es'} of epoch {full + 1}"
+    return text
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -198,8 +249,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = load_data(
         cfg, dataset=args.dataset or cfg.dataset, data_dir=args.data_dir or cfg.data_dir
     )
+    run.check_data(data)
     split = getattr(data, args.split)
     result = evaluate(run.model, split, n_classes=data.n_classes)
+
+    # experiments.stats pulls in scipy.stats (seconds to import): every `train` rank
+    # would pay for it, so only `evaluate` imports it.
+    from descentlab.experiments.stats import wilson_interval
 
     low, high = wilson_interval(result.n_errors, result.n)
     row = {
@@ -227,7 +283,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     run = load_run(args.run_dir)
     x = read_features(args.file, label_column=run.config.label_column)
-    proba = run.predict_proba(torch.from_numpy(x))
+    scaled = {"auto": None, "raw": False, "scaled": True}[args.inputs]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        proba = run.predict_proba(torch.from_numpy(x), scaled=scaled)
+    for w in caught:
+        print(f"descentlab: note: {w.message}", file=sys.stderr)
     pred = proba.argmax(dim=1).numpy()
     names = run.metadata.get("class_names")
     if args.output:
@@ -262,6 +323,9 @@ def _dataset_line(row: dict[str, Any]) -> str:
     )
 
 
+RUN_DIR_HELP = "a run directory written by 'descentlab train' (it holds config.toml)"
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "train",
@@ -294,17 +358,29 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a finished run on a split")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "valid", "test"),
+        help="which split to score: train, valid or test (default: test)",
+    )
     p.add_argument("--dataset", default=None, help="evaluate on another dataset of the same shape")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict classes for the examples in a file")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument("file", metavar="FILE", help=".npy, .npz (array x) or .csv of features")
     p.add_argument("--output", default=None, help="write one predicted class per line here")
+    p.add_argument(
+        "--inputs",
+        default="auto",
+        choices=("auto", "raw", "scaled"),
+        help="raw values (pixels 0..255) or already scaled to [0, 1] as load_dataset returns; "
+        "auto: fractions in [0, 1] are taken as scaled, with a note (default: auto)",
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("datasets", help="which datasets are available where (checksums verified)")

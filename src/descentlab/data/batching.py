@@ -29,6 +29,15 @@ the r-th contiguous block of ``N // W`` positions.  The blocks are disjoint and 
 size, so every rank runs the same number of steps; the ``N mod W`` examples at the end
 of the permutation are skipped that epoch (different ones each epoch when shuffling).
 ``batch_size`` is per rank: the global batch is ``batch_size * world_size``.
+
+Shares of a global batch (``global_batch=True``, what data-parallel training uses).
+``batch_size`` is the *global* minibatch B: the batches are exactly those of one
+process, and rank r takes the r-th of W contiguous shares of each (sizes differ by at
+most one: ``torch.tensor_split``'s rule).  A run's trajectory then does not depend on
+W, up to the order in which the ranks' gradients are summed::
+
+    idx   = order[k * B : (k + 1) * B]                  the one-process batch k
+    share = idx[lo_r : hi_r]                            lo_r = r·⌊b/W⌋ + min(r, b mod W)
 """
 
 from __future__ import annotations
@@ -69,6 +78,10 @@ class Batches:
         batches of 600 give 83 batches, 49,800 examples); ``False`` keeps it.
     rank, world_size:
         This process's shard of every epoch (see the module docstring).
+    global_batch:
+        ``batch_size`` is the global minibatch and each rank takes its share of every
+        batch (see the module docstring); every batch needs at least ``world_size``
+        examples.
     """
 
     def __init__(
@@ -81,6 +94,7 @@ class Batches:
         drop_last: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        global_batch: bool = False,
     ) -> None:
         if isinstance(split, tuple | list) and len(split) == 2:
             x, y = split
@@ -110,6 +124,10 @@ class Batches:
 
         n = int(x.shape[0])
         self.n_total = n
+        self.global_batch = bool(global_batch)
+        if self.global_batch:
+            self._check_shares(n)
+            world_size = 1  # batches are counted as for one process; shares taken per batch
         self.per_rank = n // world_size  # examples this rank sees per epoch (before batching)
         if self.per_rank == 0:
             raise DataError(
@@ -127,6 +145,25 @@ class Batches:
             self._n_batches = self.per_rank // self.batch_size
         else:
             self._n_batches = -(-self.per_rank // self.batch_size)
+
+    def _check_shares(self, n: int) -> None:
+        b, w = min(self.batch_size, n), self.world_size
+        last = n % b if not self.drop_last else 0
+        if b < w or 0 < last < w:
+            raise DataError(
+                f"a minibatch of {last if 0 < last < w else b} examples cannot be shared "
+                f"by {w} ranks",
+                hint=f"use --batch-size >= {w} (and drop_last, or a batch size whose last "
+                "batch has at least one example per rank)",
+            )
+
+    def share(self, b: int) -> tuple[int, int]:
+        """``(lo, hi)`` of this rank's share of a global batch of ``b`` examples."""
+        if not self.global_batch:
+            return 0, b
+        base, extra = divmod(b, self.world_size)
+        lo = self.rank * base + min(self.rank, extra)
+        return lo, lo + base + (1 if self.rank < extra else 0)
 
     def __len__(self) -> int:
         return self._n_batches
@@ -146,6 +183,8 @@ class Batches:
         gen = self.generator
         assert gen is not None
         perm = torch.randperm(self.n_total, generator=gen, device=gen.device)
+        if self.global_batch:
+            return perm.to(self.x.device)
         start = self.rank * self.per_rank
         return perm[start : start + self.per_rank].to(self.x.device)
 
@@ -175,13 +214,16 @@ class Batches:
         b = self.batch_size
         end_all = self.examples_per_epoch
         if order is None:
-            offset = self.rank * self.per_rank
+            offset = 0 if self.global_batch else self.rank * self.per_rank
             for k in range(start_batch, self._n_batches):
                 lo, hi = offset + k * b, offset + min((k + 1) * b, end_all)
-                yield self.x[lo:hi], self.y[lo:hi]
+                s_lo, s_hi = self.share(hi - lo)
+                yield self.x[lo + s_lo : lo + s_hi], self.y[lo + s_lo : lo + s_hi]
         else:
             for k in range(start_batch, self._n_batches):
                 idx = order[k * b : min((k + 1) * b, end_all)]
+                s_lo, s_hi = self.share(idx.shape[0])
+                idx = idx[s_lo:s_hi]
                 yield self.x.index_select(0, idx), self.y.index_select(0, idx)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -13,6 +13,7 @@ import numpy as np
 
 from descentlab.data.containers import SPLITS, RawSplits
 from descentlab.errors import ConfigError, DataError
+from descentlab.limits import check_classes
 
 __all__ = ["check_features", "check_labels", "check_splits", "check_subset"]
 
@@ -106,6 +107,7 @@ def check_splits(raw: RawSplits, source: str, n_classes: int | None) -> tuple[Ra
         )
     if n_classes is None:
         n_classes = 1 + max(int(out[s][1].max()) for s in SPLITS)
+        check_classes(n_classes, sum(len(out[s][1]) for s in SPLITS), source)
     if n_classes < 2:
         raise DataError(
             f"{source}: all labels are 0, so there is only one class",

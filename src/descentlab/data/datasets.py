@@ -136,6 +136,11 @@ def load_dataset(
     """
     _check_arguments(seed, standardize, valid_fraction, subset)
     text = os.fspath(name_or_path)
+    if label_column != "label" and not str(text).lower().endswith(".csv"):
+        raise ConfigError(
+            f"label_column={label_column!r} applies only to .csv files, not to {text}",
+            hint="drop --label-column (the labels of this dataset are not a CSV column)",
+        )
     # A built-in name always means the built-in dataset (found by the search order),
     # even if the working directory happens to hold a folder of that name: write
     # "./mnist" to load such a folder as a path.

@@ -16,6 +16,7 @@ from descentlab.data.checks import check_features
 from descentlab.data.idx import read_idx
 from descentlab.data.user_files import read_npz
 from descentlab.errors import DataError
+from descentlab.limits import check_bytes
 
 _NPZ_KEYS = ("x", "x_test", "images", "data")
 
@@ -23,23 +24,30 @@ _NPZ_KEYS = ("x", "x_test", "images", "data")
 def read_features(path: str | Path, *, label_column: str = "label") -> np.ndarray:
     """The examples in ``path`` as a float array ``(N, ...)``.
 
-    ``.npz``: the first of the arrays ``x``, ``x_test``, ``images``, ``data``;
+    ``.npz``: the one of the arrays ``x``, ``x_test``, ``images``, ``data`` it holds (or
+    its only array; several candidates are refused);
     ``.csv``: every column but ``label_column`` (which may be absent), header row
     required; ``*-ubyte[.gz]``: an IDX array; ``.npy``: one array.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"input file {path} does not exist", hint="check the path")
+    # Decided from the file's size before it is read (a sparse 5 GB file costs nothing).
+    check_bytes(path.stat().st_size, f"input file {path}")
     name = path.name.lower()
     if name.endswith(".npz"):
         arrays = read_npz(path)
-        key = next((k for k in _NPZ_KEYS if k in arrays), None)
-        if key is None:
+        keys = [k for k in _NPZ_KEYS if k in arrays]
+        if not keys and len(arrays) == 1:
+            keys = list(arrays)  # one array: it can only be the inputs
+        if len(keys) != 1:
+            # Guessing among several arrays could silently predict on the wrong one.
+            found = ", ".join(sorted(arrays)) or "none"
             raise DataError(
-                f"{path} has none of the arrays {', '.join(_NPZ_KEYS)}",
+                f"{path} must hold the inputs as array 'x' (arrays found: {found})",
                 hint="save the inputs with np.savez(path, x=...)",
             )
-        x = arrays[key]
+        x = arrays[keys[0]]
     elif name.endswith(".npy"):
         try:
             x = np.load(path, allow_pickle=False)
@@ -54,7 +62,14 @@ def read_features(path: str | Path, *, label_column: str = "label") -> np.ndarra
             f"cannot tell the format of {path}",
             hint="use a .npy, .npz, .csv or IDX (*-ubyte[.gz]) file",
         )
-    return check_features(x, str(path)).astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # an overflow is reported just below
+        x = check_features(x, str(path)).astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise DataError(
+            f"{path}: some inputs are too large for float32 (beyond ~3.4e38)",
+            hint="rescale the inputs to the training data's range",
+        )
+    return x
 
 
 def _read_csv_features(path: Path, label_column: str) -> np.ndarray:

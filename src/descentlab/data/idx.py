@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from descentlab.errors import DataError
+from descentlab.limits import check_bytes
 
 __all__ = ["IDX_DTYPES", "read_idx", "write_idx"]
 
@@ -47,6 +48,8 @@ IDX_DTYPES: dict[int, np.dtype] = {
 # short), and we can say so before allocating a buffer of the declared size.
 _MAX_DEFLATE_RATIO = 1100
 _CHUNK = 1 << 22
+# numpy arrays have at most 32 dimensions (64 from numpy 2.0); datasets use 1 to 4.
+_MAX_DIMS = 32
 
 
 def _fix_hint(path: Path) -> str:
@@ -131,13 +134,18 @@ def _read_stream(
             f"than a {disk_size}-byte gzip file can hold",
             hint=_fix_hint(path),
         )
+    # The declared size decides before anything is allocated or decompressed.
+    check_bytes(expected, f"{path} (declared shape {dims} of {dtype.name})")
     out = _read_payload(stream, path, dtype, dims, count, hasher)
     # Convert big-endian storage to native byte order in place (nothing to do for
     # 1-byte types or on big-endian machines), so no second copy of the payload is made.
     native = dtype.newbyteorder("=")
     if native != dtype:
         out = out.byteswap(inplace=True).view(native)
-    return out.reshape(dims)
+    try:
+        return out.reshape(dims)
+    except ValueError as exc:  # e.g. dims (0, 2**31, 2**31): empty, yet "too big" for numpy
+        raise DataError(f"{path} declares an unusable shape {dims} ({exc})") from None
 
 
 def _read_header(stream: Any, path: Path, hasher: Any) -> tuple[np.dtype, tuple[int, ...]]:
@@ -162,8 +170,11 @@ def _read_header(stream: Any, path: Path, hasher: Any) -> tuple[np.dtype, tuple[
             f"{path} has unknown IDX dtype code 0x{code:02X} (known: {known})",
             hint=_fix_hint(path),
         )
-    if ndim == 0:
-        raise DataError(f"{path} declares 0 dimensions; IDX arrays need at least one")
+    if ndim == 0 or ndim > _MAX_DIMS:
+        raise DataError(
+            f"{path} declares {ndim} dimensions; IDX arrays here need 1 to {_MAX_DIMS}",
+            hint=_fix_hint(path),
+        )
     raw_dims = _read_exact(stream, 4 * ndim)
     if len(raw_dims) < 4 * ndim:
         raise DataError(

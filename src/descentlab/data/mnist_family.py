@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,14 @@ from descentlab.data.preprocess import scale_images
 from descentlab.data.safe_pickle import load_mnist_pkl
 from descentlab.data.sources import DatasetFiles, cache_dir, find_dataset_files
 from descentlab.data.splits import holdout_fractions, stratified_split
-from descentlab.errors import ConfigError, DataError
+from descentlab.errors import ConfigError, DataError, DescentlabError
+from descentlab.fsio import atomic_write_bytes, sha256_bytes
+from descentlab.limits import check_classes, limit
 
 __all__ = [
     "FASHION_CLASSES",
     "MNIST_CLASSES",
+    "evict_cache",
     "load_idx_dataset",
     "load_pickle_dataset",
     "named_idx_loader",
@@ -57,10 +60,12 @@ def read_idx_cached(path: Path, sha256: str | None = None) -> np.ndarray:
     """:func:`read_idx` with the decoded array cached as ``.npy`` in the user cache.
 
     The cache entry is keyed by the source's absolute path, size and mtime, so a
-    changed file is decoded (and checksum-verified) afresh.  Entries are written to a
-    temporary file, ``fsync``-ed and renamed into place, so processes loading at the
-    same time each see either no entry or a complete one.  Set
-    ``DESCENTLAB_NO_CACHE=1`` to bypass the cache; an unwritable cache is ignored.
+    changed file is decoded (and checksum-verified) afresh.  Each entry has a
+    ``.sha256`` next to it, recorded when it was written and checked before every use:
+    an entry that was changed (or half-written) is decoded again, never trusted.
+    Entries are written atomically, and the cache is kept under
+    ``DESCENTLAB_CACHE_MAX_BYTES`` (default 1 GiB) by evicting the least recently used.
+    Set ``DESCENTLAB_NO_CACHE=1`` to bypass the cache; an unwritable cache is ignored.
     """
     if os.environ.get("DESCENTLAB_NO_CACHE"):
         return read_idx(path, sha256=sha256)
@@ -68,32 +73,75 @@ def read_idx_cached(path: Path, sha256: str | None = None) -> np.ndarray:
         cached = _decoded_cache_path(path)
     except OSError:
         return read_idx(path, sha256=sha256)
-    if cached.is_file():
-        try:
-            return np.load(cached, allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            pass  # a damaged entry is rebuilt below
+    array = _read_cache_entry(cached)
+    if array is not None:
+        return array
     array = read_idx(path, sha256=sha256)
-    with contextlib.suppress(OSError):
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=f".{cached.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, array, allow_pickle=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, cached)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+    with contextlib.suppress(OSError, DescentlabError):
+        _write_cache_entry(cached, array)
         # Drop entries for older versions of the same source file.
         prefix = cached.name.rsplit("-", 2)[0] + "-"
         for old in cached.parent.glob(f"{prefix}*.npy"):
             if old != cached:
-                with contextlib.suppress(OSError):
-                    old.unlink()
+                _remove_entry(old)
+        evict_cache(cached.parent.parent)
     return array
+
+
+def _read_cache_entry(cached: Path) -> np.ndarray | None:
+    """The entry's array if its bytes match the recorded checksum, else None."""
+    try:
+        expected = cached.with_name(cached.name + ".sha256").read_text(encoding="ascii").strip()
+        data = cached.read_bytes()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if sha256_bytes(data) != expected:
+        _remove_entry(cached)
+        return None
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(cached)  # most recently used: evicted last
+    return array
+
+
+def _write_cache_entry(cached: Path, array: np.ndarray) -> None:
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    data = buffer.getvalue()
+    # The checksum first: an entry without its checksum is never used.
+    atomic_write_bytes(cached.with_name(cached.name + ".sha256"), sha256_bytes(data).encode())
+    atomic_write_bytes(cached, data)
+
+
+def _remove_entry(entry: Path) -> None:
+    for p in (entry, entry.with_name(entry.name + ".sha256")):
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def evict_cache(root: Path, max_bytes: int | None = None) -> None:
+    """Remove the least recently used entries until the cache holds at most ``max_bytes``."""
+    if max_bytes is None:
+        max_bytes = limit("DESCENTLAB_CACHE_MAX_BYTES") or None
+    if max_bytes is None:
+        return
+    entries = []
+    for entry in root.glob("*/*.npy"):
+        with contextlib.suppress(OSError):
+            st = entry.stat()
+            entries.append((st.st_mtime, st.st_size, entry))
+    entries.sort()
+    total = sum(size for _, size, _ in entries)
+    # The newest entry (just written or used) is always kept.
+    for _, size, entry in entries[:-1]:
+        if total <= max_bytes:
+            break
+        _remove_entry(entry)
+        total -= size
 
 
 def _idx_arrays(found: DatasetFiles, expected_sums: dict[str, str]) -> dict[str, np.ndarray]:
@@ -169,6 +217,7 @@ def load_idx_dataset(
         splits[split] = Split(xt.unsqueeze(1), torch.from_numpy(labels))
     if n_classes is None:
         n_classes = max(1 + int(s.y.max()) for s in splits.values())
+        check_classes(n_classes, sum(len(s.y) for s in splits.values()), str(found.folder))
     return assemble_dataset(
         name,
         splits,

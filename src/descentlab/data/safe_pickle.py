@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from descentlab.errors import DataError
+from descentlab.limits import check_bytes, limit, read_capped
 
 __all__ = ["RestrictedUnpickler", "load_mnist_pkl", "restricted_loads"]
 
@@ -124,7 +125,13 @@ def _prescan(data: bytes) -> None:
     by other routes (``INST``/``OBJ``, persistent ids, the extension registry), and
     absurd memo indices, which would otherwise make the unpickler allocate gigabytes.
     """
-    for opcode, arg, _pos in pickletools.genops(data):
+    max_ops = limit("DESCENTLAB_MAX_PICKLE_OPS")
+    for n_ops, (opcode, arg, _pos) in enumerate(pickletools.genops(data)):
+        if max_ops and n_ops >= max_ops:
+            raise DataError(
+                f"the pickle has more than {max_ops} opcodes; a dataset pickle has a few dozen",
+                hint="fix: use the IDX files or a .npz, or raise DESCENTLAB_MAX_PICKLE_OPS",
+            )
         name = opcode.name
         if name in _REFUSED_OPCODES:
             raise pickle.UnpicklingError(f"opcode {name} is not allowed in a dataset pickle")
@@ -170,6 +177,24 @@ def restricted_loads(data: bytes, *, source: str = "<bytes>") -> Any:
         ) from exc
 
 
+def _check_natural(array: np.ndarray, where: str) -> None:
+    """Refuse arrays that claim more data than their buffer holds.
+
+    A crafted pickle can build an array of any shape with zero (or overlapping)
+    strides over a one-byte buffer: it passes every shape check and then explodes into
+    gigabytes on the first copy.  Arrays from a file must be dense, with the strides
+    that their shape and dtype imply.
+    """
+    if array.size and not (array.flags.c_contiguous or array.flags.f_contiguous):
+        raise DataError(
+            f"{where} is not a dense array (strides {array.strides} for shape {array.shape}); "
+            "the file is damaged or crafted",
+            hint="fix: re-download the pickle or use the IDX files",
+        )
+    # A float32 copy is made of every array (4 bytes per element at most on top).
+    check_bytes(array.size * max(array.itemsize, 4), f"{where} (shape {array.shape})")
+
+
 XY = tuple[np.ndarray, np.ndarray]
 PklSplits = tuple[XY, XY, XY]
 
@@ -190,9 +215,13 @@ def load_mnist_pkl(path: str | os.PathLike[str]) -> PklSplits:
             hint="fix: give the path of the tutorial's mnist.pkl.gz",
         )
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as probe:
+            compressed = probe.read(2) == b"\x1f\x8b"
         # Decide by content, not name: people gunzip the file and keep the name, or not.
-        data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        # Decompression streams and stops at the byte limit (a gzip bomb never fills memory).
+        opener = gzip.open if compressed else open
+        with opener(path, "rb") as stream:
+            data = read_capped(stream, str(path))
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(
             f"{path} is not a readable gzip file ({exc})", hint="fix: re-download it"
@@ -227,6 +256,8 @@ def _validate_splits(obj: Any, path: Path) -> PklSplits:
                 f"(x: {x.dtype}, y: {y.dtype})",
                 hint=shape_hint,
             )
+        for array, which in ((x, "x"), (y, "y")):
+            _check_natural(array, f"{path}: the {split_name} split's {which}")
         if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
             raise DataError(
                 f"{path}: the {split_name} split has x of shape {x.shape} and y of shape "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from descentlab.data.registry import DATASETS, canonical_name
 from descentlab.data.sources import SPECS, DatasetFiles, FilesetSpec, read_sums
 from descentlab.data.splits import holdout_fractions, stratified_split, three_way_split
 from descentlab.errors import ConfigError, DataError, did_you_mean
+from descentlab.limits import check_bytes
 
 __all__ = ["load_path", "read_csv", "read_npz"]
 
@@ -38,6 +40,7 @@ _TRAIN_TEST = ("x_train", "y_train", "x_test", "y_test")
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """All arrays of a ``.npz`` (loaded with ``allow_pickle=False``), or :class:`DataError`."""
     hint = "fix: save numeric arrays with np.savez(path, x=..., y=...)"
+    _check_npz_sizes(path, hint)
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
@@ -49,6 +52,44 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     except Exception as exc:
         # np.load on a damaged archive can raise many types (zipfile, zlib, ValueError
         # for pickled object arrays, ...); all of them mean the file cannot be used.
+        raise DataError(
+            f"{path} is not a readable .npz archive ({type(exc).__name__}: {exc})", hint=hint
+        ) from exc
+
+
+def _check_npz_sizes(path: Path, hint: str) -> None:
+    """Refuse an archive whose members declare (in zip and .npy headers) too many bytes.
+
+    The zip directory's sizes bound what decompression can produce (zipfile stops at
+    the declared size), and each member's .npy header declares its array; both are
+    read before any array is, so a zip bomb or a lying header costs nothing.
+    """
+    if not zipfile.is_zipfile(path):
+        return  # np.load says what it is (a .npy, or not an archive)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            check_bytes(sum(m.file_size for m in members), f"{path} (decompressed members)")
+            declared = 0
+            for member in members:
+                if not member.filename.endswith(".npy"):
+                    continue
+                with archive.open(member) as fh:
+                    major, _minor = np.lib.format.read_magic(fh)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if major == 1
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _order, dtype = read_header(fh, max_header_size=10_000)
+                count = 1
+                for d in shape:
+                    count *= int(d)
+                declared += count * dtype.itemsize
+            check_bytes(declared, f"{path} (arrays declared in its .npy headers)")
+    except DataError:
+        raise
+    except Exception as exc:
         raise DataError(
             f"{path} is not a readable .npz archive ({type(exc).__name__}: {exc})", hint=hint
         ) from exc
@@ -114,6 +155,8 @@ def read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, lis
     column must be numeric.
     """
     try:
+        # Parsed to float64: about as many bytes again as the text, at most 8 per character.
+        check_bytes(8 * path.stat().st_size, f"{path} (parsed as numbers)")
         text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(

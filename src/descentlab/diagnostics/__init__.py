@@ -16,11 +16,14 @@ tensors, and measures on the deterministic network (:func:`eval_mode`).
 :func:`lr_find`             learning-rate range test; :func:`plot_lr_find`
 :func:`edge_of_stability`   full-batch GD with λmax recorded (Cohen et al. 2021)
 :func:`diagnose`            all of the above into one :class:`Diagnostics` record
+:class:`DiagnosticsCallback`  the same every N validations of a run (``--diagnostics N``)
 ==========================  =============================================================
 """
 
+from descentlab.diagnostics.callback import DiagnosticsCallback
 from descentlab.diagnostics.cost import CostFn, default_cost, eval_mode
 from descentlab.diagnostics.eos import EdgeOfStability, edge_of_stability
+from descentlab.diagnostics.figures import plot_diagnostics
 from descentlab.diagnostics.hessian import (
     EigenResult,
     HessianOperator,
@@ -42,11 +45,13 @@ from descentlab.diagnostics.stability import (
     stability_bound,
     step_test,
 )
+from descentlab.train import register_option_callback
 
 __all__ = [
     "CostFn",
     "DiagnoseOptions",
     "Diagnostics",
+    "DiagnosticsCallback",
     "EdgeOfStability",
     "EigenResult",
     "HessianOperator",
@@ -67,9 +72,13 @@ __all__ = [
     "lambda_min_power",
     "lr_find",
     "min_eigenvalue",
+    "plot_diagnostics",
     "plot_lr_find",
     "power_iteration",
     "stability_bound",
     "step_test",
     "top_eigenvalues",
 ]
+
+# ``train --diagnostics N`` / ``fit(diagnostics=N)`` are served by this package's callback.
+register_option_callback("diagnostics", DiagnosticsCallback.from_config)

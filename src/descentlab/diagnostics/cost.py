@@ -14,9 +14,9 @@ chunks without ever holding the whole graph in memory::
 since ``Σ_c (n_c/N)(mean_c + P) = mean + P``.  Gradients and Hessian-vector products are
 linear in the cost, so they are accumulated with the same weights.
 
-:func:`default_cost` builds the trainer's cost from :mod:`descentlab.losses`; it is the
-one place that knows where the cost comes from, so it can follow the cost to its new home
-(``descentlab.objective``) without touching the diagnostics.
+:func:`default_cost` is :meth:`descentlab.objective.Objective.cost` — the one cost the
+trainer, the scikit-learn estimator and the fast path minimize — so the diagnostics
+measure exactly the cost as trained (a run's ``loss``, ``l1`` and ``l2``).
 
 Diagnostics are taken on the **deterministic** network (:func:`eval_mode`): dropout off,
 batch norm using its running statistics.  With either layer present that is not the
@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from descentlab.errors import ConfigError, DataError
-from descentlab.losses import get_loss, penalty
+from descentlab.objective import Objective
 
 __all__ = [
     "CostFn",
@@ -69,21 +69,12 @@ CostFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 def default_cost(loss: str = "nll", l1: float = 0.0, l2: float = 0.0) -> CostFn:
     """The training cost ``loss(model(x), y) + λ1·Σ|W| + λ2·Σ W²`` (weights only).
 
-    ``loss`` is ``"nll"`` (cross-entropy) or ``"mse"`` (squared error on the softmax),
-    as :func:`descentlab.losses.get_loss` names them.  The L1 term is piecewise linear,
-    so it adds nothing to the Hessian (away from ``W = 0``); the L2 term adds ``2·λ2`` on
-    the diagonal of every weight entry.
+    This is :meth:`descentlab.objective.Objective.cost` (``loss`` is ``"nll"`` or
+    ``"mse"``; λ1, λ2 are checked now rather than mid-diagnosis).  The L1 term is
+    piecewise linear, so it adds nothing to the Hessian (away from ``W = 0``); the L2
+    term adds ``2·λ2`` on the diagonal of every weight entry.
     """
-    loss_fn = get_loss(loss)
-    penalty(nn.Linear(1, 1), l1, l2)  # validates λ1, λ2 now rather than mid-diagnosis
-
-    def cost(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        value = loss_fn(model(x), y)
-        if l1 or l2:
-            value = value + penalty(model, l1, l2)
-        return value
-
-    return cost
+    return Objective(loss, l1=l1, l2=l2).cost
 
 
 @contextmanager

@@ -32,6 +32,7 @@ point by construction.  Both are heuristics: check the plot.
 from __future__ import annotations
 
 import copy
+import io
 import math
 import os
 from collections.abc import Callable, Iterable
@@ -45,6 +46,7 @@ from torch import Tensor, nn
 
 from descentlab.diagnostics.cost import CostFn, check_data
 from descentlab.errors import ConfigError, DivergenceError
+from descentlab.fsio import atomic_write_bytes
 from descentlab.optim import SGD
 
 __all__ = ["LRFindResult", "OptimizerFactory", "lr_find", "plot_lr_find"]
@@ -209,5 +211,7 @@ def plot_lr_find(
     ax.legend(fontsize="small")
     fig.tight_layout()
     out = Path(path)
-    fig.savefig(out, dpi=120)
+    buffer = io.BytesIO()  # rendered in memory, written atomically (a full disk: no half file)
+    fig.savefig(buffer, dpi=120, format=out.suffix.lstrip(".").lower() or "png")
+    atomic_write_bytes(out, buffer.getvalue())
     return out

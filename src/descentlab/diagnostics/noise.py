@@ -121,17 +121,22 @@ def gradient_noise_scale(
     repeats: int = 10,
     decay: float | None = None,
     seed: int = 0,
+    estimator: NoiseScaleEstimator | None = None,
 ) -> NoiseScale:
     """Estimate ``B_simple`` at the model's current parameters (eval mode).
 
     ``b_big`` must be a multiple of ``b_small``; examples are drawn with replacement
     (so the estimators are unbiased for the empirical distribution of ``(x, y)``).
-    Cost: ``repeats · b_big`` example-gradients.
+    Cost: ``repeats · b_big`` example-gradients.  ``estimator`` continues an existing
+    :class:`NoiseScaleEstimator` (its batch sizes and decay; ``b_small``, ``b_big`` and
+    ``decay`` are then ignored): how a training run follows ``B_simple`` over time.
     """
     n = check_data(x, y)
     if repeats < 1:
         raise ConfigError(f"repeats must be >= 1, got {repeats}")
-    estimator = NoiseScaleEstimator(b_small, b_big, decay)
+    if estimator is None:
+        estimator = NoiseScaleEstimator(b_small, b_big, decay)
+    b_small, b_big = estimator.result.b_small, estimator.result.b_big
     if b_big % b_small:
         raise ConfigError(
             f"b_big ({b_big}) must be a multiple of b_small ({b_small})",

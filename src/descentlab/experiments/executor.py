@@ -35,6 +35,7 @@ import torch
 
 from descentlab.experiments.runs import RunTask, execute_run, failure
 from descentlab.experiments.store import read_status
+from descentlab.fsio import die_with_parent
 
 __all__ = [
     "Executor",
@@ -103,7 +104,7 @@ class Executor(ABC):
 _STOP: Any = None
 
 
-def _worker_init(threads: int, stop: Any) -> None:
+def _worker_init(threads: int, stop: Any, parent: int | None = None) -> None:
     """Each worker: a fixed number of torch threads; Ctrl-C is left to the trainer.
 
     Between runs SIGINT is ignored (the parent decides what to do); during a run the
@@ -111,6 +112,9 @@ def _worker_init(threads: int, stop: Any) -> None:
     """
     global _STOP
     _STOP = stop
+    # A worker outlives nothing: when the sweep's process dies (even by kill -9) it
+    # exits too, instead of finishing (and starting) runs nobody will collect.
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     # Fails if already set or if parallel work already ran; either way it is harmless.
@@ -147,6 +151,9 @@ def _mp_context() -> multiprocessing.context.BaseContext:
                 "descentlab.experiments.executor",
                 "descentlab.experiments.runs",
                 "descentlab.train",
+                # Registers the callback of the `diagnostics` option (by name: the
+                # executor does not depend on the diagnostics, the workers just have it).
+                "descentlab.diagnostics",
                 "torch._dynamo",
                 "sklearn.datasets",
             ]
@@ -173,7 +180,7 @@ class LocalExecutor(Executor):
                 max_workers=self.jobs,
                 mp_context=ctx,
                 initializer=_worker_init,
-                initargs=(self.threads, self._stop),
+                initargs=(self.threads, self._stop, os.getpid()),
             )
         return self._pool
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from descentlab.errors import ConfigError, did_you_mean
+from descentlab.limits import check_count
 from descentlab.models import MODEL_NAMES
 from descentlab.optim.registry import optimizer_hyperparameters
 from descentlab.optim.schedules import parse_schedule_spec
@@ -178,6 +179,7 @@ def seed_list(seeds: int | Sequence[int] | None, *, base: int = 0) -> list[int]:
     if isinstance(seeds, int):
         if seeds < 1:
             raise ConfigError(f"the number of seeds must be >= 1, got {seeds}", hint="--seeds 3")
+        check_count(seeds, "DESCENTLAB_MAX_RUNS", "number of seeds")
         return [base + i for i in range(seeds)]
     values = list(seeds)
     if not values or not all(isinstance(s, int) and not isinstance(s, bool) for s in values):
@@ -270,6 +272,9 @@ def expand_grid(
             )
     base_seed = base.pop("seed", 0)
     seed_values = seed_list(seeds, base=int(base_seed) if base_seed is not None else 0)
+    # Decided from the declared sizes before a single run is built.
+    declared = sum(math.prod(len(v) for k, v in t.items() if k != LABEL_KEY) for t in tables)
+    check_count(declared * len(seed_values), "DESCENTLAB_MAX_RUNS", "runs in the sweep")
     runs: list[dict[str, Any]] = []
     seen: set[str] = set()
     for table in tables:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from descentlab.errors import ConfigError, did_you_mean
+from descentlab.fsio import atomic_write_text
 from descentlab.train import FitResult, RunSummary, fit, resolve
 from descentlab.train.config import read_config_file
 
@@ -121,7 +122,7 @@ def run_reproduction(
             overrides["threads"] = threads
         result = fit(config=resolve(preset_name=preset, overrides=overrides))
     path = out / REPORT_FILE
-    path.write_text(reproduction_markdown(preset, result.summary), encoding="utf-8")
+    atomic_write_text(path, reproduction_markdown(preset, result.summary))
     return result, path
 
 

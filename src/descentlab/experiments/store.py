@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from descentlab.errors import CheckpointError, DescentlabError
 from descentlab.experiments.plan import LABEL_KEY, SweepPlan, run_identity, run_name, train_options
+from descentlab.fsio import atomic_writer
+from descentlab.limits import check_bytes
 from descentlab.train.checkpoint import atomic_write_bytes
 from descentlab.train.config import FIELD_NAMES, from_mapping, read_config_file
 from descentlab.train.records import RunSummary
@@ -100,9 +103,10 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
+    return value if isinstance(value, dict) else None
 
 
 def _config_matches(run_dir: Path, options: Mapping[str, Any]) -> bool:
@@ -149,13 +153,18 @@ def read_summary(run_dir: Path) -> RunSummary | None:
     if not path.is_file():
         return None
     try:
-        return RunSummary.from_row(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError, TypeError):
+        row = json.loads(path.read_text(encoding="utf-8"))
+        return RunSummary.from_row(row) if isinstance(row, dict) else None
+    except Exception:  # any damage (bad JSON, wrong types, missing keys): unusable
         return None
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
-    """The numbers of one run directory: summary, sweep extras and status (missing: None)."""
+    """The numbers of one run directory: summary, sweep extras and status (missing: None).
+
+    A run whose files are damaged gets status ``damaged`` and an error naming the file,
+    so a report skips it and says so instead of failing as a whole.
+    """
     summary = read_summary(run_dir)
     row: dict[str, Any] = summary.to_row() if summary is not None else {}
     status = read_status(run_dir)
@@ -165,16 +174,52 @@ def read_run(run_dir: Path) -> dict[str, Any]:
         row["status"] = "incomplete"
     else:
         row["status"] = "pending"
+    damaged = damaged_files(run_dir, summary is None)
+    if damaged and row.get("status") == "ok":
+        row.update(status="damaged", error=f"{', '.join(damaged)} damaged; run skipped")
     return row
 
 
-def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    """The run's validation rows (``metrics.jsonl``); empty if it has none yet."""
+def damaged_files(run_dir: Path, summary_unreadable: bool) -> list[str]:
+    """The result files of a finished run that exist but cannot be read."""
+    bad = []
+    if summary_unreadable:
+        bad.append("summary.json")
+    if read_history(run_dir) is None:
+        bad.append("metrics.jsonl")
+    if (run_dir / "test_predictions.npy").is_file() and read_run_array(
+        run_dir, "test_predictions.npy"
+    ) is None:
+        bad.append("test_predictions.npy")
+    return bad
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]] | None:
+    """The run's validation rows (``metrics.jsonl``); empty if none yet, None if damaged."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        rows = [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not all(isinstance(r, dict) for r in rows):
+        return None
+    return rows
+
+
+def read_run_array(run_dir: Path, name: str) -> np.ndarray | None:
+    """A 1-D integer ``.npy`` of the run (predictions, labels), or None if absent or damaged."""
+    path = run_dir / name
+    try:
+        check_bytes(path.stat().st_size, str(path))
+        array = np.load(path, allow_pickle=False)
+    except Exception:  # numpy raises many types for damaged files; all mean unusable
+        return None
+    if not isinstance(array, np.ndarray) or array.ndim != 1 or array.dtype.kind not in "iu":
+        return None
+    return array
 
 
 class Manifest:
@@ -273,15 +318,13 @@ def write_results(sweep_dir: str | Path, rows: Sequence[Mapping[str, Any]]) -> P
     options = [k for k in FIELD_NAMES if k not in _CSV_SKIP_OPTIONS]
     fields = ["name", "stage", "label", "status", "error", *options, *METRIC_FIELDS, "run_dir"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_writer(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             flat = {k: _csv_value(v) for k, v in row.items()}
             flat["stage"] = "+".join(row.get("stages", []))
             writer.writerow(flat)
-    os.replace(tmp, path)
     return path
 
 

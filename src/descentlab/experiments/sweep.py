@@ -24,7 +24,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from descentlab.errors import ConfigError
+from descentlab.errors import ConfigError, DescentlabError
+from descentlab.experiments.dask_executor import DaskExecutor
 from descentlab.experiments.executor import (
     Executor,
     LocalExecutor,
@@ -46,10 +47,11 @@ from descentlab.experiments.store import (
     write_results,
 )
 from descentlab.experiments.tuning import chosen_runs, describe_selection, select_best
+from descentlab.fsio import WriterLock, check_out, make_folder
+from descentlab.train.build import check_names, data_use_warnings, load_data, seeds_can_differ
 from descentlab.train.config import from_mapping
-from descentlab.train.trainer import load_data
 
-__all__ = ["SweepResult", "execute_sweep"]
+__all__ = ["SweepInterrupted", "SweepResult", "execute_sweep", "preflight"]
 
 
 @dataclass
@@ -118,11 +120,30 @@ def _describe(name: str, outcome: Mapping[str, Any], run_dir: Path) -> str:
     )
 
 
-def _preflight(plan: SweepPlan) -> None:
-    """Fail now, not forty times later: every run's options, every dataset, every batch size."""
+class SweepInterrupted(DescentlabError):
+    """Ctrl-C stopped a sweep; finished runs are kept and the same command resumes it."""
+
+    exit_code = 130
+
+    def __init__(self, out: Path, command: Sequence[str] | None) -> None:
+        again = " ".join(command) if command else f"the same command with --out {out}"
+        super().__init__(
+            f"interrupted; finished runs are kept in {out}",
+            hint=f"resume with: {again}",
+        )
+
+
+def preflight(plan: SweepPlan) -> list[str]:
+    """Fail now, not forty times later: every run's options, every dataset, every batch size.
+
+    Returns the warnings worth printing before the runs start (a batch size that wastes
+    the data, seeds that cannot differ).
+    """
     configs = [from_mapping(train_options(run)) for run in plan.runs()]
     sizes: dict[tuple[Any, ...], int] = {}
+    warnings: list[str] = []
     for cfg in configs:
+        check_names(cfg)
         key = (cfg.dataset, cfg.data_dir, cfg.offline, cfg.label_column, cfg.subset)
         if key not in sizes:
             data = load_data(cfg)
@@ -133,6 +154,36 @@ def _preflight(plan: SweepPlan) -> None:
                 f"{cfg.dataset} ({sizes[key]} examples)",
                 hint=f"use batch sizes up to {sizes[key]}",
             )
+        warnings += [
+            f"{cfg.dataset}: {w}"
+            for w in data_use_warnings(cfg, sizes[key])
+            if f"{cfg.dataset}: {w}" not in warnings
+        ]
+    if (
+        len(plan.seeds) > 1
+        and configs
+        and not any(seeds_can_differ(c) for c in configs)
+        and not _split_depends_on_seed(configs[0], plan.seeds[:2])
+    ):
+        warnings.append(
+            f"the {len(plan.seeds)} seeds will give identical runs: zero initialization "
+            "(logreg's default), no --shuffle, no dropout and a fixed split leave nothing "
+            "random (add --shuffle or --init normal to make seeds differ)"
+        )
+    return warnings
+
+
+def _split_depends_on_seed(cfg: Any, seeds: Sequence[int]) -> bool:
+    """Whether two seeds draw different training sets.
+
+    The scikit-learn sets' stratified splits do; MNIST's fixed tutorial split does not.
+    """
+    a, b = (load_data(cfg, seed=int(s)).train for s in seeds)
+    return a.y.shape != b.y.shape or not (bool((a.y == b.y).all()) and bool((a.x == b.x).all()))
+
+
+#: Seconds to wait for a run directory still held by a worker of a killed sweep.
+RUN_LOCK_WAIT = 15.0
 
 
 class _Sweep:
@@ -165,6 +216,10 @@ class _Sweep:
             if state == "done":
                 skipped += 1
                 continue
+            if run_dir.exists():
+                # A worker of an earlier, killed sweep may still be finishing this run:
+                # wait (briefly: orphaned workers exit with their parent) until it is gone.
+                WriterLock(run_dir, "run").acquire(wait=RUN_LOCK_WAIT).release()
             if state == "fresh" and run_dir.exists():
                 shutil.rmtree(run_dir)
             if state == "resume":
@@ -229,6 +284,7 @@ def execute_sweep(
     command: Sequence[str] | None = None,
     runner: Runner = execute_run,
     executor: Executor | None = None,
+    scheduler: str | None = None,
 ) -> SweepResult:
     """Run (or resume) every run of ``plan`` into ``out`` and write results.csv; no report.
 
@@ -236,23 +292,59 @@ def execute_sweep(
     torch threads unless the plan fixes ``threads``; or any ``executor``.  With
     ``plan.tune`` the two-stage protocol of :mod:`descentlab.experiments.tuning` is used.
     ``progress``: one line per finished run on ``stream`` (default stdout) and a progress
-    bar on a terminal.
+    bar on a terminal.  ``scheduler`` (``tcp://HOST:8786``): run on that Dask cluster
+    instead (:mod:`descentlab.experiments.dask_executor`; ``out`` must be shared storage).
     """
-    out = Path(out)
+    out = check_out(out, "the sweep folder")
+    # Everything is checked before anything is created or started (bad plans raise here).
+    for message in preflight(plan):
+        print(f"descentlab: warning: {message}", file=sys.stderr, flush=True)
+    if executor is None and scheduler is not None:
+        out = out.resolve()  # the workers' working folders are not this one
+        threads = int(plan.fixed.get("threads") or 1)
+        dask_executor = DaskExecutor(scheduler, threads=threads, runner=runner)
+        try:
+            dask_executor.check_shared(out)
+        except BaseException:
+            dask_executor.close()
+            raise
+        executor = dask_executor
     if executor is None:
         jobs = default_jobs() if jobs is None else int(jobs)
         if jobs < 1:
             raise ConfigError(f"jobs must be >= 1, got {jobs}", hint="e.g. --jobs 2")
         threads = int(plan.fixed.get("threads") or threads_per_job(jobs))
         executor = LocalExecutor(jobs, threads, runner=runner)
+    try:
+        make_folder(out, "the sweep folder")
+        # One writer per sweep: a second compare/study on this folder is refused at once.
+        lock = WriterLock(out, "sweep").acquire()
+    except BaseException:
+        executor.close()  # nothing ran: leave no workers behind
+        raise
+    try:
+        return _execute(out, plan, executor, progress, stream, command)
+    finally:
+        lock.release()
+
+
+def _execute(
+    out: Path,
+    plan: SweepPlan,
+    executor: Executor,
+    progress: bool,
+    stream: Any,
+    command: Sequence[str] | None,
+) -> SweepResult:
     sweep = _Sweep(out, plan, executor, progress, stream or sys.stdout)
     sweep.manifest.command = list(command) if command is not None else None
-    _preflight(plan)
     try:
         if plan.tune:
             sweep.tuned()
         else:
             sweep.stage(plan.runs(), "final", "sweep")
+    except KeyboardInterrupt:
+        raise SweepInterrupted(out, sweep.manifest.command) from None
     finally:
         executor.close()
         # Whatever happened (even Ctrl-C), the results so far are on disk.

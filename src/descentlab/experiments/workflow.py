@@ -49,11 +49,12 @@ def run_sweep(
     command: Sequence[str] | None = None,
     runner: Runner = execute_run,
     executor: Executor | None = None,
+    scheduler: str | None = None,
 ) -> SweepResult:
     """Run (or resume) every run of ``plan`` into ``out``; write results.csv and the report.
 
-    See :func:`~descentlab.experiments.sweep.execute_sweep` for ``jobs``, ``runner`` and
-    ``executor``; ``report=False`` skips the report.
+    See :func:`~descentlab.experiments.sweep.execute_sweep` for ``jobs``, ``runner``,
+    ``executor`` and ``scheduler`` (a Dask cluster); ``report=False`` skips the report.
     """
     result = execute_sweep(
         plan,
@@ -64,6 +65,7 @@ def run_sweep(
         command=command,
         runner=runner,
         executor=executor,
+        scheduler=scheduler,
     )
     if report:
         result.report = build_report(result.path)
@@ -84,6 +86,7 @@ def run_study(
     progress: bool = True,
     report: bool = True,
     stream: Any = None,
+    scheduler: str | None = None,
 ) -> SweepResult:
     """Run (or resume) a built-in study into ``out`` (default ``studies/<name>[-fast]``).
 
@@ -95,4 +98,6 @@ def run_study(
     plan = study.plan(settings)
     if out is None:
         out = Path("studies") / (f"{name}-fast" if fast else name)
-    return run_sweep(plan, out, jobs=jobs, progress=progress, report=report, stream=stream)
+    return run_sweep(
+        plan, out, jobs=jobs, progress=progress, report=report, stream=stream, scheduler=scheduler
+    )

@@ -23,12 +23,15 @@ not check input shapes, which would cost time on every minibatch; call
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
 from descentlab.errors import ConfigError, did_you_mean
+from descentlab.limits import check_bytes
 from descentlab.models.base import (
     ACTIVATIONS,
     check_activation,
@@ -129,9 +132,11 @@ def build_model(
     if name == "logreg":
         _refuse_hidden_options(dropout, batch_norm)
         hidden_sizes: tuple[int, ...] = ()
+        _check_size(name, input_shape, n_classes, hidden_sizes)
         model = LogisticRegression(input_shape, n_classes, init=init)
     else:
         hidden_sizes = check_hidden(hidden, name)
+        _check_size(name, input_shape, n_classes, hidden_sizes)
         cls = MLP if name == "mlp" else LeNet
         model = cls(
             input_shape,
@@ -147,6 +152,22 @@ def build_model(
     # A plain attribute (not a buffer): JSON metadata, not part of the state_dict.
     setattr(model, "descentlab_spec", spec)  # noqa: B010 - nn.Module's __setattr__ typing
     return model
+
+
+def _check_size(
+    name: str, input_shape: Sequence[int], n_classes: int, hidden: Sequence[int]
+) -> None:
+    """Refuse, before allocating, a model whose dense layers alone exceed the byte limit.
+
+    The dense layers' weights (inputs x hidden x ... x classes) bound the size from
+    below; training keeps about four float32 copies (parameters, gradients and up to
+    two optimizer moments), which is what is compared with ``DESCENTLAB_MAX_BYTES``.
+    """
+    widths = [math.prod(input_shape), *hidden, n_classes]
+    if name == "lenet":
+        widths = widths[1:]  # the convolutions shrink the input first; count from hidden
+    weights = sum(a * b + b for a, b in itertools.pairwise(widths))
+    check_bytes(16 * weights, f"model {name} with hidden sizes {list(hidden)}", error=ConfigError)
 
 
 def _refuse_hidden_options(dropout: float, batch_norm: bool) -> None:

@@ -29,11 +29,12 @@ from descentlab.optim.clipping import clip_grad_norm_, clip_grad_value_
 from descentlab.optim.registry import (
     OPTIMIZER_NAMES,
     build_optimizer,
+    default_lr,
     describe_optimizers,
     optimizer_hyperparameters,
 )
 from descentlab.optim.rmsprop import RMSProp, fused_rmsprop_
-from descentlab.optim.schedules import build_schedule
+from descentlab.optim.schedules import LinearDecay, build_schedule
 from descentlab.optim.sgd import SGD, fused_sgd_
 
 __all__ = [
@@ -43,12 +44,14 @@ __all__ = [
     "AdaDelta",
     "AdaGrad",
     "Adam",
+    "LinearDecay",
     "PolyakAverage",
     "RMSProp",
     "build_optimizer",
     "build_schedule",
     "clip_grad_norm_",
     "clip_grad_value_",
+    "default_lr",
     "describe_optimizers",
     "fused_adagrad_",
     "fused_adam_",

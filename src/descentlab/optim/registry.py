@@ -7,6 +7,7 @@ class so the two can be compared in the same harness.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,12 @@ from descentlab.optim.adam import Adam
 from descentlab.optim.rmsprop import RMSProp
 from descentlab.optim.sgd import SGD
 
+#: The tutorial's ``logistic_sgd.py`` learning rate (``learning_rate=0.13``).
+TUTORIAL_SGD_LR = 0.13
+#: 0.13 · (1 − 0.9): with momentum α the steady step is ε/(1 − α) times the gradient
+#: (Goodfellow et al. §8.3.2), so this keeps the tutorial's step size at α = 0.9.
+MOMENTUM_LR = 0.013
+
 
 @dataclass(frozen=True)
 class _Entry:
@@ -30,18 +37,24 @@ class _Entry:
     presets: dict[str, Any] = field(default_factory=dict)
     # ... and values it fixes (overriding them would make the name a lie).
     fixed: dict[str, Any] = field(default_factory=dict)
+    # The learning rate a run uses when none is given, where the class has none.
+    default_lr: float | None = None
 
 
 _REGISTRY: dict[str, _Entry] = {
-    "sgd": _Entry(SGD, "minibatch SGD, Algorithm 8.1 (lr required)"),
+    "sgd": _Entry(SGD, "minibatch SGD, Algorithm 8.1 (lr required)", default_lr=TUTORIAL_SGD_LR),
     "momentum": _Entry(
-        SGD, "SGD with momentum, Algorithm 8.2 (lr required)", presets={"momentum": 0.9}
+        SGD,
+        "SGD with momentum, Algorithm 8.2 (lr required)",
+        presets={"momentum": 0.9},
+        default_lr=MOMENTUM_LR,
     ),
     "nesterov": _Entry(
         SGD,
         "SGD with Nesterov momentum, Algorithm 8.3 (lr required)",
         presets={"momentum": 0.9},
         fixed={"nesterov": True},
+        default_lr=MOMENTUM_LR,
     ),
     "adagrad": _Entry(AdaGrad, "AdaGrad, Algorithm 8.4"),
     "rmsprop": _Entry(RMSProp, "RMSProp, Algorithm 8.5"),
@@ -97,6 +110,7 @@ def _resolve(name: str) -> tuple[str, type[torch.optim.Optimizer], _Entry | None
                 hint=did_you_mean(f"torch.{wanted}", [f"torch.{n}" for n in classes]),
             )
         canonical = by_lower[wanted.lower()]
+        _check_dense_step(f"torch.{canonical}", classes[canonical])
         return f"torch.{canonical}", classes[canonical], None
     lowered = key.lower().replace("_", "-")
     if lowered not in _REGISTRY:
@@ -108,6 +122,35 @@ def _resolve(name: str) -> tuple[str, type[torch.optim.Optimizer], _Entry | None
     return lowered, entry.cls, entry
 
 
+@functools.cache
+def _dense_step_error(name: str) -> str | None:
+    """Why ``torch.optim.<name>`` cannot take one step on a dense gradient (None: it can)."""
+    cls: Any = _torch_optimizers()[name]
+    weight = torch.zeros(2, requires_grad=True)
+    weight.grad = torch.ones(2)
+    try:
+        opt = cls([weight], lr=0.01) if "lr" in _hyperparameters(cls) else cls([weight])
+        opt.step(lambda: 0.0)
+    except Exception as exc:  # a third-party class may fail in any way: report it
+        return " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+    return None
+
+
+def _check_dense_step(name: str, cls: type[torch.optim.Optimizer]) -> None:
+    """Refuse, before training, a torch optimizer that cannot update descentlab's models.
+
+    Every model here has dense gradients; a class such as ``torch.SparseAdam`` fails
+    only at its first step.  One step on a two-element parameter (cached per class)
+    finds that out up front.
+    """
+    error = _dense_step_error(cls.__name__)
+    if error is not None:
+        raise ConfigError(
+            f"optimizer {name!r} cannot train these models ({error})",
+            hint="choose another, e.g. adam or torch.AdamW",
+        )
+
+
 def optimizer_hyperparameters(name: str) -> dict[str, Any]:
     """The hyperparameters ``name`` accepts, with the defaults it uses (``None`` = required)."""
     _, cls, entry = _resolve(name)
@@ -116,6 +159,27 @@ def optimizer_hyperparameters(name: str) -> dict[str, Any]:
         hparams.update(entry.presets)
         hparams.update(entry.fixed)
     return hparams
+
+
+def default_lr(name: str) -> float:
+    """The learning rate a run of optimizer ``name`` uses when none is given.
+
+    The class's own default where it has one -- Adam 0.001 (Kingma & Ba; the book's
+    Algorithm 8.7 suggests 0.001), RMSProp 0.001, AdaGrad 0.01 (torch's), AdaDelta 1.0
+    (torch's; Zeiler's rule has no ε) -- else the tutorial's 0.13 for plain SGD and
+    0.013 for momentum and Nesterov (:data:`MOMENTUM_LR`); a ``torch.<Name>`` class
+    without a default lr gets the tutorial's 0.13.
+    """
+    _, cls, entry = _resolve(name)
+    if entry is not None and entry.default_lr is not None:
+        return entry.default_lr
+    lr = _hyperparameters(cls).get("lr")
+    return float(lr) if isinstance(lr, int | float) else TUTORIAL_SGD_LR
+
+
+def default_lr_text() -> str:
+    """The per-optimizer default learning rates in one phrase (for help texts)."""
+    return ", ".join(f"{name} {default_lr(name):g}" for name in OPTIMIZER_NAMES)
 
 
 def build_optimizer(name: str, params: ParamsT, **hparams: Any) -> torch.optim.Optimizer:

@@ -9,6 +9,7 @@ dashed, adaptive per-coordinate rates dotted, adaptive + momentum dash-dotted.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from descentlab.errors import ConfigError, did_you_mean
+from descentlab.fsio import atomic_write_bytes
 
 __all__ = [
     "AXIS_LABELS",
@@ -165,7 +167,10 @@ def save_figure(
         out = stem.with_name(f"{stem.name}.{fmt}")
         # A fixed date keeps SVG/PDF output byte-identical between runs.
         metadata = {"Date": None} if fmt in ("svg", "pdf") else None
-        fig.savefig(out, format=fmt, dpi=100, metadata=metadata)
+        # Rendered in memory, then written atomically: a full disk never leaves half a figure.
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, dpi=100, metadata=metadata)
+        atomic_write_bytes(out, buffer.getvalue())
         written.append(out)
     return written
 

@@ -1,6 +1,6 @@
 """Training: options, early stopping, the loop, events, run directories, checkpoints."""
 
-from descentlab.train.api import default_callbacks, fit
+from descentlab.train.api import default_callbacks, fit, register_option_callback
 from descentlab.train.callbacks import (
     Callback,
     Checkpointer,
@@ -48,6 +48,7 @@ __all__ = [
     "evaluate",
     "fit",
     "load_run",
+    "register_option_callback",
     "register_preset",
     "resolve",
 ]

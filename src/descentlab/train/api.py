@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,8 @@ import torch
 from torch import nn
 
 from descentlab.data import Dataset
+from descentlab.errors import ConfigError
+from descentlab.fsio import WriterLock
 from descentlab.train.callbacks import (
     Callback,
     Checkpointer,
@@ -21,14 +25,55 @@ from descentlab.train.callbacks import (
     TutorialLogger,
 )
 from descentlab.train.config import TrainConfig, from_mapping
+from descentlab.train.distributed import barrier, env_is_main, shutdown
 from descentlab.train.early_stopping import EarlyStopping
 from descentlab.train.records import FitResult
-from descentlab.train.run_dir import check_run_dir, prepare_run_dir
+from descentlab.train.run_dir import (
+    check_run_dir,
+    prepare_run_dir,
+    unfinished_without_checkpoint,
+)
 from descentlab.train.trainer import Trainer
+
+#: Options served by a callback from a layer above ``train`` (``diagnostics``: measured
+#: by :mod:`descentlab.diagnostics`, which imports ``train`` and so cannot be imported
+#: from here).  That package registers a factory when it is imported; :func:`fit` adds
+#: the callback whenever the option is set.
+OPTION_CALLBACKS: dict[str, Callable[[TrainConfig], Callback]] = {}
+_PROVIDERS = {"diagnostics": "descentlab.diagnostics"}
+
+
+def register_option_callback(option: str, factory: Callable[[TrainConfig], Callback]) -> None:
+    """Serve the option ``option`` with ``factory(cfg)`` in every later :func:`fit`."""
+    OPTION_CALLBACKS[option] = factory
+
+
+def option_callbacks(cfg: TrainConfig, given: Sequence[Callback] = ()) -> list[Callback]:
+    """The callbacks of the options set in ``cfg`` that none of ``given`` serves already."""
+    out: list[Callback] = []
+    for name, package in _PROVIDERS.items():
+        if getattr(cfg, name) is None or any(
+            getattr(cb, "serves_option", None) == name for cb in given
+        ):
+            continue
+        factory = OPTION_CALLBACKS.get(name)
+        if factory is None:
+            raise ConfigError(
+                f"the option {name} is measured by {package}, which is not imported",
+                hint=f"import {package} before training (the command line does)",
+            )
+        out.append(factory(cfg))
+    return out
 
 
 def default_callbacks(cfg: TrainConfig, run_dir: Path | None) -> list[Callback]:
-    """Console lines and progress bar (unless quiet), run files and checkpoints (with a run dir)."""
+    """Console lines and progress bar (unless quiet), run files and checkpoints (with a run dir).
+
+    In a data-parallel job only rank 0 prints and writes files; the other ranks keep the
+    checkpointer, whose saves they skip, so that every rank reaches the same points.
+    """
+    if not env_is_main():
+        return [Checkpointer(every_iterations=cfg.checkpoint_every)] if run_dir else []
     callbacks: list[Callback] = []
     if not cfg.quiet:
         if cfg.log_style == "tutorial":
@@ -44,6 +89,34 @@ def default_callbacks(cfg: TrainConfig, run_dir: Path | None) -> list[Callback]:
         if cfg.tensorboard:
             callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
     return callbacks
+
+
+def _check_arguments(model: Any, data: Any, optimizer: Any, config: Any) -> None:
+    """Refuse arguments of the wrong kind with one line (not an AttributeError later)."""
+    checks = (
+        (
+            "model",
+            model,
+            (str, nn.Module),
+            "a model name ('logreg', 'mlp', 'lenet') or an nn.Module",
+        ),
+        ("data", data, (str, os.PathLike, Dataset), "a dataset name, a path or a Dataset"),
+        ("config", config, (TrainConfig,), "a TrainConfig"),
+    )
+    for name, value, kinds, expected in checks:
+        if value is not None and not isinstance(value, kinds):
+            raise ConfigError(
+                f"fit(): {name} must be {expected}, got {type(value).__name__} {value!r:.60}",
+                hint="e.g. fit('logreg', 'digits')" if name != "config" else None,
+            )
+    if optimizer is not None and not (
+        isinstance(optimizer, str | torch.optim.Optimizer) or callable(optimizer)
+    ):
+        raise ConfigError(
+            f"fit(): optimizer must be a name, an optimizer or a params -> optimizer "
+            f"callable, got {type(optimizer).__name__}",
+            hint="e.g. optimizer='adam'",
+        )
 
 
 def fit(
@@ -74,6 +147,9 @@ def fit(
     in ``out`` from its newest checkpoint (``resume_previous=True``: from the
     one before, if the newest is damaged).
     """
+    _check_arguments(model, data, optimizer, config)
+    if isinstance(data, os.PathLike):
+        data = os.fspath(data)
     values = config.to_dict() if config is not None else {}
     if isinstance(model, str):
         values["model"] = model
@@ -95,8 +171,13 @@ def fit(
         )
     values.update(options)
     cfg = from_mapping(values)
-    run_dir = check_run_dir(cfg.out, resume=resume) if cfg.out else None
+    if resume and cfg.out and unfinished_without_checkpoint(Path(cfg.out)):
+        resume = False  # stopped before its first checkpoint: nothing to resume, start over
+    run_dir = check_run_dir(cfg.out, resume=resume) if cfg.out is not None else None
     cbs = (default_callbacks(cfg, run_dir) if default_callbacks_ else []) + list(callbacks)
+    cbs = option_callbacks(cfg, callbacks) + cbs
+    # Callbacks that fill in a row run before the ones that write it (stable order).
+    cbs.sort(key=lambda cb: not getattr(cb, "fills_rows", False))
     trainer = Trainer(
         cfg,
         data=data if isinstance(data, Dataset) else None,
@@ -106,8 +187,18 @@ def fit(
         run_dir=run_dir,
         stopper=stopper,
     )
-    if run_dir is not None:
-        prepare_run_dir(run_dir, resume=resume)
-    if resume:
-        trainer.restore_checkpoint(previous=resume_previous)
-    return trainer.fit()
+    try:
+        if run_dir is not None and trainer.world.is_main:
+            prepare_run_dir(run_dir, resume=resume)
+        if trainer.world.distributed:
+            barrier("waiting for rank 0 to prepare the run directory")
+        # One writer per run directory (rank 0 writes it): a second train/--resume of it is
+        # refused while this one runs; the kernel drops the lock if this process dies.
+        with contextlib.ExitStack() as stack:
+            if run_dir is not None and trainer.world.is_main:
+                stack.enter_context(WriterLock(run_dir, "run"))
+            if resume:
+                trainer.restore_checkpoint(previous=resume_previous)
+            return trainer.fit()
+    finally:
+        shutdown(trainer.world)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,12 +19,13 @@ import torch
 from torch import nn
 
 from descentlab.data import Batches, Dataset, load_dataset
-from descentlab.errors import ConfigError
-from descentlab.models import build_model
+from descentlab.errors import ConfigError, did_you_mean
+from descentlab.models import MODEL_NAMES, build_model
 from descentlab.objective import Objective
-from descentlab.optim import EMA, PolyakAverage, build_optimizer
-from descentlab.optim.schedules import build_schedule
+from descentlab.optim import EMA, PolyakAverage, build_optimizer, optimizer_hyperparameters
+from descentlab.optim.schedules import build_schedule, parse_schedule_spec
 from descentlab.train.config import TrainConfig
+from descentlab.train.distributed import SINGLE, World
 from descentlab.train.early_stopping import (
     EarlyStopping,
     EpochPatience,
@@ -37,9 +39,12 @@ __all__ = [
     "OptimizerSpec",
     "build",
     "build_stopper",
+    "check_names",
+    "data_use_warnings",
     "load_data",
     "resolve_device",
     "seed_everything",
+    "seeds_can_differ",
 ]
 
 #: An optimizer instance, or a ``params -> Optimizer`` callable.
@@ -64,6 +69,24 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def check_names(
+    cfg: TrainConfig, *, model_given: bool = False, optimizer_given: bool = False
+) -> None:
+    """Refuse an unknown model, optimizer or schedule name before any data is loaded.
+
+    The names are not checked by the config itself because ``fit`` records a given
+    ``nn.Module`` or optimizer object by its class name.
+    """
+    if not model_given and cfg.model not in MODEL_NAMES:
+        raise ConfigError(
+            f"unknown model {cfg.model!r}", hint=did_you_mean(cfg.model, list(MODEL_NAMES))
+        )
+    if not optimizer_given:
+        optimizer_hyperparameters(cfg.optimizer)
+    parse_schedule_spec(cfg.schedule)
+    resolve_device(cfg.device)
+
+
 def load_data(cfg: TrainConfig, **overrides: Any) -> Dataset:
     """The dataset a config names, loaded with the config's data options (or ``overrides``)."""
     options: dict[str, Any] = {
@@ -76,7 +99,53 @@ def load_data(cfg: TrainConfig, **overrides: Any) -> Dataset:
         "pixel_scale": cfg.pixel_scale,
     }
     options.update(overrides)
+    folder = options.get("data_dir")
+    if folder is not None and not Path(folder).expanduser().is_dir():
+        raise ConfigError(
+            f"data directory {str(folder)!r} does not exist",
+            hint="pass an existing folder to --data-dir (it should hold mnist/ ...)",
+        )
     return load_dataset(options.pop("dataset", cfg.dataset), **options)
+
+
+def data_use_warnings(cfg: TrainConfig, n_train: int) -> list[str]:
+    """What a reader should know about how the minibatches use the training set.
+
+    One step per epoch makes early stopping and the learning curve meaningless, and
+    ``drop_last`` with a batch close to the training-set size silently skips a large
+    share of it (batch 600 on digits' 1,078 training examples drops 478 of them).
+    """
+    out: list[str] = []
+    steps = n_train // cfg.batch_size if cfg.drop_last else -(-n_train // cfg.batch_size)
+    dropped = n_train - steps * cfg.batch_size if cfg.drop_last else 0
+    smaller = max(1, min(n_train // 10, 128))
+    if steps <= 1:
+        out.append(
+            f"batch size {cfg.batch_size} makes one minibatch step per epoch on "
+            f"{n_train} training examples (try --batch-size {smaller})"
+        )
+    if dropped / max(n_train, 1) > DROPPED_SHARE:
+        out.append(
+            f"batch size {cfg.batch_size} leaves {dropped} of {n_train} training examples "
+            f"({100 * dropped / n_train:.0f}%) out of every epoch "
+            f"(use --keep-last, or a smaller --batch-size such as {smaller})"
+        )
+    return out
+
+
+#: The share of the training set dropped by ``drop_last`` above which a run warns.
+DROPPED_SHARE = 0.10
+
+
+def seeds_can_differ(cfg: TrainConfig) -> bool:
+    """Whether runs that differ only in ``seed`` can differ at all.
+
+    The seed drives the initialization, the shuffling and dropout; a zero-initialized
+    model (logreg's default, as in the tutorial) trained in file order without dropout
+    takes the same steps whatever the seed.
+    """
+    zero_init = (cfg.init is None and cfg.model == "logreg") or cfg.init == "zeros"
+    return cfg.shuffle or cfg.dropout > 0 or not zero_init
 
 
 def seed_everything(seed: int) -> None:
@@ -118,7 +187,7 @@ class Components:
     fast_path_reason: str
 
 
-def _batches(cfg: TrainConfig, data: Dataset, generator: torch.Generator) -> Batches:
+def _batches(cfg: TrainConfig, data: Dataset, generator: torch.Generator, world: World) -> Batches:
     n_train = data.train.y.shape[0]
     if cfg.batch_size > n_train:
         raise ConfigError(
@@ -131,6 +200,10 @@ def _batches(cfg: TrainConfig, data: Dataset, generator: torch.Generator) -> Bat
         shuffle=cfg.shuffle,
         generator=generator,
         drop_last=cfg.drop_last,
+        # data-parallel: --batch-size stays the global minibatch, each rank takes a share
+        rank=world.rank,
+        world_size=world.size,
+        global_batch=True,
     )
 
 
@@ -172,13 +245,23 @@ def build(
     model: nn.Module | None = None,
     optimizer: OptimizerSpec | None = None,
     stopper: EarlyStopping | None = None,
+    world: World = SINGLE,
+    device: torch.device | None = None,
 ) -> Components:
-    """Every piece of a run, built from ``cfg`` unless given (see the module docstring)."""
-    device = resolve_device(cfg.device)
+    """Every piece of a run, built from ``cfg`` unless given (see the module docstring).
+
+    ``world``: this rank's place in a data-parallel job (:mod:`descentlab.train.distributed`).
+    """
+    check_names(cfg, model_given=model is not None, optimizer_given=optimizer is not None)
+    device = device if device is not None else resolve_device(cfg.device)
     data = (data if data is not None else load_data(cfg)).to(device)
     generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    batches = _batches(cfg, data, generator)
+    batches = _batches(cfg, data, generator, world)
     model = (model if model is not None else _model(cfg, data)).to(device)
+    if world.distributed and device.type == "cuda":
+        # batch statistics over the whole global batch (CUDA only; on the CPU each rank
+        # normalizes by its own share: see docs/distributed.md)
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.train()
     objective = Objective(cfg.loss, l1=cfg.l1, l2=cfg.l2)
     # The fast path (train/fast.py) computes the same cost and gradients without autograd

@@ -45,7 +45,9 @@ from typing import Any
 
 import torch
 
+from descentlab import fsio
 from descentlab.errors import CheckpointError
+from descentlab.limits import check_bytes
 
 MANIFEST = "manifest.json"
 FORMAT = "descentlab-checkpoint"
@@ -197,19 +199,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never half.
-
-    The bytes go to a temporary file in the same folder (a rename is atomic only
-    within one filesystem), are flushed and fsync'ed, and the file is renamed over
-    ``path``; the folder is fsync'ed so the rename survives a power loss.  On any
-    error the temporary file is removed, ``path`` is untouched, and a
-    :class:`CheckpointError` says what happened.
-    """
-    path = Path(path)
-    try:
-        _write_atomic(path, data)
-    except OSError as exc:
-        raise _io_error(path, exc) from None
+    """Write ``data`` to ``path`` atomically (see :func:`descentlab.fsio.atomic_write_bytes`)."""
+    fsio.atomic_write_bytes(path, data)
 
 
 def _read_json(data: bytes) -> dict[str, Any] | None:
@@ -222,6 +213,9 @@ def _read_json(data: bytes) -> dict[str, Any] | None:
 
 def _read_bytes(path: Path) -> bytes | None:
     try:
+        # A checkpoint file larger than the byte limit (e.g. a sparse file planted in
+        # its place) is refused before it is read.
+        check_bytes(path.stat().st_size, str(path), error=CheckpointError)
         return path.read_bytes()
     except OSError:
         return None

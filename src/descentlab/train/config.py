@@ -23,6 +23,9 @@ from typing import Any
 import tomli_w
 
 from descentlab.errors import ConfigError, did_you_mean
+from descentlab.fsio import atomic_write_text
+from descentlab.optim import default_lr
+from descentlab.optim.registry import default_lr_text
 from descentlab.train.options import (
     CLOSED_UNIT,
     NON_NEGATIVE,
@@ -35,6 +38,7 @@ from descentlab.train.options import (
     OneOf,
     check_option,
     declared_options,
+    is_list_option,
     option,
 )
 from descentlab.train.presets import PRESET_HELP, PRESETS, preset
@@ -59,6 +63,7 @@ __all__ = [
     "TrainConfig",
     "check_key",
     "from_mapping",
+    "optimizer_default_lr",
     "preset",
     "read_config_file",
     "register_preset",
@@ -83,7 +88,8 @@ class TrainConfig:
     """Every option of a training run (field names are the public option names).
 
     Defaults reproduce the tutorial's ``logistic_sgd.py``: softmax regression on
-    MNIST, zero init, SGD lr 0.13, minibatches of 600 without shuffling,
+    MNIST, zero init, SGD lr 0.13 (an unset lr is the optimizer's own default, see
+    :func:`optimizer_default_lr`), minibatches of 600 without shuffling,
     patience 5000 iterations, patience increase 2, improvement threshold 0.995.
     """
 
@@ -159,7 +165,11 @@ class TrainConfig:
         "or torch.<Name>",
     )
     lr: float | None = option(
-        0.13, group=O, constraint=POSITIVE, help="learning rate ε", default_text=OPTIMIZER_DEFAULT
+        None,
+        group=O,
+        constraint=POSITIVE,
+        help="learning rate ε",
+        default_text="the optimizer's: " + default_lr_text(),
     )
     momentum: float | None = option(
         None, group=O, constraint=UNIT, help="momentum α", default_text=OPTIMIZER_DEFAULT
@@ -348,6 +358,25 @@ class TrainConfig:
         help="torch CPU threads (default: 1 for small matrix products, else the free cores)",
         default_text="chosen",
     )
+    nproc: int = option(
+        1,
+        group=R,
+        constraint=(POSITIVE, Interval(high=1024, hint="e.g. --nproc 2")),
+        help="data-parallel processes launched on this machine (torch.distributed.run); "
+        "under torchrun the launcher's WORLD_SIZE is used instead",
+    )
+    backend: str = option(
+        "auto",
+        group=R,
+        constraint=OneOf(("auto", "gloo", "nccl"), hint="use auto, gloo or nccl"),
+        help="torch.distributed backend when data-parallel (auto: nccl on CUDA, else gloo)",
+    )
+    dist_timeout: float = option(
+        300.0,
+        group=R,
+        constraint=Interval(low=0, low_open=True, hint="e.g. --dist-timeout 300"),
+        help="seconds a data-parallel rank waits for the others before the job fails",
+    )
     fast_path: bool = option(
         True,
         group=R,
@@ -366,6 +395,14 @@ class TrainConfig:
     )
     log_grad_norm: bool = option(
         False, group=R, help="log the largest gradient norm between validations"
+    )
+    diagnostics: int | None = option(
+        None,
+        group=R,
+        constraint=POSITIVE,
+        help="every N validations record λmax, its lr bound, ‖g‖, the §8.2.1 ratio and "
+        "the noise scale (4,096-example sample) in metrics.jsonl and diagnostics.png",
+        default_text="off",
     )
     out: str | None = option(
         None,
@@ -400,6 +437,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+        if self.lr is None:
+            self.lr = optimizer_default_lr(self.optimizer)
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -439,6 +478,19 @@ class TrainConfig:
         """The optimizer hyperparameters that were set (None means 'the optimizer's default')."""
         names = ("lr", "momentum", "rho", "betas", "eps", "weight_decay", "nesterov")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+def optimizer_default_lr(name: str) -> float:
+    """The learning rate a run of optimizer ``name`` uses when none is given.
+
+    See :func:`descentlab.optim.default_lr` (the book's, torch's or the tutorial's
+    value).  A name the registry does not know (an optimizer object given to
+    ``fit``, recorded by its class name) gets the tutorial's 0.13, as before.
+    """
+    try:
+        return default_lr(name)
+    except ConfigError:
+        return default_lr("sgd")
 
 
 OPTIONS: tuple[DeclaredOption, ...] = tuple(declared_options(TrainConfig))
@@ -519,7 +571,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
                 f"unexpected table [{key}] in {str(path)!r}",
                 hint="put training options at the top level or under [train]",
             )
-        out[check_key(key, str(path))] = value
+        name = check_key(key, str(path))
+        declared = OPTIONS_BY_NAME.get(name)
+        # A file has real lists; a string for a list is a mistake ("500" vs [500]).
+        as_string = isinstance(value, str) and value != "default"
+        if as_string and declared is not None and is_list_option(declared.type):
+            raise ConfigError(
+                f"option {name!r} in {str(path)!r} must be a list, got the string {value!r}",
+                hint=f"write {name} = [{value}]",
+            )
+        out[name] = value
     return out
 
 
@@ -553,4 +614,4 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
             data[key] = "default"
     if cfg.extra:
         data["extra"] = cfg.extra
-    Path(path).write_text(tomli_w.dumps(data), encoding="utf-8")
+    atomic_write_text(path, tomli_w.dumps(data))

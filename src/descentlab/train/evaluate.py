@@ -2,6 +2,11 @@
 
 Evaluation runs under ``torch.inference_mode`` in large chunks (no autograd
 bookkeeping, few kernel launches) and syncs with the host once per split.
+
+Data-parallel (``world`` of W > 1 ranks): rank r scores only its contiguous share of
+the split (every example exactly once, no padding), then one all-reduce sums the NLL,
+the error count and the predictions (zeros outside each share), so every rank ends
+with the same exact numbers as one process.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from torch import nn
 
 from descentlab.data import Split
 from descentlab.metrics import precision_recall_f1
+from descentlab.train.distributed import SINGLE, World, all_reduce_sum
 
 
 @dataclass
@@ -32,7 +38,12 @@ class Evaluation:
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, split: Split, *, n_classes: int, batch_size: int = 10000
+    model: nn.Module,
+    split: Split,
+    *,
+    n_classes: int,
+    batch_size: int = 10000,
+    world: World = SINGLE,
 ) -> Evaluation:
     """Mean NLL, error rate and macro-F1 of ``model`` on ``split`` (model put in eval mode)."""
     was_training = model.training
@@ -42,15 +53,18 @@ def evaluate(
         if n == 0:
             raise ValueError("cannot evaluate on an empty split")
         nll_sum = torch.zeros((), dtype=torch.float64, device=split.x.device)
-        predictions = torch.empty(n, dtype=torch.int64, device=split.x.device)
-        for start in range(0, n, batch_size):
-            x = split.x[start : start + batch_size]
-            y = split.y[start : start + batch_size]
-            logits = model(x)
+        lo, hi = world.share(n)
+        predictions = torch.zeros(n, dtype=torch.int64, device=split.x.device)
+        for start in range(lo, hi, batch_size):
+            stop = min(start + batch_size, hi)
+            logits = model(split.x[start:stop])
             nll_sum += torch.nn.functional.cross_entropy(
-                logits.float(), y, reduction="sum"
+                logits.float(), split.y[start:stop], reduction="sum"
             ).double()
-            predictions[start : start + batch_size] = logits.argmax(dim=1)
+            predictions[start:stop] = logits.argmax(dim=1)
+        if world.distributed:
+            all_reduce_sum(nll_sum, "scoring a split")
+            all_reduce_sum(predictions, "scoring a split")
         wrong = (predictions != split.y).sum()
         _, _, f1 = precision_recall_f1(split.y, predictions, n_classes)
         assert not isinstance(f1, list)  # the macro average is one number

@@ -26,6 +26,7 @@ import torch
 from descentlab._version import __version__
 from descentlab.data import Split
 from descentlab.errors import DivergenceError
+from descentlab.train.distributed import broadcast_buffers
 from descentlab.train.evaluate import Evaluation, evaluate
 from descentlab.train.interrupt import TrainingInterrupted
 from descentlab.train.progress import BestPoint, TargetReached
@@ -45,6 +46,9 @@ def fit(trainer: Trainer) -> FitResult:
     progress.clock.start()
     with trainer.interrupts.caught():
         trainer.emit("on_train_start")
+        if progress.counters.epoch == 0 and progress.counters.batch_in_epoch == 0:
+            for message in trainer.start_warnings:
+                trainer.warn(message)
         max_epochs = trainer.config.max_epochs
         while progress.counters.epoch < max_epochs and progress.stopped_because is None:
             run_epoch(trainer)
@@ -124,6 +128,7 @@ def _averaged(trainer: Trainer) -> contextlib.AbstractContextManager[Any]:
 def _evaluate(trainer: Trainer, split: Split) -> Evaluation:
     cfg = trainer.config
     if cfg.eval_style == "tutorial":  # the mean of per-minibatch errors (tutorial_eval.py)
+        # (every rank scores the whole split: the same numbers on each, as one process)
         return evaluate_tutorial(
             trainer.model,
             split,
@@ -131,8 +136,14 @@ def _evaluate(trainer: Trainer, split: Split) -> Evaluation:
             batch_size=cfg.batch_size,
             eval_batch_size=cfg.eval_batch_size,
         )
+    # Data-parallel: each rank scores its share and the sums are all-reduced, so every
+    # rank sees the same numbers and takes the same early-stopping decision.
     return evaluate(
-        trainer.model, split, n_classes=trainer.data.n_classes, batch_size=cfg.eval_batch_size
+        trainer.model,
+        split,
+        n_classes=trainer.data.n_classes,
+        batch_size=cfg.eval_batch_size,
+        world=trainer.world,
     )
 
 
@@ -148,6 +159,8 @@ def validate(trainer: Trainer, epoch: int) -> ValidationRecord:
             f"{'; ' + where if where else ''}",
             hint="lower --lr or add --clip-norm",
         )
+    if trainer.world.distributed:
+        broadcast_buffers(trainer.model)  # rank 0's batch-norm statistics (CPU: per rank)
     with _averaged(trainer):
         valid = _evaluate(trainer, trainer.data.valid)
         monitored = {

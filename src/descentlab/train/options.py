@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
+
 from descentlab.errors import ConfigError, did_you_mean
 
 METADATA_KEY = "descentlab.option"
@@ -295,6 +297,36 @@ def value_type(hint: Any) -> Any:
     return _inner_types(hint)[0]
 
 
+def is_list_option(hint: Any) -> bool:
+    """Whether an option's type is a list (a tuple annotation, maybe ``| None``)."""
+    return typing.get_origin(value_type(hint)) is tuple
+
+
+def parse_list(name: str, text: str, item: Any) -> tuple[Any, ...]:
+    """``a,b,c`` as a tuple of ``item`` values, strictly (the command line's list flags)."""
+    return _sequence(name, text, item)
+
+
+def _sequence(name: str, value: Any, item: Any) -> tuple[Any, ...]:
+    """A list-typed option: a list (config files, Python) or ``a,b,c`` (the command line).
+
+    Strict, so that a typo never silently changes the value: no empty items (``10,,10``).
+    (Config files must write lists as lists: :func:`~descentlab.train.config.read_config_file`.)
+    A single number is accepted as a one-element list.
+    """
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+        if not value.strip() or any(not v for v in items):
+            raise ConfigError(
+                f"option {name!r} has an empty item in {value!r}",
+                hint="give comma-separated values with nothing empty between commas, e.g. 500,300",
+            )
+        value = items
+    if not isinstance(value, list | tuple):
+        value = [value]
+    return tuple(coerce(name, v, item) for v in value)
+
+
 def coerce(name: str, value: Any, hint: Any) -> Any:
     """Accept the obvious spellings (ints for floats, lists for tuples); refuse the rest."""
     origin = typing.get_origin(hint)
@@ -323,11 +355,7 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
             raise bad
         return value
     if origin is tuple:
-        if isinstance(value, str):
-            value = [v for v in value.replace(" ", "").split(",") if v]
-        if not isinstance(value, list | tuple):
-            value = [value]
-        return tuple(coerce(name, v, args[0]) for v in value)
+        return _sequence(name, value, args[0])
     if origin is dict:
         if not isinstance(value, dict):
             raise bad
@@ -336,8 +364,12 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
 
 
 def _number(name: str, value: Any, hint: type, bad: ConfigError) -> Any:
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         raise bad
+    if isinstance(value, np.integer):
+        value = int(value)  # numpy scalars are numbers too (seed=np.int64(3))
+    elif isinstance(value, np.floating):
+        value = float(value)
     if hint is int:
         if isinstance(value, int):
             return value

@@ -105,6 +105,13 @@ class ValidationRecord(_Record):
     counters as the loop keeps them; ``test_error`` is set only where the
     validation error reached a new best (the test set is scored only there), and
     ``test_error_at_best`` carries the test error of the best point so far.
+
+    The ``lambda_max`` ... ``diag_examples`` fields are filled only at the validations
+    where ``--diagnostics N`` measured them (every N-th; see docs/diagnostics.md):
+    λmax of the training cost's Hessian on ``diag_examples`` examples, the stability
+    bound of the run's optimizer (``None`` for adaptive ones), ‖g‖ of the full-sample
+    gradient, the §8.2.1 ratio ½ε²gᵀHg / εgᵀg and the gradient noise scale B_simple.
+    Files without them read unchanged.
     """
 
     epoch: int
@@ -121,6 +128,12 @@ class ValidationRecord(_Record):
     lr: float
     seconds: float
     grad_norm: float | None = None
+    lambda_max: float | None = None
+    lr_stability_bound: float | None = None
+    full_grad_norm: float | None = None
+    step_ratio: float | None = None
+    noise_scale: float | None = None
+    diag_examples: int | None = None
 
 
 @dataclass(eq=False)

@@ -7,12 +7,11 @@ calls these at the right events is :class:`~descentlab.train.callbacks.RunDirect
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import errno
+import hashlib
 import io
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ __all__ = [
     "model_metadata",
     "plot_history",
     "save_model",
+    "tensors_digest",
     "write_config",
     "write_error",
     "write_results",
@@ -67,21 +67,28 @@ def save_model(
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for k, v in (preprocessing or {}).items():
         tensors[f"__preprocessing__.{k}"] = v.detach().cpu().contiguous().float()
-    atomic_write_bytes(path, save(tensors, metadata={"descentlab": json.dumps(meta)}))
+    meta_json = json.dumps(meta)
+    metadata = {"descentlab": meta_json, "descentlab_sha256": tensors_digest(tensors, meta_json)}
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor], meta_json: str) -> str:
+    """SHA-256 over the metadata and every tensor's name, dtype, shape and bytes.
+
+    Recorded in ``model.safetensors`` when it is written and checked by ``load_run``
+    before use, so a flipped byte anywhere in the parameters is refused, not used.
+    """
+    h = hashlib.sha256(meta_json.encode("utf-8"))
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        h.update(f"\0{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def write_config(path: Path, cfg: TrainConfig) -> None:
     """``config.toml``, atomically: a resume rewrites it, and a kill then must not leave half."""
-    target = path / "config.toml"
-    rendered = target.with_name(f".config.toml.render-{os.getpid()}")
-    try:
-        save_config(cfg, rendered)
-        atomic_write_bytes(target, rendered.read_bytes())
-    except OSError as exc:
-        raise write_error(target, exc) from None
-    finally:
-        with contextlib.suppress(OSError):
-            rendered.unlink(missing_ok=True)
+    save_config(cfg, path / "config.toml")
 
 
 def write_results(path: Path, result: FitResult, metadata: dict[str, Any]) -> None:

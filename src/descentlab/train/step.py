@@ -32,6 +32,7 @@ from torch import nn
 from descentlab.errors import DivergenceError
 from descentlab.objective import Closure, NonFiniteCost, Objective
 from descentlab.optim import clip_grad_norm_, clip_grad_value_
+from descentlab.train.distributed import GradientSync, chain
 from descentlab.train.fast import DenseFastPath, FastClosure
 from descentlab.train.progress import Faults, Progress
 
@@ -199,6 +200,7 @@ class TrainStep:
         fast_path_reason: str,
         schedule: Any = None,
         averager: Any = None,
+        gradient_sync: GradientSync | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -211,7 +213,15 @@ class TrainStep:
         self.fast_path = fast_path
         self.fast_path_reason = fast_path_reason
         self.fused_sgd = False
-        hook = gradient_hook if gradient_hook.needed else None
+        # Data-parallel: the all-reduce comes first after the backward pass, so clipping,
+        # the finiteness check and the update all see the global gradient, identically on
+        # every rank.  The loss is not checked before the backward pass then (one rank
+        # alone must not skip the all-reduce): a non-finite loss shows in the gradient.
+        self.gradient_sync = gradient_sync
+        if gradient_sync is not None:
+            gradient_hook.check_finite = gradient_hook.check_finite or check_finite
+            check_finite = False
+        hook = chain(gradient_sync, gradient_hook if gradient_hook.needed else None)
         self.autograd_closure = objective.closure(
             model, optimizer, check_finite=check_finite, after_backward=hook
         )
@@ -241,11 +251,16 @@ class TrainStep:
         (``on_nan`` other than stop), and no step callback that reads gradients.
         """
         hook = self.gradient_hook
-        return not hook.needed and not any(
-            getattr(cb, "reads_gradients", True) for cb in step_callbacks
+        return (
+            self.gradient_sync is None
+            and not hook.needed
+            and not any(getattr(cb, "reads_gradients", True) for cb in step_callbacks)
         )
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        sync = self.gradient_sync
+        if sync is not None:
+            sync.begin(int(x.shape[0]))
         try:
             # torch's stub types the closure as returning float; ours returns the loss tensor
             loss: Any = self.optimizer.step(self.closure.bind(x, y))  # type: ignore[arg-type]
@@ -260,6 +275,8 @@ class TrainStep:
             )
             return torch.full((), math.nan, device=x.device)
         assert loss is not None, "optimizer.step(closure) must return the closure's loss"
+        if sync is not None:
+            loss = sync.mean_loss(loss)
         if self.schedule_per_step is not None:
             self.schedule_per_step.step()
         if self.averager is not None:

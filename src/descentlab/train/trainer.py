@@ -25,6 +25,7 @@ from descentlab.errors import CheckpointError, DataError, DivergenceError
 from descentlab.train.build import (
     OptimizerSpec,
     build,
+    data_use_warnings,
     load_data,
     resolve_device,
     seed_everything,
@@ -32,6 +33,7 @@ from descentlab.train.build import (
 from descentlab.train.callbacks import Callback, overrides
 from descentlab.train.checkpoint import load_checkpoint, promote_previous, save_checkpoint
 from descentlab.train.config import TrainConfig
+from descentlab.train.distributed import GradientSync, World, barrier, setup
 from descentlab.train.early_stopping import EarlyStopping
 from descentlab.train.fast import DenseFastPath
 from descentlab.train.interrupt import Interrupts, TrainingInterrupted
@@ -81,7 +83,21 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        parts = build(cfg, data=data, model=model, optimizer=optimizer, stopper=stopper)
+        # torchrun's environment (RANK, WORLD_SIZE, ...) makes this one rank of a
+        # data-parallel job; otherwise world.size == 1 and nothing changes.
+        device = resolve_device(cfg.device)
+        self.world: World = setup(device, backend=cfg.backend, timeout=cfg.dist_timeout)
+        if self.world.distributed and device.type == "cuda":
+            device = torch.device("cuda", self.world.local_rank)
+        parts = build(
+            cfg,
+            data=data,
+            model=model,
+            optimizer=optimizer,
+            stopper=stopper,
+            world=self.world,
+            device=device,
+        )
         # --threads, else the count the work and the free cores warrant (train/threads.py).
         self.thread_choice = auto_threads(
             sum(p.numel() for p in parts.model.parameters()), cfg.batch_size, cfg.threads
@@ -93,6 +109,8 @@ class Trainer:
         self.generator = parts.generator
         self.batches = parts.batches
         self.batches_per_epoch = len(parts.batches)
+        # told once the callbacks listen (on_train_start), not while building
+        self.start_warnings = data_use_warnings(cfg, int(parts.data.train.y.shape[0]))
         self.model = parts.model
         self.objective = parts.objective
         self.optimizer = parts.optimizer
@@ -133,6 +151,9 @@ class Trainer:
             fast_path_reason=parts.fast_path_reason,
             schedule=self.schedule,
             averager=self.averager,
+            gradient_sync=GradientSync(list(self.model.parameters()))
+            if self.world.distributed
+            else None,
         )
 
     # ================================================================ training
@@ -286,6 +307,9 @@ class Trainer:
                 f"{self.describe_last_checkpoint()}",
                 hint="lower --lr or add --clip-norm",
             )
+        if not self.world.is_main:  # the ranks hold the same state: rank 0 writes it
+            self.last_checkpoint = self.iteration + 1
+            return None
         path = save_checkpoint(
             self.run_dir / "checkpoint", self.state_dict(), self.checkpoint_meta()
         )
@@ -322,7 +346,10 @@ class Trainer:
         if previous:
             # Training continues from the previous generation: make it the newest, so the
             # next checkpoint replaces the damaged one and never the one resumed from.
-            promote_previous(folder)
+            if self.world.distributed:
+                barrier("loading the checkpoint")  # every rank has read it
+            if self.world.is_main:
+                promote_previous(folder)
         self.last_checkpoint = self.iteration + 1
 
     def _check_same_run(self, meta: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from descentlab.errors import CheckpointError
 from descentlab.experiments.plan import config_key, format_value
 from descentlab.experiments.report.context import ReportContext, Section
+from descentlab.experiments.report.diagnostics import diagnostics_section
 from descentlab.experiments.report.figures import figures_section
 from descentlab.experiments.report.render import render_report
 from descentlab.experiments.report.significance import significance_section
@@ -94,6 +95,9 @@ def build_sections(ctx: ReportContext, split_by: str | None = None) -> list[Sect
                 *[f"`{r['name']}`: {r['status']} — {r.get('error') or ''}" for r in failed]
             )
         )
+    diagnostics = diagnostics_section(ctx)
+    if diagnostics is not None:
+        sections.append(diagnostics)
     sections.append(Section("Every run").table(runs_table(ctx)))
     return sections
 

@@ -195,7 +195,7 @@ class ReportContext:
         """The run's validation rows (``metrics.jsonl``), read once."""
         name = row["name"]
         if name not in self._histories:
-            self._histories[name] = read_history(self.sweep_dir / RUNS_DIR / name)
+            self._histories[name] = read_history(self.sweep_dir / RUNS_DIR / name) or []
         return self._histories[name]
 
     def run_file(self, row: Mapping[str, Any], filename: str) -> Path:

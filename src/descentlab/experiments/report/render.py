@@ -61,6 +61,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from descentlab.errors import ConfigError
+from descentlab.fsio import atomic_write_text
 
 __all__ = ["MARKER", "render_report"]
 
@@ -419,9 +420,9 @@ def render_report(title: str, sections: Iterable[Any], out_dir: str | Path) -> t
     page = _HTML.get_template("report.html.j2").render(
         title=str(title), sections=_html_sections(checked)
     )
-    html_path.write_text(page, encoding="utf-8")
+    atomic_write_text(html_path, page)
     text = _MARKDOWN.get_template("report.md.j2").render(
         title=str(title), sections=_md_sections(checked, out)
     )
-    md_path.write_text(text.rstrip() + "\n", encoding="utf-8")
+    atomic_write_text(md_path, text.rstrip() + "\n")
     return html_path, md_path

@@ -11,6 +11,7 @@ from descentlab.data import load_dataset
 from descentlab.experiments.report.context import ReportContext, Section, Table, fmt_pct
 from descentlab.experiments.report.tables import ConfigSummary
 from descentlab.experiments.stats import RULE_OF_30, mcnemar
+from descentlab.experiments.store import read_run_array
 
 
 def _predictions(
@@ -18,11 +19,13 @@ def _predictions(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     pred_path = ctx.run_file(row, "test_predictions.npy")
     label_path = ctx.run_file(row, "test_labels.npy")
-    if not pred_path.is_file():
-        return None
-    pred = np.load(pred_path)
+    pred = read_run_array(pred_path.parent, pred_path.name)
+    if pred is None:
+        return None  # absent or damaged: this run is left out of the pairing
     if label_path.is_file():
-        labels = np.load(label_path)
+        labels = read_run_array(label_path.parent, label_path.name)
+        if labels is None:
+            return None
     else:  # a run written outside a sweep: load its test split (same options, same split)
         data = load_dataset(
             row["dataset"],

@@ -12,6 +12,8 @@
 ``regularization``  none vs L1 vs L2 vs dropout vs early stopping: errors and train–valid gap
 ``surrogate``       validation NLL vs zero-one error vs macro-F1 through training: where the
                     surrogate keeps improving and the true metric does not
+``edge-of-stability``  full-batch GD at several ε: λmax rises to 2/ε and hovers there
+                    (Cohen et al. 2021; needs :mod:`descentlab.diagnostics` imported)
 ==================  ==========================================================================
 
 Each study has a *fast* setting (minutes on two cores: subsets, small models, few
@@ -29,6 +31,7 @@ from __future__ import annotations
 from descentlab.errors import ConfigError, did_you_mean
 from descentlab.experiments.studies import (
     batch_size,
+    edge_of_stability,
     losses,
     optimizers,
     regularization,
@@ -59,7 +62,15 @@ __all__ = [
 
 STUDIES: dict[str, Study] = {
     module.STUDY.name: module.STUDY
-    for module in (optimizers, batch_size, losses, schedules, regularization, surrogate)
+    for module in (
+        optimizers,
+        batch_size,
+        losses,
+        schedules,
+        regularization,
+        surrogate,
+        edge_of_stability,
+    )
 }
 
 

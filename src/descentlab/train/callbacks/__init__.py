@@ -4,7 +4,7 @@ checkpoints, the run directory and the tutorial scripts' console lines (see
 
 from descentlab.train.callbacks.base import Callback, overrides
 from descentlab.train.callbacks.checkpointer import Checkpointer
-from descentlab.train.callbacks.console import ConsoleLogger, ProgressBar
+from descentlab.train.callbacks.console import ConsoleLogger, ProgressBar, RunHeader
 from descentlab.train.callbacks.files import MetricsFiles, TensorBoardLogger
 from descentlab.train.callbacks.run_directory import RunDirectory
 from descentlab.train.callbacks.tutorial_log import LeNetTutorialLogger, TutorialLogger
@@ -17,6 +17,7 @@ __all__ = [
     "MetricsFiles",
     "ProgressBar",
     "RunDirectory",
+    "RunHeader",
     "TensorBoardLogger",
     "TutorialLogger",
     "overrides",

@@ -10,6 +10,10 @@ A callback that overrides ``on_step`` but never looks at the parameters' ``.grad
 says so with ``reads_gradients = False``: the dense fast path may then fold plain
 SGD's update into its backward pass (no ``.grad`` is left to read).  The default,
 ``True``, is the safe answer for callbacks that do not say.
+
+A callback whose ``on_validation`` fills in a row's optional fields (the diagnostics of
+``--diagnostics N``) says ``fills_rows = True``: ``fit`` runs it before the callbacks
+that write the row to disk.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class Callback:
 
     #: Whether ``on_step`` reads the parameters' gradients (see the module docstring).
     reads_gradients: ClassVar[bool] = True
+    #: Whether ``on_validation`` adds values to the row (run before the files are written).
+    fills_rows: ClassVar[bool] = False
 
     def on_train_start(self, trainer: Trainer) -> None:
         """After setup, before the first step (also after a resume)."""

@@ -13,7 +13,41 @@ if TYPE_CHECKING:
     from descentlab.train.records import ValidationRecord
     from descentlab.train.trainer import Trainer
 
-__all__ = ["ConsoleLogger", "ProgressBar"]
+__all__ = ["ConsoleLogger", "ProgressBar", "RunHeader"]
+
+
+class RunHeader(Callback):
+    """The first console line, printed once setup succeeded (so a bad option prints nothing).
+
+    A fresh run names what trains and where it writes; a resumed one says where it
+    continues ("resuming from epoch N").
+    """
+
+    reads_gradients = False
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        print(header_line(trainer), file=self.stream or sys.stdout, flush=True)
+
+
+def header_line(trainer: Trainer) -> str:
+    """What trains (or where it resumes), on how many threads and why, and where it writes."""
+    cfg, counters = trainer.config, trainer.progress.counters
+    run_dir = trainer.run_dir
+    where = f"run directory {run_dir}" if run_dir is not None else "no run directory"
+    threads = trainer.thread_choice.describe()
+    if counters.epoch > 0 or counters.batch_in_epoch > 0:
+        return (
+            f"descentlab: resuming from epoch {counters.epoch + 1} "
+            f"(minibatch {counters.batch_in_epoch + 1}, "
+            f"{counters.iteration + 1} minibatches done) on {threads}; {where}"
+        )
+    return (
+        f"descentlab: training {cfg.model} on {cfg.dataset} with {cfg.optimizer} "
+        f"(lr {cfg.lr:g}, batch {cfg.batch_size}) on {threads}; {where}"
+    )
 
 
 class ConsoleLogger(Callback):
@@ -23,16 +57,8 @@ class ConsoleLogger(Callback):
         self.stream = stream
 
     def on_train_start(self, trainer: Trainer) -> None:
-        cfg, where = trainer.config, trainer.run_dir
-        counters = trainer.progress.counters
-        what = "resuming" if counters.iteration >= 0 else "training"
-        print(
-            f"descentlab: {what} {cfg.model} on {cfg.dataset} with {cfg.optimizer} "
-            f"(lr {cfg.lr}, batch {cfg.batch_size}) on {trainer.thread_choice.describe()}; "
-            + (f"run directory {where}" if where is not None else "no run directory"),
-            file=self.stream or sys.stdout,
-            flush=True,
-        )
+        # The first line comes only now, once setup succeeded: a bad option prints only its error.
+        print(header_line(trainer), file=self.stream or sys.stdout, flush=True)
 
     def on_validation(self, trainer: Trainer, row: ValidationRecord) -> None:
         stream = self.stream or sys.stdout

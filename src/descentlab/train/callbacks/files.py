@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from descentlab.errors import ConfigError
+from descentlab.fsio import atomic_write_text, atomic_writer
 from descentlab.train.callbacks.base import Callback
 
 if TYPE_CHECKING:
@@ -31,22 +32,20 @@ class MetricsFiles(Callback):
         self._rewrite(trainer.history)
 
     def on_validation(self, trainer: Trainer, row: ValidationRecord) -> None:
-        with open(self.jsonl, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row.to_row()) + "\n")
-        self._rewrite_csv(trainer.history)
+        self._rewrite(trainer.history)
 
     def _rewrite(self, history: Sequence[ValidationRecord]) -> None:
-        with open(self.jsonl, "w", encoding="utf-8") as f:
-            for row in history:
-                f.write(json.dumps(row.to_row()) + "\n")
+        # Rewritten whole and atomically (a few hundred rows at most): a full disk or a
+        # kill leaves the previous complete file, never a half row.
+        atomic_write_text(self.jsonl, "".join(json.dumps(r.to_row()) + "\n" for r in history))
         self._rewrite_csv(history)
 
     def _rewrite_csv(self, history: Sequence[ValidationRecord]) -> None:
         if not history:
-            self.csv.write_text("", encoding="utf-8")
+            atomic_write_text(self.csv, "")
             return
         keys = list(history[0].keys())
-        with open(self.csv, "w", encoding="utf-8", newline="") as f:
+        with atomic_writer(self.csv, "w", encoding="utf-8", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(row.to_row() for row in history)
@@ -71,6 +70,11 @@ class TensorBoardLogger(Callback):
         "test_error_at_best",
         "lr",
         "grad_norm",
+        # --diagnostics N: only at the validations that measured them
+        "lambda_max",
+        "lr_stability_bound",
+        "full_grad_norm",
+        "noise_scale",
     )
 
     def __init__(self, log_dir: str | Path) -> None:
