@@ -1,4 +1,4 @@
-"""``descentlab bench optim | train | time-to-target``: timings next to their baselines."""
+"""``descentlab bench optim | train | time-to-target | sweep``: timings next to their baselines."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from descentlab.bench.optim import format_optim_table, run_optim_bench
+from descentlab.bench.sweep import format_sweep_bench, run_sweep_bench, sweep_grid
 from descentlab.bench.timing import thread_limit
 from descentlab.bench.train import (
     CONTENDERS,
@@ -125,6 +126,35 @@ def _add_repeats(q: Any, *, repeats: int, warmup: int, unit: str, per: str) -> N
     )
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 0.01,0.1, got {text!r}") from None
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    options: dict[str, Any] = {"dataset": args.dataset, "max_epochs": args.max_epochs}
+    options["batch_size"] = args.batch_size
+    if args.model == "mlp":
+        options["hidden"] = (args.hidden,)
+    for name in ("data_dir", "subset", "device"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    configs = sweep_grid(
+        model=args.model,
+        lrs=args.lrs,
+        momenta=args.momenta,
+        seeds=[int(s) for s in args.seeds],
+        **options,
+    )
+    row = run_sweep_bench(
+        configs, repeats=args.repeats, threads=args.threads, progress=_progress(args.quiet)
+    )
+    print(json.dumps(row, indent=2) if args.json else format_sweep_bench(row))
+    return 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
@@ -203,3 +233,28 @@ def register(sub: Any) -> None:
     q.add_argument("--device", default=None, help="cpu, cuda or auto (default: the preset's)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_time_to_target)
+
+    q = bench.add_parser(
+        "sweep",
+        help="a grid trained as one fused model vs run by run",
+        description="Train a grid of lr x momentum x seed configurations fused "
+        "(descentlab.train.fused) and separately (descentlab.fit, one after the other, in "
+        "this process), interleaved; print runs/hour for each and the largest difference "
+        "between a member and its separate run.",
+    )
+    q.add_argument("--model", default="mlp", choices=("logreg", "mlp"), help="default mlp")
+    q.add_argument("--hidden", type=int, default=100, help="MLP hidden units (default 100)")
+    q.add_argument("--lrs", type=_floats, default=[0.01, 0.03, 0.1], help="e.g. 0.01,0.1")
+    q.add_argument("--momenta", type=_floats, default=[0.0, 0.5, 0.9], help="e.g. 0,0.9")
+    q.add_argument("--seeds", type=_floats, default=[1, 2], help="e.g. 1,2 (default 1,2)")
+    q.add_argument("--dataset", default="digits", help="dataset (default %(default)s)")
+    q.add_argument("--data-dir", default=None, help="folder holding mnist/ ...")
+    q.add_argument("--subset", type=int, default=None, help="first N examples of each split")
+    q.add_argument("--batch-size", type=int, default=20, help="default %(default)s")
+    q.add_argument("--max-epochs", type=int, default=2, help="default %(default)s")
+    q.add_argument("--repeats", type=int, default=1, help="timed rounds (default 1)")
+    q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    q.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
+    q.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_sweep)

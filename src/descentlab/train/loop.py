@@ -37,7 +37,7 @@ from descentlab.train.tutorial_eval import evaluate_tutorial
 if TYPE_CHECKING:
     from descentlab.train.trainer import Trainer
 
-__all__ = ["fit", "run_epoch", "validate"]
+__all__ = ["finish", "fit", "run_epoch", "summarize", "validate"]
 
 
 def fit(trainer: Trainer) -> FitResult:
@@ -54,7 +54,7 @@ def fit(trainer: Trainer) -> FitResult:
             run_epoch(trainer)
     if progress.stopped_because is None:
         progress.stopped_because = "max_epochs"
-    result = _finish(trainer)
+    result = finish(trainer)
     trainer.emit("on_train_end", result)
     return result
 
@@ -244,7 +244,8 @@ def summarize(trainer: Trainer, train_seconds: float) -> RunSummary:
     )
 
 
-def _finish(trainer: Trainer) -> FitResult:
+def finish(trainer: Trainer) -> FitResult:
+    """End a run: a last validation if none ran, the best parameters restored, the result."""
     progress = trainer.progress
     if not progress.history:  # stopped before any validation: validate once for a result
         validate(trainer, max(progress.counters.epoch, 1))

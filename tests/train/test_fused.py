@@ -1,0 +1,134 @@
+"""The fused trainer: every member equals the separate run with the same options."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from descentlab import fit
+from descentlab.errors import ConfigError
+from descentlab.train.build import load_data
+from descentlab.train.config import from_mapping
+from descentlab.train.fused import fit_fused, fuse_problem, group_key
+
+BASE = {"dataset": "digits", "batch_size": 20, "quiet": True, "device": "cpu"}
+
+# Members differ in everything a member may set on its own.
+LOGREG = [
+    {"lr": 0.13, "seed": 1},
+    {"lr": 0.05, "seed": 2, "l2": 1e-3},
+    {"lr": 0.2, "seed": 3, "l1": 1e-4},
+]
+MLP = [
+    {"lr": 0.01, "optimizer": "momentum", "momentum": 0.9, "seed": 1},
+    {"lr": 0.05, "optimizer": "momentum", "momentum": 0.5, "seed": 2, "l2": 1e-4},
+    {"lr": 0.02, "optimizer": "momentum", "momentum": 0.9, "seed": 3, "weight_decay": 1e-3},
+]
+
+
+def _configs(model: str, members: list[dict], **extra: object) -> list:
+    common = {**BASE, "model": model, **extra}
+    if model == "mlp":
+        common["hidden"] = (32,)
+    return [from_mapping({**common, **m}) for m in members]
+
+
+def _check_same(fused, separate, atol: float = 1e-5) -> None:
+    fs, ss = fused.summary, separate.summary
+    assert fs.best_iteration == ss.best_iteration
+    assert fs.iterations == ss.iterations
+    assert fs.epochs_run == ss.epochs_run
+    assert fs.stopped_because == ss.stopped_because
+    assert fs.best_valid_error == ss.best_valid_error
+    assert fs.test_error == ss.test_error
+    assert [r["valid_error"] for r in fused.history] == [r["valid_error"] for r in separate.history]
+    assert [r["iteration"] for r in fused.history] == [r["iteration"] for r in separate.history]
+    final_f = fused.model.state_dict()
+    final_s = separate.model.state_dict()
+    assert final_f.keys() == final_s.keys()
+    for key in final_s:
+        torch.testing.assert_close(final_f[key], final_s[key], rtol=1e-4, atol=atol)
+    assert torch.equal(fused.test_predictions, separate.test_predictions)
+
+
+@pytest.mark.parametrize(
+    ("model", "members", "extra"),
+    [
+        ("logreg", LOGREG, {"max_epochs": 2, "early_stopping": "none"}),
+        ("mlp", MLP, {"max_epochs": 2, "early_stopping": "none"}),
+        # the tutorial's patience rule stops each member at its own iteration
+        ("logreg", LOGREG, {"max_epochs": 40, "patience": 300}),
+        ("mlp", MLP, {"max_epochs": 30, "patience": 200}),
+    ],
+)
+def test_each_member_equals_its_separate_run(model, members, extra):
+    configs = _configs(model, members, **extra)
+    data = load_data(configs[0])
+    fused = fit_fused(configs, data=data)
+    # Long runs: an L1 weight that hovers at 0 flips sign(W) on float32 rounding, an
+    # absolute difference of about lr·λ1 = 2e-5 that stays put (errors stay identical).
+    atol = 1e-5 if extra["max_epochs"] == 2 else 1e-4
+    for cfg, result in zip(configs, fused):
+        separate = fit(config=cfg, data=data)
+        _check_same(result, separate, atol)
+
+
+def test_members_that_stop_early_leave_the_group_and_the_rest_go_on():
+    # member 0 stops early mid-run (patience 40), member 1 at its max_epochs (3), member 2 at 10
+    configs = _configs("logreg", LOGREG, patience_increase=1.5)
+    configs = [
+        from_mapping({**c.to_dict(), "patience": p, "max_epochs": e})
+        for c, p, e in zip(configs, (40, 1000, 1000), (10, 3, 10))
+    ]
+    data = load_data(configs[0])
+    fused = fit_fused(configs, data=data)
+    for cfg, result in zip(configs, fused):
+        _check_same(result, fit(config=cfg, data=data), atol=1e-4)
+    assert [r.summary.stopped_because for r in fused] == [
+        "early_stopping",
+        "max_epochs",
+        "max_epochs",
+    ]
+    assert len({r.summary.iterations for r in fused}) == 3
+
+
+def test_run_directories_match_a_separate_run(tmp_path):
+    configs = _configs("logreg", LOGREG[:2], max_epochs=2)
+    fused_dirs = [tmp_path / f"fused{i}" for i in range(2)]
+    fit_fused(configs, out=fused_dirs)
+    for i, cfg in enumerate(configs):
+        alone = tmp_path / f"alone{i}"
+        fit(config=cfg, out=str(alone))
+        fused_dir = fused_dirs[i]
+        names = {p.name for p in alone.iterdir()} - {"checkpoint"}
+        assert {p.name for p in fused_dir.iterdir()} == names
+        a = json.loads((alone / "summary.json").read_text())
+        f = json.loads((fused_dir / "summary.json").read_text())
+        timing = {"train_seconds", "seconds_per_epoch", "seconds_to_target"}
+        nll = {"test_nll", "best_valid_nll"}  # float32 rounding of the batched products
+        assert {k: v for k, v in a.items() if k not in timing | nll} == {
+            k: v for k, v in f.items() if k not in timing | nll
+        }
+        for key in nll:
+            assert f[key] == pytest.approx(a[key], rel=1e-5)
+        assert np.array_equal(
+            np.load(alone / "test_predictions.npy"), np.load(fused_dir / "test_predictions.npy")
+        )
+        rows_a = [json.loads(x) for x in (alone / "metrics.jsonl").read_text().splitlines()]
+        rows_f = [json.loads(x) for x in (fused_dir / "metrics.jsonl").read_text().splitlines()]
+        assert [r["valid_error"] for r in rows_a] == [r["valid_error"] for r in rows_f]
+
+
+def test_what_does_not_fuse_is_refused():
+    adam = from_mapping({**BASE, "model": "logreg", "optimizer": "adam"})
+    assert "adam" in fuse_problem(adam)
+    with pytest.raises(ConfigError, match="cannot fuse"):
+        fit_fused([adam])
+    a = from_mapping({**BASE, "model": "logreg", "lr": 0.1})
+    b = from_mapping({**BASE, "model": "logreg", "lr": 0.1, "batch_size": 50})
+    assert group_key(a) != group_key(b)
+    with pytest.raises(ConfigError, match="differ"):
+        fit_fused([a, b])
