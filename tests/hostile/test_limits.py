@@ -162,7 +162,7 @@ def test_csv_with_a_huge_label_is_refused(capsys, tmp_path):
     rows = ["a,b,label"] + [f"{i},{i % 3},{i % 2}" for i in range(30)] + ["1,2,100000000"]
     csv.write_text("\n".join(rows) + "\n")
     code, _, err = run_cli(capsys, "train", "--dataset", str(csv), "--out", str(tmp_path / "r"))
-    one_line_error(code, err, "100000000 classes")
+    one_line_error(code, err, "number of classes", "DESCENTLAB_MAX_CLASSES")
     assert not (tmp_path / "r").exists()
 
 

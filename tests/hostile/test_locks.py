@@ -69,7 +69,9 @@ def test_a_second_sweep_on_the_same_folder_is_refused(capsys, tmp_path):
     out.mkdir()
     holder = _holder(out)
     try:
-        code, _, err = run_cli(capsys, "compare", "--dataset", "digits", "--out", str(out))
+        code, _, err = run_cli(
+            capsys, "compare", "--dataset", "digits", "--batch-size", "32", "--out", str(out)
+        )
         one_line_error(code, err, "in use", "sweep")
     finally:
         holder.kill()
