@@ -199,9 +199,12 @@ def test_out_of_range_seed_and_threads_are_config_errors(option):
 
 
 def test_lr_none_survives_a_save(tmp_path):
+    # lr=None means "the optimizer's own default" (issue 14): it is filled in when the
+    # config is made, so the saved file holds a number and reads back the same.
     cfg = from_mapping({"optimizer": "adam", "lr": None})
     save_config(cfg, tmp_path / "c.toml")
-    assert resolve(config_file=tmp_path / "c.toml").lr is None
+    assert cfg.lr == 0.001
+    assert resolve(config_file=tmp_path / "c.toml").lr == cfg.lr
 
 
 def test_non_finite_numbers_are_refused():
