@@ -33,6 +33,7 @@ Fused groups write no checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from torch import Tensor
 
 from descentlab.data import Dataset
 from descentlab.errors import ConfigError, DivergenceError
+from descentlab.fsio import WriterLock
 from descentlab.models import ACTIVATIONS, MLP, LogisticRegression
 from descentlab.optim.sgd import SGD
 from descentlab.train.build import load_data
@@ -276,13 +278,17 @@ def fit_fused(
         raise ConfigError(f"{len(configs)} configurations but {len(dirs)} run directories")
     datasets = [data] * len(configs) if data is not None else _member_data(configs)
     trainers = []
-    for cfg, folder, shared in zip(configs, dirs, datasets):
-        run_dir = check_run_dir(folder) if folder else None
-        trainer = Trainer(cfg, data=shared, callbacks=_member_callbacks(run_dir), run_dir=run_dir)
-        if run_dir is not None:
-            prepare_run_dir(run_dir, resume=False)
-        trainers.append(trainer)
-    return _FusedLoop(trainers).run()
+    # One writer per run directory, as for a separate run (descentlab.fsio.WriterLock).
+    with contextlib.ExitStack() as locks:
+        for cfg, folder, shared in zip(configs, dirs, datasets):
+            run_dir = check_run_dir(folder) if folder else None
+            callbacks = _member_callbacks(run_dir)
+            trainer = Trainer(cfg, data=shared, callbacks=callbacks, run_dir=run_dir)
+            if run_dir is not None:
+                prepare_run_dir(run_dir, resume=False)
+                locks.enter_context(WriterLock(run_dir, "run"))
+            trainers.append(trainer)
+        return _FusedLoop(trainers).run()
 
 
 class _FusedLoop:
