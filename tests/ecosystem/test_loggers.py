@@ -42,7 +42,8 @@ def test_console_logger_prints_one_line_per_validation(small_digits, quick):
         early_stopping="none",
         callbacks=[ConsoleLogger(stream)],
     )
-    lines = stream.getvalue().splitlines()
+    header, *lines = stream.getvalue().splitlines()
+    assert header.startswith("descentlab: training")  # the run, its threads and where
     assert len(lines) == len(result.history) == 2
     for line, row in zip(lines, result.history):
         assert line.startswith(f"epoch {row['epoch']:4d}")
