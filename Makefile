@@ -31,8 +31,9 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy src/descentlab
 
+# --dist loadfile: a document's examples share one namespace and folder, so each file stays on one worker.
 test: install lint typecheck
-	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: install
 	$(VENV)/bin/descentlab bench train
