@@ -123,12 +123,88 @@ def test_run_directories_match_a_separate_run(tmp_path):
 
 
 def test_what_does_not_fuse_is_refused():
-    adam = from_mapping({**BASE, "model": "logreg", "optimizer": "adam"})
-    assert "adam" in fuse_problem(adam)
+    torch_adam = from_mapping({**BASE, "model": "logreg", "optimizer": "torch.Adam"})
+    assert "torch.Adam" in fuse_problem(torch_adam)
     with pytest.raises(ConfigError, match="cannot fuse"):
-        fit_fused([adam])
+        fit_fused([torch_adam])
+    # different optimizer algorithms never share a group; sgd and momentum do
+    by_name = {
+        name: group_key(from_mapping({**BASE, "model": "logreg", "optimizer": name}))
+        for name in ("sgd", "momentum", "nesterov", "adam", "rmsprop", "rmsprop-nesterov")
+    }
+    assert by_name["sgd"] == by_name["momentum"]
+    assert len(set(by_name.values())) == 5
     a = from_mapping({**BASE, "model": "logreg", "lr": 0.1})
     b = from_mapping({**BASE, "model": "logreg", "lr": 0.1, "batch_size": 50})
     assert group_key(a) != group_key(b)
     with pytest.raises(ConfigError, match="differ"):
         fit_fused([a, b])
+
+
+# Every optimizer of descentlab.optim, members differing in their hyperparameters.
+OPTIMIZER_MEMBERS = {
+    "nesterov": [{"lr": 0.01, "momentum": 0.9}, {"lr": 0.03, "momentum": 0.5, "l2": 1e-4}],
+    "adagrad": [{"lr": 0.03}, {"lr": 0.01, "eps": 1e-6, "weight_decay": 1e-3}],
+    "rmsprop": [{"lr": 1e-3}, {"lr": 3e-3, "rho": 0.95}],
+    "rmsprop-nesterov": [{"lr": 3e-4}, {"lr": 1e-3, "momentum": 0.5}],
+    "adam": [{"lr": 1e-3}, {"lr": 3e-3, "betas": [0.8, 0.99], "l1": 1e-5}],
+    "adadelta": [{"lr": 1.0}, {"lr": 0.5, "rho": 0.9}],
+}
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZER_MEMBERS))
+@pytest.mark.parametrize("model", ["logreg", "mlp"])
+def test_every_optimizer_fuses_exactly(optimizer, model):
+    members = [
+        {**m, "optimizer": optimizer, "seed": i + 1, "shuffle": True}
+        for i, m in enumerate(OPTIMIZER_MEMBERS[optimizer])
+    ]
+    configs = _configs(model, members, max_epochs=2, early_stopping="none", init="normal")
+    data = load_data(configs[0])
+    for cfg, result in zip(configs, fit_fused(configs, data=data)):
+        _check_same(result, fit(config=cfg, data=data))
+
+
+def test_each_member_follows_its_own_schedule():
+    members = [
+        {"lr": 0.1, "schedule": "linear:tau=50,final_ratio=0.1", "seed": 1},
+        {"lr": 0.05, "schedule": "exp:gamma=0.5", "seed": 2},
+        {"lr": 0.1, "optimizer": "momentum", "momentum": 0.9, "seed": 3, "schedule": "inv:t0=20"},
+    ]
+    configs = _configs("mlp", members, max_epochs=3, early_stopping="none", shuffle=True)
+    data = load_data(configs[0])
+    for cfg, result in zip(configs, fit_fused(configs, data=data)):
+        separate = fit(config=cfg, data=data)
+        _check_same(result, separate)
+        assert [r["lr"] for r in result.history] == [r["lr"] for r in separate.history]
+
+
+def test_a_diverging_member_fails_alone_with_the_separate_runs_error(tmp_path):
+    from descentlab.errors import DivergenceError
+    from descentlab.train.fused import fit_group
+
+    members = [{"lr": 0.05, "seed": 1}, {"lr": 1e37, "seed": 2}, {"lr": 0.1, "seed": 3}]
+    configs = _configs("mlp", members, max_epochs=2, early_stopping="none", init="normal")
+    data = load_data(configs[0])
+    outcomes = fit_group(configs, data=data)
+    assert isinstance(outcomes[1], DivergenceError)
+    with pytest.raises(DivergenceError) as alone:
+        fit(config=configs[1], data=data)
+    assert str(outcomes[1]) == str(alone.value)
+    for i in (0, 2):
+        _check_same(outcomes[i], fit(config=configs[i], data=data))
+    with pytest.raises(DivergenceError):
+        fit_fused(configs, data=data)
+
+
+def test_group_size_follows_the_memory_available(monkeypatch):
+    from descentlab.train.fused import rules
+
+    cfg = _configs("mlp", [{"lr": 0.1}])[0]
+    per = rules.member_bytes(cfg, 64, 10)
+    assert per > 4 * ((64 + 1) * 32 + (32 + 1) * 10)  # at least the parameters
+    monkeypatch.setattr(rules, "available_bytes", lambda device: 100 * per)
+    assert rules.max_group_size(cfg, 64, 10) == 50
+    assert rules.max_group_size(cfg, 64, 10, workers=2) == 25
+    monkeypatch.setattr(rules, "available_bytes", lambda device: per // 10)
+    assert rules.max_group_size(cfg, 64, 10) == 1

@@ -1,0 +1,45 @@
+"""Many runs at once: K configurations of one dense classifier trained as one batched model.
+
+A sweep over learning rates, optimizer hyperparameters, penalties or seeds trains K
+small models of the same architecture on the same data.  Each of them alone leaves the
+machine mostly idle and pays the per-step dispatch overhead K times.  Here the K
+members are stacked along a leading dimension and trained together::
+
+    W⁽ˡ⁾ ∈ ℝ^{K×out×in},  b⁽ˡ⁾ ∈ ℝ^{K×out}         member k's layer l is W⁽ˡ⁾[k], b⁽ˡ⁾[k]
+    x_k  = train.x[order_k[step·B : (step+1)·B]]   each member's own minibatch order
+    a⁽ˡ⁾ = baddbmm(b⁽ˡ⁾, h⁽ˡ⁻¹⁾, W⁽ˡ⁾ᵀ)              (K, B, out): one batched product
+    cost_k = NLL(z_k, y_k) + λ1_k Σ|W_k| + λ2_k Σ W_k²     (the cost of objective.py)
+    ∇ Σ_k cost_k                                   member k's gradient is its own
+    θ_k ← update_k(θ_k, g_k)                       the members' optimizer, row by row
+
+* :mod:`.rules` — what fuses (:func:`fuse_problem`): ``logreg`` and ``mlp`` without
+  dropout or batch norm, the NLL, every optimizer of :mod:`descentlab.optim` (not
+  ``torch.*``), any schedule, no averaging, clipping or gradient logging,
+  ``on_nan = "stop"``.  Which runs share a group (:func:`group_key`): equal model, data,
+  batch size and optimizer *algorithm* (sgd and momentum are one); members differ in
+  seed, lr, schedule, optimizer hyperparameters, L1/L2 and stopping.  How many members
+  fit (:func:`max_group_size`): ``⌊0.5 · free memory / (workers · bytes per member)⌋``.
+* :mod:`.updates` — the optimizers' updates with per-member hyperparameter vectors.
+* :mod:`.group` — the stacked parameters, the batched cost and step.
+* :mod:`.loop` — the training loop (:func:`fit_group`, :func:`fit_fused`): each member
+  is a :class:`~descentlab.train.Trainer` with its own validation, early stopping,
+  callbacks and run directory; a member that stops or diverges leaves the group.
+
+Fused groups write no checkpoints: an interrupted group's members start again (and,
+being deterministic, end with the same results).
+"""
+
+from descentlab.train.fused.group import FusedGroup
+from descentlab.train.fused.loop import Outcome, fit_fused, fit_group
+from descentlab.train.fused.rules import fuse_problem, group_key, max_group_size, member_bytes
+
+__all__ = [
+    "FusedGroup",
+    "Outcome",
+    "fit_fused",
+    "fit_group",
+    "fuse_problem",
+    "group_key",
+    "max_group_size",
+    "member_bytes",
+]

@@ -1,0 +1,108 @@
+"""The stacked parameters of a fused group's members, their cost and their batched step."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from descentlab.models import ACTIVATIONS, MLP, LogisticRegression
+from descentlab.train.fused.updates import BatchedUpdate, batched_update
+from descentlab.train.trainer import Trainer
+
+__all__ = ["FusedGroup", "dense_layers"]
+
+
+def dense_layers(model: torch.nn.Module) -> list[torch.nn.Linear]:
+    """The linear layers of a fusable model, input to output."""
+    if isinstance(model, LogisticRegression):
+        return [model.linear]
+    assert isinstance(model, MLP)
+    hidden: list[Any] = list(model.hidden_layers)
+    return [*hidden, model.output]
+
+
+def _tensors(model: torch.nn.Module) -> list[Tensor]:
+    return [t for lin in dense_layers(model) for t in (lin.weight, lin.bias)]
+
+
+class FusedGroup:
+    """The members still training: stacked weights ``(K, out, in)``, biases ``(K, out)``.
+
+    :meth:`forward` gives every member's cost on its own minibatch; :meth:`update`
+    takes the gradient of their sum (member k's gradient is its own: the members share
+    no parameter) and applies the members' optimizer (:mod:`.updates`).
+    """
+
+    def __init__(self, trainers: Sequence[Trainer]) -> None:
+        first = trainers[0].model
+        self.activation = (
+            ACTIVATIONS[first.activation] if isinstance(first, MLP) else None  # type: ignore[index]
+        )
+        per_member = [_tensors(tr.model) for tr in trainers]
+        with torch.no_grad():
+            self.params = [
+                torch.stack([m[i].detach() for m in per_member]).requires_grad_(True)
+                for i in range(len(per_member[0]))
+            ]
+        device, dtype = self.params[0].device, self.params[0].dtype
+        self.l1 = torch.tensor([tr.objective.l1 for tr in trainers], dtype=dtype, device=device)
+        self.l2 = torch.tensor([tr.objective.l2 for tr in trainers], dtype=dtype, device=device)
+        self.optim: BatchedUpdate = batched_update([tr.optimizer for tr in trainers], self.params)
+        self._at: list[Tensor] = self.params  # where the last cost was taken
+
+    @property
+    def size(self) -> int:
+        return int(self.params[0].shape[0])
+
+    def cost(self, params: Sequence[Tensor], x: Tensor, y: Tensor) -> Tensor:
+        """Each member's cost on its own minibatch: ``x`` (K, B, ...), ``y`` (K, B) → (K,).
+
+        cost_k = mean NLL + λ1_k Σ|W_k| + λ2_k Σ W_k² (weights only), as objective.py.
+        """
+        h = x.flatten(2)
+        n_layers = len(params) // 2
+        for i in range(n_layers):
+            w, b = params[2 * i], params[2 * i + 1]
+            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            if i < n_layers - 1:
+                assert self.activation is not None
+                h = self.activation(h)
+        k, batch = y.shape
+        nll = F.cross_entropy(h.reshape(k * batch, -1), y.reshape(-1), reduction="none")
+        cost = nll.view(k, batch).mean(1)
+        weights = params[0::2]
+        if bool(self.l2.any()):
+            cost = cost + self.l2 * sum(w.square().sum((1, 2)) for w in weights)
+        if bool(self.l1.any()):
+            cost = cost + self.l1 * sum(w.abs().sum((1, 2)) for w in weights)
+        return cost
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """The members' costs at the point their optimizer takes the gradient (with graph)."""
+        at = self.optim.lookahead(self.params)
+        self._at = at if at is not None else self.params
+        return self.cost(self._at, x, y)
+
+    def update(self, cost: Tensor) -> None:
+        """Backpropagate the :meth:`forward` cost and step every member."""
+        grads = torch.autograd.grad(cost.sum(), self._at)
+        self.optim.apply(self.params, grads)
+        self._at = self.params
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the members at ``rows`` (the others stopped)."""
+        with torch.no_grad():
+            self.params = [p.index_select(0, rows).requires_grad_(True) for p in self.params]
+        self._at = self.params
+        self.l1, self.l2 = self.l1.index_select(0, rows), self.l2.index_select(0, rows)
+        self.optim.keep(rows)
+
+    @torch.no_grad()
+    def write_member(self, row: int, trainer: Trainer) -> None:
+        """Copy the member at ``row`` into its trainer's model (for validation, the end)."""
+        for target, stacked in zip(_tensors(trainer.model), self.params):
+            target.copy_(stacked[row])

@@ -1,0 +1,348 @@
+"""The loop of :mod:`descentlab.train.loop`, stepping every active member of a group at once.
+
+Every member *is* a :class:`~descentlab.train.Trainer`, built exactly as a separate run
+builds it (same seeding, so the same initial parameters; its own shuffling generator,
+so its own minibatch order; its own schedule, early-stopping rule, callbacks and run
+directory).  The group only replaces the training step: validation is the trainer's
+own :func:`~descentlab.train.loop.validate` on the member's model (its row of the
+stacked parameters copied in), and the end of a run the trainer's own
+:func:`~descentlab.train.loop.finish`, so ``metrics.jsonl``, ``summary.json``,
+``model.safetensors`` and ``test_predictions.npy`` are those of a separate run.
+
+A member leaves the group when it stops (early stopping, ``max_epochs``) or fails (a
+non-finite cost: the :class:`~descentlab.errors.DivergenceError` its separate run
+raises, with the same message); its rows are removed from the stacked tensors
+(``index_select``) and it costs no more compute.  The others go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descentlab.data import Dataset
+from descentlab.errors import ConfigError, DescentlabError
+from descentlab.fsio import WriterLock
+from descentlab.optim.schedules import Constant
+from descentlab.train.build import load_data
+from descentlab.train.callbacks import Callback, MetricsFiles, RunDirectory
+from descentlab.train.config import TrainConfig
+from descentlab.train.fused.group import FusedGroup
+from descentlab.train.fused.rules import fuse_problem, group_key
+from descentlab.train.interrupt import TrainingInterrupted
+from descentlab.train.loop import finish, validate
+from descentlab.train.records import FitResult
+from descentlab.train.run_dir import check_run_dir, prepare_run_dir
+from descentlab.train.trainer import Trainer
+
+__all__ = ["Outcome", "fit_fused", "fit_group"]
+
+#: A member's result: what its separate run returns, or the error it raises.
+Outcome = FitResult | DescentlabError
+#: The callbacks of a member with this run directory (None: no files).
+CallbackFactory = Callable[[Path | None], list[Callback]]
+
+_DATA_OPTIONS = ("dataset", "data_dir", "offline", "standardize", "label_column", "subset")
+
+
+def _member_callbacks(run_dir: Path | None) -> list[Callback]:
+    return [MetricsFiles(run_dir), RunDirectory(run_dir)] if run_dir is not None else []
+
+
+def _member_data(configs: Sequence[TrainConfig]) -> list[Dataset]:
+    """Each member's dataset, loaded once per distinct data option (equal ones shared)."""
+    loaded: dict[tuple[Any, ...], Dataset] = {}
+    out = []
+    for cfg in configs:
+        key = (*(getattr(cfg, n) for n in _DATA_OPTIONS), cfg.seed, cfg.pixel_scale)
+        if key not in loaded:
+            data = load_data(cfg)
+            same = next((d for d in loaded.values() if _same_data(d, data)), None)
+            loaded[key] = same if same is not None else data
+        out.append(loaded[key])
+    sizes = {d.train.y.shape[0] for d in out}
+    if len(sizes) != 1:
+        raise ConfigError(
+            f"the members' training sets differ in size ({sorted(sizes)})",
+            hint="fuse only members whose data options give equal-sized splits",
+        )
+    return out
+
+
+def _same_data(a: Dataset, b: Dataset) -> bool:
+    pairs = ((a.train, b.train), (a.valid, b.valid), (a.test, b.test))
+    return all(
+        u.x.shape == v.x.shape and torch.equal(u.x, v.x) and torch.equal(u.y, v.y) for u, v in pairs
+    )
+
+
+def _check_group(configs: Sequence[TrainConfig]) -> None:
+    if not configs:
+        raise ConfigError("a fused group needs at least one configuration")
+    for cfg in configs:
+        why = fuse_problem(cfg)
+        if why:
+            raise ConfigError(f"cannot fuse a run with {why}", hint="train it on its own")
+    if len({group_key(cfg) for cfg in configs}) != 1:
+        raise ConfigError(
+            "the configurations differ in more than the options a member may set alone "
+            "(lr, optimizer hyperparameters, penalties, schedule, seed, stopping)",
+            hint="group them with descentlab.train.fused.group_key",
+        )
+
+
+def fit_group(
+    configs: Sequence[TrainConfig],
+    *,
+    data: Dataset | None = None,
+    out: Sequence[str | Path | None] | None = None,
+    callbacks: CallbackFactory = _member_callbacks,
+) -> list[Outcome]:
+    """Train ``configs`` as one fused group; each member's :class:`FitResult` or error.
+
+    ``out`` gives each member's run directory (default: each config's ``out``; None
+    writes nothing); ``callbacks(run_dir)`` each member's callbacks.  ``data`` is
+    shared by all members; without it each member gets the data its config names
+    (loaded once per distinct data option: on datasets split by seed, members with
+    other seeds train on other splits, as their separate runs do).  A member that
+    fails (diverges) or is interrupted gets the error its separate run would raise.
+    """
+    _check_group(configs)
+    dirs = list(out) if out is not None else [cfg.out for cfg in configs]
+    if len(dirs) != len(configs):
+        raise ConfigError(f"{len(configs)} configurations but {len(dirs)} run directories")
+    datasets = [data] * len(configs) if data is not None else _member_data(configs)
+    trainers = []
+    # One writer per run directory, as for a separate run (descentlab.fsio.WriterLock).
+    with contextlib.ExitStack() as locks:
+        for cfg, folder, shared in zip(configs, dirs, datasets):
+            run_dir = check_run_dir(folder) if folder else None
+            cbs = callbacks(run_dir)
+            cbs.sort(key=lambda cb: not getattr(cb, "fills_rows", False))
+            trainer = Trainer(cfg, data=shared, callbacks=cbs, run_dir=run_dir)
+            if run_dir is not None:
+                prepare_run_dir(run_dir, resume=False)
+                locks.enter_context(WriterLock(run_dir, "run"))
+            trainers.append(trainer)
+        return _FusedLoop(trainers).run()
+
+
+def fit_fused(
+    configs: Sequence[TrainConfig],
+    *,
+    data: Dataset | None = None,
+    out: Sequence[str | Path | None] | None = None,
+) -> list[FitResult]:
+    """:func:`fit_group`, raising the first member's error (after every member ended)."""
+    outcomes = fit_group(configs, data=data, out=out)
+    for outcome in outcomes:
+        if isinstance(outcome, DescentlabError):
+            raise outcome
+    return [o for o in outcomes if isinstance(o, FitResult)]
+
+
+class _FusedLoop:
+    """The loop of :mod:`descentlab.train.loop` for every member still in the group."""
+
+    def __init__(self, trainers: list[Trainer]) -> None:
+        self.trainers = trainers
+        self.group = FusedGroup(trainers)
+        self.active = list(range(len(trainers)))  # member index of each stacked row
+        self.outcomes: list[Outcome | None] = [None] * len(trainers)
+        first = trainers[0]
+        # Distinct training sets, stacked (M, N, ...) when members train on different ones.
+        sources: list[Any] = []
+        for t in trainers:
+            if not any(t.data.train is s for s in sources):
+                sources.append(t.data.train)
+        self.train = first.data.train
+        self.train_x = torch.stack([s.x for s in sources]) if len(sources) > 1 else None
+        self.train_y = torch.stack([s.y for s in sources]) if len(sources) > 1 else None
+        self.source = [next(i for i, s in enumerate(sources) if s is t.data.train)
+                       for t in trainers]  # fmt: skip
+        self.batch_size = first.config.batch_size
+        self.n_batches = first.batches_per_epoch
+        self.device = first.device
+        # The separate run checks every step's cost on the CPU, at validation on a GPU.
+        self.check_each_step = self.device.type == "cpu"
+        self.scheduled = any(not isinstance(t.schedule, Constant) for t in trainers)
+        self.loss_sums = torch.zeros(len(trainers), dtype=torch.float64, device=self.device)
+        self.loss_counts = [0] * len(trainers)
+        self.leaving: dict[int, Outcome | str] = {}  # row → error, or why it stopped
+
+    def run(self) -> list[Outcome]:
+        for t in self.trainers:
+            # The group steps the optimizers' numbers, not the optimizers: tell their
+            # schedules that the optimizer did step (torch warns otherwise).
+            t.optimizer._opt_called = True  # type: ignore[attr-defined]
+            t.progress.clock.start()
+            t.emit("on_train_start")
+            for message in t.start_warnings:
+                t.warn(message)
+        interrupts = self.trainers[0].interrupts
+        epoch = 0
+        with interrupts.caught():
+            while self.active:
+                epoch += 1
+                self._epoch(epoch, interrupts)
+        outcomes = [o for o in self.outcomes if o is not None]
+        assert len(outcomes) == len(self.trainers)
+        return outcomes
+
+    # ------------------------------------------------------------------ an epoch
+    def _epoch(self, epoch: int, interrupts: Any) -> None:
+        orders = []
+        for m in self.active:
+            t = self.trainers[m]
+            t.epoch_rng_state = t.generator.get_state()
+            t.emit("on_epoch_start", epoch)
+            order = t.batches.epoch_order()
+            orders.append(order if order is not None else torch.arange(self.train.y.shape[0]))
+        self.order_rows = torch.stack(orders).to(self.train.x.device)
+        b, last = self.batch_size, self.n_batches - 1
+        for k in range(self.n_batches):
+            self._step(self.order_rows[:, k * b : (k + 1) * b], epoch)
+            for row, m in enumerate(self.active):
+                if row in self.leaving:
+                    continue
+                t = self.trainers[m]
+                counters = t.progress.counters
+                counters.iteration += 1
+                counters.batch_in_epoch += 1
+                if t.stopper.validation_due(counters.iteration, counters.batch_in_epoch > last):
+                    self._validate(row, m, epoch)
+                if row not in self.leaving and counters.iteration >= t.stopper.stop_iteration:
+                    self.leaving[row] = "early_stopping"
+            if interrupts.pending is not None:
+                self._interrupted(interrupts)
+            self._leave(epoch)
+            if not self.active:
+                return
+        self._end_epoch(epoch)
+        self._leave(epoch)
+
+    def _step(self, idx: Tensor, epoch: int) -> None:
+        cost = self.group.forward(*self._minibatches(idx))
+        if self.check_each_step:
+            finite = torch.isfinite(cost.detach())
+            if not bool(finite.all()):
+                for row in (~finite).nonzero().flatten().tolist():
+                    self._diverged(row, epoch)
+        self.group.update(cost)
+        self._account(cost.detach())
+        if self.scheduled:
+            lrs = []
+            for m in self.active:
+                schedule = self.trainers[m].schedule
+                if getattr(schedule, "interval", None) == "step":
+                    schedule.step()
+                lrs.append(float(self.trainers[m].optimizer.param_groups[0]["lr"]))
+            self.group.optim.set_lr(lrs)
+
+    def _minibatches(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Row r's minibatch from its member's training set: (K, B, ...) and (K, B)."""
+        if self.train_x is None or self.train_y is None:
+            return self.train.x[idx], self.train.y[idx]
+        src = torch.tensor([self.source[m] for m in self.active], device=idx.device)
+        return self.train_x[src[:, None], idx], self.train_y[src[:, None], idx]
+
+    def _account(self, cost: Tensor) -> None:
+        rows = torch.tensor(self.active, device=cost.device)
+        self.loss_sums.index_add_(0, rows, cost.double())
+        for m in self.active:
+            self.loss_counts[m] += 1
+
+    def _take_interval(self, m: int) -> None:
+        """Hand member ``m``'s summed training cost to its trainer (as its own steps do)."""
+        interval = self.trainers[m].progress.interval
+        interval.loss_sum.fill_(float(self.loss_sums[m]))
+        interval.loss_count = self.loss_counts[m]
+
+    def _validate(self, row: int, m: int, epoch: int) -> None:
+        t = self.trainers[m]
+        self.group.write_member(row, t)
+        self._take_interval(m)
+        self.loss_sums[m] = 0.0
+        self.loss_counts[m] = 0
+        try:
+            validate(t, epoch)
+        except DescentlabError as exc:
+            self.leaving[row] = exc
+
+    def _diverged(self, row: int, epoch: int) -> None:
+        """Member ``row``'s cost is not finite: what its own NaN policy does (on_nan stop)."""
+        t = self.trainers[self.active[row]]
+        self.group.write_member(row, t)  # before the update, as the separate run sees it
+        counters = t.progress.counters
+        try:
+            t.train_step.nan_policy.handle(
+                t.model, t.optimizer, t.schedule,
+                iteration=counters.iteration + 1, epoch=counters.epoch + 1,
+            )  # fmt: skip
+        except DescentlabError as exc:
+            self.leaving[row] = exc
+            return
+        raise AssertionError("a fused member's on_nan policy must stop it")
+
+    def _interrupted(self, interrupts: Any) -> None:
+        signum, _checkpoint_due = interrupts.take()
+        if signum is None:
+            return
+        for row, m in enumerate(self.active):
+            self.leaving.setdefault(row, TrainingInterrupted(signum, None))
+
+    def _end_epoch(self, epoch: int) -> None:
+        """The end of an epoch for every member still in: schedules, stopping, events."""
+        for row, m in enumerate(self.active):
+            if row in self.leaving:
+                continue
+            t = self.trainers[m]
+            t.progress.counters.epoch, t.progress.counters.batch_in_epoch = epoch, 0
+            schedule = t.schedule
+            if getattr(schedule, "interval", None) == "epoch" and self.scheduled:
+                if getattr(schedule, "needs_metric", False):
+                    if t.progress.history:
+                        schedule.step(t.progress.history[-1].valid_error)
+                else:
+                    schedule.step()
+            if t.stopper.should_stop_after_epoch():
+                self.leaving[row] = "early_stopping"
+            elif epoch >= t.config.max_epochs:
+                self.leaving[row] = "max_epochs"
+            else:
+                t.emit("on_epoch_end", epoch)
+        if self.scheduled and self.active:
+            self.group.optim.set_lr(
+                [float(self.trainers[m].optimizer.param_groups[0]["lr"]) for m in self.active]
+            )
+
+    def _leave(self, epoch: int) -> None:
+        """Finish (or fail) the members in :attr:`leaving` and drop their rows."""
+        if not self.leaving:
+            return
+        for row, why in sorted(self.leaving.items()):
+            m = self.active[row]
+            if isinstance(why, DescentlabError):
+                self.outcomes[m] = why
+                continue
+            t = self.trainers[m]
+            self.group.write_member(row, t)
+            t.progress.stopped_because = why
+            counters = t.progress.counters
+            counters.epoch, counters.batch_in_epoch = epoch, 0
+            t.emit("on_epoch_end", epoch)
+            self._take_interval(m)
+            result = finish(t)
+            t.emit("on_train_end", result)
+            self.outcomes[m] = result
+        keep = [r for r in range(len(self.active)) if r not in self.leaving]
+        self.active = [self.active[r] for r in keep]
+        self.order_rows = self.order_rows[keep]
+        self.leaving = {}
+        if keep:
+            self.group.keep(torch.tensor(keep, device=self.device))

@@ -1,0 +1,108 @@
+"""Which configurations fuse, which share a group, and how many members fit in memory."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import psutil
+import torch
+
+from descentlab.optim import OPTIMIZER_NAMES
+from descentlab.train.config import TrainConfig
+
+__all__ = ["MEMORY_FRACTION", "fuse_problem", "group_key", "max_group_size", "member_bytes"]
+
+#: Options a member may set freely; every other option must be equal across a group.
+PER_MEMBER = frozenset(
+    {
+        "lr", "momentum", "weight_decay", "l1", "l2", "seed", "max_epochs", "patience",
+        "patience_increase", "improvement_threshold", "min_delta", "name", "out",
+        "target_error", "quiet", "threads", "checkpoint_every", "restore_best", "schedule",
+        "betas", "eps", "rho",
+    }
+)  # fmt: skip
+
+#: The share of the free memory a fused group may plan to use (the rest is headroom
+#: for the allocator, the evaluation batches and whatever else runs on the machine).
+MEMORY_FRACTION = 0.5
+
+# Optimizers whose updates are the same algorithm: momentum 0 is plain SGD.
+_ALGORITHM = {"sgd": "sgd", "momentum": "sgd", "nesterov": "nesterov"}
+
+
+def fuse_problem(cfg: TrainConfig) -> str:
+    """Why ``cfg`` cannot be trained in a fused group ("" when it can)."""
+    checks = (
+        (cfg.model in ("logreg", "mlp"), f"model {cfg.model} (only logreg and mlp fuse)"),
+        (cfg.optimizer in OPTIMIZER_NAMES, f"optimizer {cfg.optimizer}"),
+        (cfg.loss == "nll", f"loss {cfg.loss}"),
+        (not cfg.dropout, "dropout"),
+        (not cfg.batch_norm, "batch norm"),
+        (cfg.polyak_start is None and cfg.ema is None, "parameter averaging"),
+        (cfg.clip_norm is None and cfg.clip_value is None, "gradient clipping"),
+        (not cfg.log_grad_norm, "gradient-norm logging"),
+        (cfg.on_nan == "stop", f"on_nan {cfg.on_nan}"),
+        (not cfg.tensorboard, "TensorBoard logging"),
+        (not cfg.diagnostics, "diagnostics"),
+        (cfg.nproc == 1, "data-parallel training"),
+        (not cfg.extra, "extra options"),
+    )
+    return next((why for ok, why in checks if not ok), "")
+
+
+def group_key(cfg: TrainConfig) -> tuple[Any, ...]:
+    """Configurations with equal keys can share one fused group.
+
+    Equal: everything but :data:`PER_MEMBER`, and the optimizer's algorithm ("sgd" and
+    "momentum" are one; Nesterov, AdaGrad, RMSProp, ... each their own).
+    """
+    algorithm = _ALGORITHM.get(cfg.optimizer, cfg.optimizer)
+    nesterov = bool(cfg.nesterov) or cfg.optimizer in ("nesterov", "rmsprop-nesterov")
+    shared = tuple(
+        (name, repr(value)) for name, value in sorted(cfg.to_dict().items())
+        if name not in PER_MEMBER and name not in ("optimizer", "nesterov")
+    )  # fmt: skip
+    return (algorithm, nesterov, *shared)
+
+
+def member_bytes(cfg: TrainConfig, n_inputs: int, n_classes: int) -> int:
+    """Bytes one member adds to a fused step (float32).
+
+    Parameters P, their gradient, the optimizer's state (up to 3 tensors of P: Adam with
+    amsgrad), a look-ahead copy (Nesterov) and the autograd graph's activations: the
+    minibatch copy B·n_in, and per layer its pre-activation, activation and gradients
+    (≈ 4·B·width).
+    """
+    widths = [n_inputs, *(cfg.hidden if cfg.model == "mlp" else []), n_classes]
+    params = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+    activations = cfg.batch_size * (n_inputs + 4 * sum(widths[1:]))
+    return 4 * (6 * params + activations)
+
+
+def available_bytes(device: torch.device) -> int:
+    """Free memory where the group trains: the GPU's free memory, else the machine's."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    return int(psutil.virtual_memory().available)
+
+
+def max_group_size(
+    cfg: TrainConfig,
+    n_inputs: int,
+    n_classes: int,
+    *,
+    device: torch.device | None = None,
+    workers: int = 1,
+    fraction: float = MEMORY_FRACTION,
+) -> int:
+    """How many members of ``cfg``'s shape one group may hold.
+
+    ``K = ⌊fraction · free / (workers · member_bytes)⌋`` (at least 1): ``workers``
+    groups train at once, each may use its share of ``fraction`` of the free memory
+    (:func:`available_bytes`).  The data set is loaded once per group and not counted.
+    """
+    free = available_bytes(device or torch.device("cpu"))
+    per = member_bytes(cfg, n_inputs, n_classes)
+    return max(1, math.floor(fraction * free / (max(1, workers) * per)))
