@@ -197,6 +197,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         report=not args.no_report,
         command=["descentlab", *sys.argv[1:]],
         scheduler=args.scheduler,
+        fuse=not args.no_fuse,
     )
     return 0 if not result.failed else 1
 
@@ -233,6 +234,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         datasets=datasets,
         report=not args.no_report,
         scheduler=args.scheduler,
+        fuse=not args.no_fuse,
     )
     return 0 if not result.failed else 1
 
@@ -318,6 +320,15 @@ def _add_scheduler(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_no_fuse(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-fuse",
+        action="store_true",
+        help="one run per worker at a time (default: runs that differ only in seed, lr, "
+        "optimizer hyperparameters, schedule or L1/L2 train together as one fused model)",
+    )
+
+
 def _register_compare(sub: Any) -> None:
     p = sub.add_parser(
         "compare",
@@ -361,6 +372,7 @@ def _register_compare(sub: Any) -> None:
     p.add_argument("--title", default=None, help="report title")
     p.add_argument("--no-report", action="store_true", help="write results.csv only")
     _add_scheduler(p)
+    _add_no_fuse(p)
     typed, flags = add_grid_options(p)
     p.set_defaults(func=cmd_compare, _typed=typed, _flags=flags)
 
@@ -397,6 +409,7 @@ def _register_study(sub: Any) -> None:
     )
     p.add_argument("--no-report", action="store_true", help="write results.csv only")
     _add_scheduler(p)
+    _add_no_fuse(p)
     p.set_defaults(func=cmd_study)
 
 

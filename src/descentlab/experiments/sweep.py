@@ -33,6 +33,14 @@ from descentlab.experiments.executor import (
     default_jobs,
     threads_per_job,
 )
+from descentlab.experiments.fused_runs import (
+    FusedTask,
+    Unit,
+    describe_units,
+    execute_unit,
+    member_outcomes,
+    plan_units,
+)
 from descentlab.experiments.plan import SweepPlan, train_options
 from descentlab.experiments.runs import RunTask, execute_run
 from descentlab.experiments.store import (
@@ -190,10 +198,17 @@ class _Sweep:
     """The state of one :func:`execute_sweep` call: where, on what, and how it talks."""
 
     def __init__(
-        self, out: Path, plan: SweepPlan, executor: Executor, progress: bool, stream: Any
+        self,
+        out: Path,
+        plan: SweepPlan,
+        executor: Executor,
+        progress: bool,
+        stream: Any,
+        fuse: bool = False,
     ) -> None:
         self.out, self.plan, self.executor = out, plan, executor
         self.progress, self.stream = progress, stream
+        self.fuse = fuse
         self.manifest = Manifest(out / MANIFEST, plan)
 
     def say(self, text: str) -> None:
@@ -233,23 +248,32 @@ class _Sweep:
         self.manifest.save()
         tasks, skipped = self.tasks(names)
         jobs, threads = self.executor.jobs, self.executor.threads
+        units: list[Unit] = list(tasks)
+        if self.fuse and tasks:
+            units = plan_units(tasks, workers=jobs)
         self.say(
             f"{desc}: {len(dict.fromkeys(names))} runs"
             + (f", {skipped} already finished (skipped)" if skipped else "")
             + (
-                f"; running {len(tasks)} on {min(jobs, max(len(tasks), 1))} workers"
+                f"; running {len(tasks)} on {min(jobs, max(len(units), 1))} workers"
                 f" x {threads} threads"
                 if tasks
                 else ""
             )
+            + (f" ({describe_units(units)})" if self.fuse and tasks else "")
         )
         bar = _Progress(len(tasks), self.stream, self.progress, desc)
 
-        def done(task: RunTask, outcome: dict[str, Any]) -> None:
-            bar.finished(_describe(task.name, outcome, Path(task.run_dir)))
+        def done(unit: Any, outcome: dict[str, Any]) -> None:
+            if isinstance(unit, FusedTask):
+                for task, member in zip(unit.tasks, member_outcomes(unit, outcome)):
+                    bar.finished(_describe(task.name, member, Path(task.run_dir)))
+            else:
+                bar.finished(_describe(unit.name, outcome, Path(unit.run_dir)))
 
         try:
-            self.executor.map(tasks, done)
+            # (a FusedTask has a RunTask's name and run_dir: the executors take it as one)
+            self.executor.map(units, done)  # type: ignore[arg-type]
         finally:
             bar.close()
 
@@ -285,6 +309,7 @@ def execute_sweep(
     runner: Runner = execute_run,
     executor: Executor | None = None,
     scheduler: str | None = None,
+    fuse: bool = True,
 ) -> SweepResult:
     """Run (or resume) every run of ``plan`` into ``out`` and write results.csv; no report.
 
@@ -294,6 +319,9 @@ def execute_sweep(
     ``progress``: one line per finished run on ``stream`` (default stdout) and a progress
     bar on a terminal.  ``scheduler`` (``tcp://HOST:8786``): run on that Dask cluster
     instead (:mod:`descentlab.experiments.dask_executor`; ``out`` must be shared storage).
+    ``fuse`` (local workers, the default runner): runs that can train as one batched
+    model do (:mod:`descentlab.experiments.fused_runs`); ``fuse=False``: one run at a time
+    per worker.  Either way each run's directory and results are the same.
     """
     out = check_out(out, "the sweep folder")
     # Everything is checked before anything is created or started (bad plans raise here).
@@ -314,7 +342,10 @@ def execute_sweep(
         if jobs < 1:
             raise ConfigError(f"jobs must be >= 1, got {jobs}", hint="e.g. --jobs 2")
         threads = int(plan.fixed.get("threads") or threads_per_job(jobs))
-        executor = LocalExecutor(jobs, threads, runner=runner)
+        fuse = fuse and runner is execute_run
+        executor = LocalExecutor(jobs, threads, runner=execute_unit if fuse else runner)  # type: ignore[arg-type]
+    else:
+        fuse = False
     try:
         make_folder(out, "the sweep folder")
         # One writer per sweep: a second compare/study on this folder is refused at once.
@@ -323,7 +354,7 @@ def execute_sweep(
         executor.close()  # nothing ran: leave no workers behind
         raise
     try:
-        return _execute(out, plan, executor, progress, stream, command)
+        return _execute(out, plan, executor, progress, stream, command, fuse)
     finally:
         lock.release()
 
@@ -335,8 +366,9 @@ def _execute(
     progress: bool,
     stream: Any,
     command: Sequence[str] | None,
+    fuse: bool = False,
 ) -> SweepResult:
-    sweep = _Sweep(out, plan, executor, progress, stream or sys.stdout)
+    sweep = _Sweep(out, plan, executor, progress, stream or sys.stdout, fuse)
     sweep.manifest.command = list(command) if command is not None else None
     try:
         if plan.tune:

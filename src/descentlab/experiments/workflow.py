@@ -50,11 +50,13 @@ def run_sweep(
     runner: Runner = execute_run,
     executor: Executor | None = None,
     scheduler: str | None = None,
+    fuse: bool = True,
 ) -> SweepResult:
     """Run (or resume) every run of ``plan`` into ``out``; write results.csv and the report.
 
     See :func:`~descentlab.experiments.sweep.execute_sweep` for ``jobs``, ``runner``,
-    ``executor`` and ``scheduler`` (a Dask cluster); ``report=False`` skips the report.
+    ``executor``, ``scheduler`` (a Dask cluster) and ``fuse`` (train the runs that allow
+    it as fused groups); ``report=False`` skips the report.
     """
     result = execute_sweep(
         plan,
@@ -66,6 +68,7 @@ def run_sweep(
         runner=runner,
         executor=executor,
         scheduler=scheduler,
+        fuse=fuse,
     )
     if report:
         result.report = build_report(result.path)
@@ -87,6 +90,7 @@ def run_study(
     report: bool = True,
     stream: Any = None,
     scheduler: str | None = None,
+    fuse: bool = True,
 ) -> SweepResult:
     """Run (or resume) a built-in study into ``out`` (default ``studies/<name>[-fast]``).
 
@@ -99,5 +103,12 @@ def run_study(
     if out is None:
         out = Path("studies") / (f"{name}-fast" if fast else name)
     return run_sweep(
-        plan, out, jobs=jobs, progress=progress, report=report, stream=stream, scheduler=scheduler
+        plan,
+        out,
+        jobs=jobs,
+        progress=progress,
+        report=report,
+        stream=stream,
+        scheduler=scheduler,
+        fuse=fuse,
     )

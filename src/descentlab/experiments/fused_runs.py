@@ -1,0 +1,205 @@
+"""Fused sweeps: a stage's runs grouped into fused groups, and what a worker does with one.
+
+:func:`plan_units` turns a stage's :class:`~descentlab.experiments.runs.RunTask` list
+into *units*: a :class:`FusedTask` for each group of runs that can train as one batched
+model (:mod:`descentlab.train.fused`: same model, data, batch size and optimizer
+algorithm; members differ in seed, lr, schedule, optimizer hyperparameters, L1/L2 and
+stopping), a plain ``RunTask`` for every other run.  A run the fused trainer cannot
+handle (LeNet, dropout, clipping, a resume from a checkpoint, ...) runs separately, as
+with ``--no-fuse``.
+
+Group size: at most :func:`~descentlab.train.fused.max_group_size` members (half the
+free memory shared by the workers), and groups are split so that every worker gets one
+when a stage has fewer groups than workers.
+
+:func:`execute_unit` is the executor's runner: a ``RunTask`` goes to
+:func:`~descentlab.experiments.runs.execute_run`, a ``FusedTask`` to
+:func:`execute_fused`, which leaves each member's run directory as its separate run
+would (the same files, ``sweep_run.json`` with the same extras) and returns one outcome
+per member under ``"members"``.  A group the fused trainer refuses after all runs its
+members one by one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from descentlab.errors import DescentlabError
+from descentlab.experiments.runs import RunTask, execute_run, failure, run_extras
+from descentlab.experiments.store import RUN_STATUS, write_json
+from descentlab.train.build import load_data
+from descentlab.train.callbacks import Callback, MetricsFiles, RunDirectory
+from descentlab.train.config import TrainConfig, from_mapping
+from descentlab.train.fused import fit_group, fuse_problem, group_key, max_group_size
+from descentlab.train.interrupt import TrainingInterrupted
+from descentlab.train.records import FitResult
+
+__all__ = [
+    "FusedTask",
+    "Unit",
+    "describe_units",
+    "execute_fused",
+    "execute_unit",
+    "member_outcomes",
+    "plan_units",
+]
+
+
+@dataclass
+class FusedTask:
+    """Runs trained together as one fused group (:mod:`descentlab.train.fused`)."""
+
+    name: str
+    tasks: list[RunTask]
+
+    @property
+    def run_dir(self) -> str:
+        """The first member's run directory (where an executor looks for a dead worker's mark)."""
+        return self.tasks[0].run_dir
+
+    @property
+    def resume(self) -> bool:
+        return False
+
+
+Unit = RunTask | FusedTask
+
+
+def _fusable(task: RunTask) -> TrainConfig | None:
+    if task.resume:  # a checkpoint of a separate run continues as one
+        return None
+    cfg = from_mapping(task.options)
+    return cfg if not fuse_problem(cfg) else None
+
+
+def _shape(cfg: TrainConfig, cache: dict[tuple[Any, ...], tuple[int, int]]) -> tuple[int, int]:
+    key = (cfg.dataset, cfg.data_dir, cfg.subset, cfg.label_column)
+    if key not in cache:
+        data = load_data(cfg)
+        cache[key] = (int(np.prod(data.train.x.shape[1:])), int(data.n_classes))
+    return cache[key]
+
+
+def plan_units(tasks: Sequence[RunTask], *, workers: int = 1) -> list[Unit]:
+    """``tasks`` as fused groups (largest first) followed by the runs that train alone."""
+    groups: dict[tuple[Any, ...], list[tuple[RunTask, TrainConfig]]] = {}
+    alone: list[Unit] = []
+    for task in tasks:
+        cfg = _fusable(task)
+        if cfg is None:
+            alone.append(task)
+        else:
+            groups.setdefault(group_key(cfg), []).append((task, cfg))
+    n_fusable = sum(len(g) for g in groups.values())
+    # Enough groups to keep every worker busy, none larger than the memory allows.
+    balanced = max(1, math.ceil(n_fusable / max(1, workers)))
+    shapes: dict[tuple[Any, ...], tuple[int, int]] = {}
+    fused: list[Unit] = []
+    for members in groups.values():
+        cfg = members[0][1]
+        limit = min(balanced, max_group_size(cfg, *_shape(cfg, shapes), workers=workers))
+        n_chunks = math.ceil(len(members) / limit)
+        size = math.ceil(len(members) / n_chunks)
+        for start in range(0, len(members), size):
+            chunk = [task for task, _ in members[start : start + size]]
+            if len(chunk) == 1:
+                alone.append(chunk[0])
+            else:
+                fused.append(FusedTask(f"fused[{chunk[0].name}, +{len(chunk) - 1}]", chunk))
+    fused.sort(key=lambda u: -len(u.tasks) if isinstance(u, FusedTask) else 0)
+    return fused + alone
+
+
+def describe_units(units: Sequence[Unit]) -> str:
+    """``"96 runs in 4 fused groups + 2 separate"``."""
+    groups = [u for u in units if isinstance(u, FusedTask)]
+    runs = sum(len(u.tasks) if isinstance(u, FusedTask) else 1 for u in units)
+    separate = len(units) - len(groups)
+    return f"{runs} runs in {len(groups)} fused groups + {separate} separate"
+
+
+def execute_unit(unit: Unit) -> dict[str, Any]:
+    """The executor's runner with fusing on: one run, or a fused group."""
+    if isinstance(unit, FusedTask):
+        return execute_fused(unit)
+    return execute_run(unit)
+
+
+def _callbacks(run_dir: Path | None) -> list[Callback]:
+    # A sweep's run files, as sweep_callbacks (no checkpoints: a group writes none).
+    return [MetricsFiles(run_dir), RunDirectory(run_dir, plot=False)] if run_dir else []
+
+
+def _record(task: RunTask, outcome: Any, cfg: TrainConfig, seconds: float) -> dict[str, Any]:
+    """Write member ``task``'s ``sweep_run.json`` as :func:`execute_run` does; its outcome."""
+    run_dir = Path(task.run_dir)
+    status: dict[str, Any] = {"status": "ok", "error": None, "resumed": False}
+    if isinstance(outcome, FitResult):
+        status.update(run_extras(outcome, cfg))
+        if outcome.data is not None:
+            y = outcome.data.test.y.cpu().numpy()
+            np.save(run_dir / "test_labels.npy", y.astype(np.int16 if y.max() < 2**15 else y.dtype))
+    elif isinstance(outcome, TrainingInterrupted):
+        status.update(status="interrupted", error=str(outcome))
+    else:
+        status.update(
+            status="failed", error=" ".join(str(outcome).split()), error_type=type(outcome).__name__
+        )
+    status["wall_seconds"] = seconds
+    try:
+        write_json(run_dir / RUN_STATUS, status)
+    except (OSError, DescentlabError) as exc:
+        status.update(status="failed", error=f"cannot write {run_dir / RUN_STATUS}: {exc}")
+    return {
+        "name": task.name,
+        "status": status["status"],
+        "error": status.get("error"),
+        "wall_seconds": seconds,
+    }
+
+
+def execute_fused(unit: FusedTask) -> dict[str, Any]:
+    """Train ``unit``'s runs as one fused group; one outcome per member under ``members``.
+
+    Never raises for a run's failure.  If the group cannot be built at all, its members
+    run one by one (:func:`execute_run`), so no run is lost to fusing.
+    """
+    t0 = time.perf_counter()
+    configs = [from_mapping(t.options) for t in unit.tasks]
+    for task in unit.tasks:
+        Path(task.run_dir).mkdir(parents=True, exist_ok=True)
+        write_json(Path(task.run_dir) / RUN_STATUS, {"status": "running", "pid": os.getpid()})
+    try:
+        outcomes = fit_group(configs, out=[t.run_dir for t in unit.tasks], callbacks=_callbacks)
+    except Exception:  # refused or broken as a group: the runs alone (never lost)
+        members = [execute_run(t) for t in unit.tasks]
+    else:
+        seconds = (time.perf_counter() - t0) / len(unit.tasks)
+        members = [
+            _record(t, o, cfg, seconds) for t, o, cfg in zip(unit.tasks, outcomes, configs)
+        ]
+    interrupted = any(m["status"] == "interrupted" for m in members)
+    return {
+        "name": unit.name,
+        "status": "interrupted" if interrupted else "ok",
+        "error": None,
+        "wall_seconds": time.perf_counter() - t0,
+        "members": members,
+    }
+
+
+def member_outcomes(unit: FusedTask, outcome: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each member's outcome; for a group that never ran (cancelled, its worker died), the group's."""
+    if "members" in outcome:
+        return list(outcome["members"])
+    if outcome["status"] == "failed":
+        return [failure(t, outcome.get("error") or "the fused group failed") for t in unit.tasks]
+    return [{**outcome, "name": t.name} for t in unit.tasks]

@@ -1,0 +1,91 @@
+"""Fused sweeps: ``compare`` and ``study`` train groups as one model, with the same results."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from descentlab.cli.main import main
+from descentlab.experiments.fused_runs import FusedTask, describe_units, plan_units
+from descentlab.experiments.plan import SweepPlan, train_options
+from descentlab.experiments.runs import RunTask
+
+# Columns that are measured, not computed: they differ between any two runs of a sweep.
+TIMING = {"wall_seconds", "train_seconds", "seconds_per_epoch", "seconds_to_best",
+          "seconds_to_target", "valid_target_seconds", "resumed"}  # fmt: skip
+NLL = {"best_valid_nll", "test_nll"}  # float32 rounding of the batched products
+
+ARGV = [
+    "compare",
+    "--dataset", "digits",
+    "--model", "mlp",
+    "--hidden", "16",
+    "--optimizer", "sgd,adam",
+    "--lr", "0.03", "0.3",
+    "--batch-size", "64",
+    "--max-epochs", "2",
+    "--early-stopping", "none",
+    "--shuffle",
+    "--seeds", "2",
+    "--select-lr",
+    "--threads", "1",
+    "--no-report",
+]  # fmt: skip
+
+
+def _table(path):
+    with open(path / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_compare_fused_equals_no_fuse(tmp_path, capsys):
+    assert main([*ARGV, "--jobs", "1", "--out", str(tmp_path / "fused")]) == 0
+    printed = capsys.readouterr().out
+    # stage 1: sgd x 2 lrs and adam x 2 lrs form two groups; stage 2: the second seeds
+    assert "(4 runs in 2 fused groups + 0 separate)" in printed
+    assert "(2 runs in 0 fused groups + 2 separate)" in printed
+    assert main([*ARGV, "--jobs", "1", "--no-fuse", "--out", str(tmp_path / "alone")]) == 0
+    assert "fused groups" not in capsys.readouterr().out
+    fused, alone = _table(tmp_path / "fused"), _table(tmp_path / "alone")
+    assert len(fused) == len(alone) == 6
+    for f, a in zip(fused, alone):
+        assert {k: v for k, v in f.items() if k not in TIMING | NLL} == {
+            k: v for k, v in a.items() if k not in TIMING | NLL
+        }
+        for key in NLL:
+            assert abs(float(f[key]) - float(a[key])) <= 1e-4 * abs(float(a[key]))
+    for run in (tmp_path / "alone" / "runs").iterdir():
+        twin = tmp_path / "fused" / "runs" / run.name
+        names = {p.name for p in run.iterdir()} - {"checkpoint"}
+        assert {p.name for p in twin.iterdir()} == names
+        status = json.loads((twin / "sweep_run.json").read_text())
+        assert status["status"] == "ok" and status["model_test_error"] is not None
+
+
+def test_two_workers_each_get_a_group_and_a_diverging_member_fails_alone(tmp_path, capsys):
+    argv = ["compare", "--dataset", "digits", "--model", "logreg", "--optimizer", "sgd",
+            "--lr", "0.05", "0.1", "0.2", "1e38", "--batch-size", "64", "--max-epochs", "2",
+            "--early-stopping", "none", "--threads", "1", "--no-report", "--jobs", "2",
+            "--out", str(tmp_path / "s")]  # fmt: skip
+    assert main(argv) == 1  # one run failed
+    assert "(4 runs in 2 fused groups + 0 separate)" in capsys.readouterr().out
+    rows = {float(r["lr"]): r for r in _table(tmp_path / "s")}
+    assert rows[1e38]["status"] == "failed" and "non-finite" in rows[1e38]["error"]
+    assert all(rows[lr]["status"] == "ok" for lr in (0.05, 0.1, 0.2))
+
+
+def test_runs_the_fused_trainer_cannot_handle_run_separately(tmp_path):
+    plan = SweepPlan.build(
+        {"lr": [0.05, 0.1], "dropout": [0.0, 0.2]},
+        {"dataset": "digits", "model": "mlp", "hidden": [16], "max_epochs": 1},
+        seeds=1,
+    )
+    tasks = [
+        RunTask(f"r{i}", str(tmp_path / f"r{i}"), train_options(run))
+        for i, run in enumerate(plan.runs())
+    ]
+    tasks.append(RunTask("resumed", str(tmp_path / "x"), tasks[0].options, resume=True))
+    units = plan_units(tasks, workers=1)
+    groups = [u for u in units if isinstance(u, FusedTask)]
+    assert len(groups) == 1 and all(t.options["dropout"] == 0.0 for t in groups[0].tasks)
+    assert describe_units(units) == "5 runs in 1 fused groups + 3 separate"
