@@ -208,3 +208,39 @@ def test_group_size_follows_the_memory_available(monkeypatch):
     assert rules.max_group_size(cfg, 64, 10, workers=2) == 25
     monkeypatch.setattr(rules, "available_bytes", lambda device: per // 10)
     assert rules.max_group_size(cfg, 64, 10) == 1
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "rmsprop", "adam"])
+def test_an_interrupted_group_resumes_each_member_exactly(tmp_path, optimizer):
+    import os
+    import signal
+
+    from descentlab.errors import DescentlabError
+    from descentlab.train.callbacks import Callback, MetricsFiles, RunDirectory
+    from descentlab.train.fused import fit_group
+    from descentlab.train.interrupt import TrainingInterrupted
+
+    class Interrupt(Callback):  # Ctrl-C during epoch 2 of member 0 (after its epoch 1)
+        def on_epoch_end(self, trainer, epoch):
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    def callbacks(run_dir):
+        extra = [Interrupt()] if run_dir.name == "m0" else []
+        return [MetricsFiles(run_dir), RunDirectory(run_dir), *extra]
+
+    members = [{"lr": 0.01, "seed": 1, "l2": 1e-4}, {"lr": 0.003, "seed": 2}]
+    # (init normal: Adam's steps ŝ/√r̂ amplify rounding on near-zero weights and
+    # gradients; the separate run's own autograd and fast paths differ as much there)
+    configs = _configs("mlp", members, optimizer=optimizer, max_epochs=3,
+                       early_stopping="none", shuffle=True, init="normal")  # fmt: skip
+    data = load_data(configs[0])
+    dirs = [tmp_path / "m0", tmp_path / "m1"]
+    outcomes = fit_group(configs, data=data, out=dirs, callbacks=callbacks)
+    assert all(isinstance(o, TrainingInterrupted) for o in outcomes)
+    assert all(isinstance(o, DescentlabError) and "checkpoint written" in str(o) for o in outcomes)
+    for cfg, folder in zip(configs, dirs):
+        resumed = fit(config=cfg, data=data, out=str(folder), resume=True)
+        alone = fit(config=cfg, data=data)
+        assert resumed.summary.iterations == alone.summary.iterations
+        _check_same(resumed, alone)

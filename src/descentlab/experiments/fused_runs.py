@@ -17,7 +17,8 @@ when a stage has fewer groups than workers.
 :func:`execute_fused`, which leaves each member's run directory as its separate run
 would (the same files, ``sweep_run.json`` with the same extras) and returns one outcome
 per member under ``"members"``.  A group the fused trainer refuses after all runs its
-members one by one.
+members one by one.  Resuming: a group's members checkpoint into their own run
+directories, so a killed group's runs resume (each as a separate run) from there.
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ class FusedTask:
 
 
 Unit = RunTask | FusedTask
+
+#: A group's members checkpoint at epoch ends at most this often (as a sweep's separate
+#: runs do, :class:`~descentlab.experiments.runs.ThrottledCheckpointer`).
+CHECKPOINT_SECONDS = 30.0
 
 
 def _fusable(task: RunTask) -> TrainConfig | None:
@@ -178,14 +183,17 @@ def execute_fused(unit: FusedTask) -> dict[str, Any]:
         Path(task.run_dir).mkdir(parents=True, exist_ok=True)
         write_json(Path(task.run_dir) / RUN_STATUS, {"status": "running", "pid": os.getpid()})
     try:
-        outcomes = fit_group(configs, out=[t.run_dir for t in unit.tasks], callbacks=_callbacks)
+        outcomes = fit_group(
+            configs,
+            out=[t.run_dir for t in unit.tasks],
+            callbacks=_callbacks,
+            checkpoint_seconds=CHECKPOINT_SECONDS,
+        )
     except Exception:  # refused or broken as a group: the runs alone (never lost)
         members = [execute_run(t) for t in unit.tasks]
     else:
         seconds = (time.perf_counter() - t0) / len(unit.tasks)
-        members = [
-            _record(t, o, cfg, seconds) for t, o, cfg in zip(unit.tasks, outcomes, configs)
-        ]
+        members = [_record(t, o, cfg, seconds) for t, o, cfg in zip(unit.tasks, outcomes, configs)]
     interrupted = any(m["status"] == "interrupted" for m in members)
     return {
         "name": unit.name,
@@ -197,7 +205,7 @@ def execute_fused(unit: FusedTask) -> dict[str, Any]:
 
 
 def member_outcomes(unit: FusedTask, outcome: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each member's outcome; for a group that never ran (cancelled, its worker died), the group's."""
+    """Each member's outcome (for a group that never ran: cancelled, its worker died)."""
     if "members" in outcome:
         return list(outcome["members"])
     if outcome["status"] == "failed":

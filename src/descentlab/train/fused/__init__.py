@@ -25,8 +25,12 @@ members are stacked along a leading dimension and trained together::
   is a :class:`~descentlab.train.Trainer` with its own validation, early stopping,
   callbacks and run directory; a member that stops or diverges leaves the group.
 
-Fused groups write no checkpoints: an interrupted group's members start again (and,
-being deterministic, end with the same results).
+Checkpoints and resume: with ``checkpoint_seconds`` (sweeps: 30 s, as their separate
+runs) and on SIGINT/SIGTERM every member writes its *own* checkpoint into its run
+directory, its row of the stacked state in its optimizer's own schema.  A killed or
+interrupted group's members then resume one by one as separate runs from there
+(``fit(..., resume=True)``, ``descentlab train --resume RUN_DIR``, or the sweep again),
+exactly as if they had been checkpointed by a separate run.
 """
 
 from descentlab.train.fused.group import FusedGroup

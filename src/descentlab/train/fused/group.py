@@ -101,6 +101,11 @@ class FusedGroup:
         self.l1, self.l2 = self.l1.index_select(0, rows), self.l2.index_select(0, rows)
         self.optim.keep(rows)
 
+    def export_member(self, row: int, trainer: Trainer) -> None:
+        """Member ``row``'s parameters and optimizer state into its trainer (a checkpoint)."""
+        self.write_member(row, trainer)
+        self.optim.export(row, trainer.optimizer, _tensors(trainer.model))
+
     @torch.no_grad()
     def write_member(self, row: int, trainer: Trainer) -> None:
         """Copy the member at ``row`` into its trainer's model (for validation, the end)."""

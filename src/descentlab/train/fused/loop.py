@@ -18,6 +18,7 @@ raises, with the same message); its rows are removed from the stacked tensors
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ def fit_group(
     data: Dataset | None = None,
     out: Sequence[str | Path | None] | None = None,
     callbacks: CallbackFactory = _member_callbacks,
+    checkpoint_seconds: float | None = None,
 ) -> list[Outcome]:
     """Train ``configs`` as one fused group; each member's :class:`FitResult` or error.
 
@@ -111,6 +113,11 @@ def fit_group(
     (loaded once per distinct data option: on datasets split by seed, members with
     other seeds train on other splits, as their separate runs do).  A member that
     fails (diverges) or is interrupted gets the error its separate run would raise.
+
+    ``checkpoint_seconds``: at epoch ends, at most this often, and when interrupted
+    (SIGINT/SIGTERM), every member in the group writes its own checkpoint into its run
+    directory (its parameters and its optimizer state in the optimizer's own schema), so
+    ``fit(..., resume=True)`` continues each member as a separate run, exactly.
     """
     _check_group(configs)
     dirs = list(out) if out is not None else [cfg.out for cfg in configs]
@@ -129,7 +136,7 @@ def fit_group(
                 prepare_run_dir(run_dir, resume=False)
                 locks.enter_context(WriterLock(run_dir, "run"))
             trainers.append(trainer)
-        return _FusedLoop(trainers).run()
+        return _FusedLoop(trainers, checkpoint_seconds).run()
 
 
 def fit_fused(
@@ -149,8 +156,10 @@ def fit_fused(
 class _FusedLoop:
     """The loop of :mod:`descentlab.train.loop` for every member still in the group."""
 
-    def __init__(self, trainers: list[Trainer]) -> None:
+    def __init__(self, trainers: list[Trainer], checkpoint_seconds: float | None = None) -> None:
         self.trainers = trainers
+        self.checkpoint_seconds = checkpoint_seconds
+        self.last_checkpoint = time.monotonic()
         self.group = FusedGroup(trainers)
         self.active = list(range(len(trainers)))  # member index of each stacked row
         self.outcomes: list[Outcome | None] = [None] * len(trainers)
@@ -225,6 +234,24 @@ class _FusedLoop:
                 return
         self._end_epoch(epoch)
         self._leave(epoch)
+        every = self.checkpoint_seconds
+        if every is not None and time.monotonic() - self.last_checkpoint >= every:
+            self._checkpoint()
+            self._leave(epoch)
+
+    def _checkpoint(self) -> None:
+        """Every member in the group writes its own checkpoint (as its separate run would)."""
+        for row, m in enumerate(self.active):
+            t = self.trainers[m]
+            if t.run_dir is None or row in self.leaving:
+                continue
+            self.group.export_member(row, t)
+            self._take_interval(m)
+            try:
+                t.save_checkpoint()
+            except DescentlabError as exc:  # non-finite parameters are never written
+                self.leaving[row] = exc
+        self.last_checkpoint = time.monotonic()
 
     def _step(self, idx: Tensor, epoch: int) -> None:
         cost = self.group.forward(*self._minibatches(idx))
@@ -293,8 +320,9 @@ class _FusedLoop:
         signum, _checkpoint_due = interrupts.take()
         if signum is None:
             return
+        self._checkpoint()
         for row, m in enumerate(self.active):
-            self.leaving.setdefault(row, TrainingInterrupted(signum, None))
+            self.leaving.setdefault(row, TrainingInterrupted(signum, self.trainers[m].run_dir))
 
     def _end_epoch(self, epoch: int) -> None:
         """The end of an epoch for every member still in: schedules, stopping, events."""
@@ -332,6 +360,7 @@ class _FusedLoop:
                 continue
             t = self.trainers[m]
             self.group.write_member(row, t)
+            assert isinstance(why, str)
             t.progress.stopped_because = why
             counters = t.progress.counters
             counters.epoch, counters.batch_in_epoch = epoch, 0

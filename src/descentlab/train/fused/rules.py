@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -75,7 +76,7 @@ def member_bytes(cfg: TrainConfig, n_inputs: int, n_classes: int) -> int:
     (≈ 4·B·width).
     """
     widths = [n_inputs, *(cfg.hidden if cfg.model == "mlp" else []), n_classes]
-    params = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+    params = sum((a + 1) * b for a, b in itertools.pairwise(widths))
     activations = cfg.batch_size * (n_inputs + 4 * sum(widths[1:]))
     return 4 * (6 * params + activations)
 

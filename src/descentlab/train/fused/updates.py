@@ -22,12 +22,20 @@ Nesterov momentum (SGD, RMSProp) evaluates the gradient at θ + α_k v:
 there, and the update is applied to θ (as the optimizers do with a closure).
 Flags that change the algorithm (``nesterov``, ``amsgrad``, ``centered``,
 ``eps_inside_sqrt``) are the same for every member of a group.
+
+Rounding: the lines follow the optimizers' default multi-tensor (``foreach``) path, and
+every number derived from the hyperparameters (1 − ρ, 1 − ελ, ε√c2/c1, ...) is computed
+in double precision per member and then rounded once, as the optimizers compute them
+as Python numbers.  A number all members share stays a Python number.  Adam's update
+ŝ/√r̂ nearly normalizes each gradient component, so a rounding difference in a
+near-zero component can flip its step: fused and separate Adam runs agree to rounding
+over a few epochs and drift apart slowly after (as the optimizer's own paths do).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,16 +49,14 @@ __all__ = ["BatchedUpdate", "batched_update"]
 # Options that change the algorithm: one value per group.
 _FLAGS = ("nesterov", "amsgrad", "centered", "eps_inside_sqrt", "maximize", "differentiable")
 
-
-def _rows(vector: Tensor, like: Tensor) -> Tensor:
-    """A per-member vector shaped to broadcast against a stacked tensor ``like``."""
-    return vector.view((-1,) + (1,) * (like.dim() - 1))
+Number = float | Tensor  # a number shared by the members, or a (K, 1, ...) column
 
 
 class BatchedUpdate:
-    """One optimizer's update for K stacked members: hyperparameter vectors and state."""
+    """One optimizer's update for K stacked members: hyperparameters per member, state."""
 
     state_names: tuple[str, ...] = ()
+    counts_steps = False  # whether the optimizer keeps t (Adam)
 
     def __init__(self, optimizers: Sequence[torch.optim.Optimizer], params: list[Tensor]) -> None:
         groups = []
@@ -64,54 +70,94 @@ class BatchedUpdate:
         self.flags = {flag: bool(groups[0].get(flag, False)) for flag in _FLAGS}
         if self.flags["maximize"] or self.flags["differentiable"]:
             raise ConfigError("a fused group cannot maximize or record its update")
-        first = params[0]
-
-        def vector(key: str, index: int | None = None) -> Tensor:
-            values = [g[key] if index is None else g[key][index] for g in groups]
-            return torch.tensor([float(v) for v in values], dtype=first.dtype, device=first.device)
-
-        self.h: dict[str, Tensor] = {"lr": vector("lr"), "weight_decay": vector("weight_decay")}
-        for key in ("momentum", "eps", "rho", "initial_accumulator_value"):
+        self.dtype, self.device = params[0].dtype, params[0].device
+        # Each member's hyperparameters as Python numbers (doubles), as its optimizer holds them.
+        self.values: dict[str, list[float]] = {}
+        for key in ("lr", "weight_decay", "momentum", "eps", "rho", "initial_accumulator_value"):
             if key in groups[0]:
-                self.h[key] = vector(key)
+                self.values[key] = [float(g[key]) for g in groups]
         if "betas" in groups[0]:
-            self.h["beta1"], self.h["beta2"] = vector("betas", 0), vector("betas", 1)
-        self.use_decay = bool(self.h["weight_decay"].any())
+            self.values["beta1"] = [float(g["betas"][0]) for g in groups]
+            self.values["beta2"] = [float(g["betas"][1]) for g in groups]
+        self.t = 0  # steps taken (the members of a group always step together)
+        self.use_decay = any(self.values["weight_decay"])
         self.state: dict[str, list[Tensor]] = {
             name: [self.initial(name, p) for p in params] for name in self.state_names
         }
-        self.t = 0  # steps taken (the members of a group always step together)
+
+    # ------------------------------------------------------------- the numbers
+    def number(self, values: Sequence[float], like: Tensor) -> Number:
+        """``values`` (one per member) as a Python number when all are equal, else a column."""
+        if all(v == values[0] for v in values):
+            return values[0]
+        column = torch.tensor(list(values), dtype=self.dtype, device=self.device)
+        return column.view((-1,) + (1,) * (like.dim() - 1))
+
+    def get(self, key: str, like: Tensor) -> Number:
+        return self.number(self.values[key], like)
+
+    def complement(self, key: str, like: Tensor) -> Number:
+        """1 − x per member, computed in double precision."""
+        return self.number([1.0 - v for v in self.values[key]], like)
 
     def initial(self, name: str, p: Tensor) -> Tensor:
         return torch.zeros_like(p)
 
     def set_lr(self, values: Sequence[float]) -> None:
-        self.h["lr"] = torch.tensor(values, dtype=self.h["lr"].dtype, device=self.h["lr"].device)
+        self.values["lr"] = [float(v) for v in values]
 
     def keep(self, rows: Tensor) -> None:
         """Only the members at ``rows`` go on."""
-        self.h = {k: v.index_select(0, rows) for k, v in self.h.items()}
+        kept = rows.tolist()
+        self.values = {k: [v[r] for r in kept] for k, v in self.values.items()}
         self.state = {k: [s.index_select(0, rows) for s in v] for k, v in self.state.items()}
 
     def lookahead(self, params: list[Tensor]) -> list[Tensor] | None:
         """Where the gradient is taken, when it is not θ (Nesterov: θ + αv)."""
         return None
 
+    # ------------------------------------------------------------- the update
     @torch.no_grad()
     def apply(self, params: list[Tensor], grads: Sequence[Tensor]) -> None:
         self.t += 1
         for i, (p, g) in enumerate(zip(params, grads)):
-            lr = _rows(self.h["lr"], p)
-            if self.use_decay:
-                p.mul_(1.0 - lr * _rows(self.h["weight_decay"], p))  # θ ← θ − ελθ
-            self.update(i, p, g, lr)
+            if self.use_decay:  # θ ← θ − ελθ
+                keep = [
+                    1.0 - lr * wd for lr, wd in zip(self.values["lr"], self.values["weight_decay"])
+                ]
+                p.mul_(self.number(keep, p))
+            self.update(i, p, g)
 
-    def update(self, i: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
+    def update(self, i: int, p: Tensor, g: Tensor) -> None:
         raise NotImplementedError
 
-    def member_state(self, row: int) -> dict[str, Any]:
-        """Member ``row``'s optimizer state, per parameter, as its optimizer keeps it."""
-        return {name: [s[row].clone() for s in v] for name, v in self.state.items()}
+    def descend(self, x: Tensor, num: Tensor, denom: Tensor, scale: Sequence[float]) -> None:
+        """x ← x + scale·num/denom (``addcdiv`` with a number per member)."""
+        step = self.number(scale, x)
+        if isinstance(step, float):
+            x.addcdiv_(num, denom, value=step)
+        else:  # addcdiv's own order: (value·num)/denom
+            x.add_(step * num / denom)
+
+    def neg_lr(self) -> list[float]:
+        return [-lr for lr in self.values["lr"]]
+
+    # ------------------------------------------------------------- checkpoints
+    @torch.no_grad()
+    def export(self, row: int, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
+        """Write member ``row``'s state into its own ``optimizer`` (for its checkpoint).
+
+        ``params`` are the member's parameters in the order of the stacked ones; the
+        state takes the optimizer's own schema, so a separate run resumes from it.
+        """
+        for i, p in enumerate(params):
+            state = optimizer.state[p]
+            for name, stacks in self.state.items():
+                if name == "velocity" and self.values["momentum"][row] == 0.0:
+                    continue  # momentum 0: the optimizer keeps no velocity
+                state[name] = stacks[i][row].clone()
+            if self.counts_steps:
+                state["step"] = torch.tensor(float(self.t), dtype=torch.float32)
 
 
 class _Momentum(BatchedUpdate):
@@ -129,45 +175,55 @@ class _Momentum(BatchedUpdate):
     def lookahead(self, params: list[Tensor]) -> list[Tensor] | None:
         if not (self.flags["nesterov"] and self.use_momentum):
             return None
-        return [
-            p.detach().addcmul(_rows(self.h["momentum"], p), v).requires_grad_(True)
-            for p, v in zip(params, self.state["velocity"])
-        ]
-
-    def move(self, i: int, p: Tensor, step: Tensor) -> None:
-        """θ ← θ − step, through the velocity when there is one (v ← αv − step; θ ← θ + v)."""
-        if not self.use_momentum:
-            p.sub_(step)
-            return
-        v = self.state["velocity"][i]
-        v.mul_(_rows(self.h["momentum"], p)).sub_(step)
-        p.add_(v)
+        out = []
+        for p, v in zip(params, self.state["velocity"]):
+            alpha = self.get("momentum", p)
+            at = p.detach().add(v, alpha=alpha) if isinstance(alpha, float) else p + alpha * v
+            out.append(at.detach().requires_grad_(True))
+        return out
 
 
 class _SGD(_Momentum):
-    def update(self, i: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
+    def update(self, i: int, p: Tensor, g: Tensor) -> None:
+        lr = self.get("lr", p)
         if not self.use_momentum:
-            p.addcmul_(lr, g, value=-1.0)  # θ ← θ − εg
+            if isinstance(lr, float):
+                p.add_(g, alpha=-lr)  # θ ← θ − εg
+            else:
+                p.addcmul_(lr, g, value=-1.0)
             return
         v = self.state["velocity"][i]
-        v.mul_(_rows(self.h["momentum"], p)).addcmul_(lr, g, value=-1.0)  # v ← αv − εg
+        v.mul_(self.get("momentum", p))  # v ← αv − εg
+        if isinstance(lr, float):
+            v.add_(g, alpha=-lr)
+        else:
+            v.addcmul_(lr, g, value=-1.0)
         p.add_(v)  # θ ← θ + v
 
 
-def _denominator(r: Tensor, eps: Tensor, inside: bool) -> Tensor:
-    return r.add(eps).sqrt() if inside else r.sqrt().add_(eps)  # √(δ + r) | δ + √r
+def _denominator(r: Tensor, eps: Number, inside: bool) -> Tensor:
+    return r.add(eps).sqrt_() if inside else r.sqrt().add_(eps)  # √(δ + r) | δ + √r
+
+
+def _add_square(r: Tensor, g: Tensor, weight: Number) -> None:
+    """r ← r + w·g⊙g (``addcmul``'s order: (w·g)·g)."""
+    if isinstance(weight, float):
+        r.addcmul_(g, g, value=weight)
+    else:
+        r.add_(weight * g * g)
 
 
 class _AdaGrad(BatchedUpdate):
     state_names = ("sum_sq",)
 
     def initial(self, name: str, p: Tensor) -> Tensor:
-        return _rows(self.h["initial_accumulator_value"], p).expand_as(p).clone()
+        r0 = self.get("initial_accumulator_value", p)
+        return torch.full_like(p, r0) if isinstance(r0, float) else r0.expand_as(p).clone()
 
-    def update(self, i: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
+    def update(self, i: int, p: Tensor, g: Tensor) -> None:
         r = self.state["sum_sq"][i].addcmul_(g, g)  # r ← r + g ⊙ g
-        denom = _denominator(r, _rows(self.h["eps"], p), self.flags["eps_inside_sqrt"])
-        p.sub_(lr * g / denom)  # θ ← θ − ε g / denom
+        denom = _denominator(r, self.get("eps", p), self.flags["eps_inside_sqrt"])
+        self.descend(p, g, denom, self.neg_lr())  # θ ← θ − ε g / denom
 
 
 class _RMSProp(_Momentum):
@@ -178,49 +234,71 @@ class _RMSProp(_Momentum):
         if self.flags["centered"]:
             self.state["grad_avg"] = [torch.zeros_like(p) for p in params]
 
-    def update(self, i: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
-        rho = _rows(self.h["rho"], p)
+    def update(self, i: int, p: Tensor, g: Tensor) -> None:
         r = self.state["square_avg"][i]
-        r.mul_(rho).addcmul_(g, g * (1.0 - rho))  # r ← ρr + (1 − ρ) g ⊙ g
+        r.mul_(self.get("rho", p))  # r ← ρr + (1 − ρ) g ⊙ g
+        _add_square(r, g, self.complement("rho", p))
         var = r
         if self.flags["centered"]:  # ḡ ← ρḡ + (1 − ρ)g;  r − ḡ ⊙ ḡ
-            gbar = self.state["grad_avg"][i]
-            gbar.mul_(rho).add_(g * (1.0 - rho))
+            gbar = self.state["grad_avg"][i].lerp_(g, self.complement("rho", p))
             var = r.addcmul(gbar, gbar, value=-1.0)
-        denom = _denominator(var, _rows(self.h["eps"], p), self.flags["eps_inside_sqrt"])
-        self.move(i, p, lr * g / denom)
+        denom = _denominator(var, self.get("eps", p), self.flags["eps_inside_sqrt"])
+        if not self.use_momentum:
+            self.descend(p, g, denom, self.neg_lr())  # θ ← θ − ε g / denom
+            return
+        v = self.state["velocity"][i]
+        v.mul_(self.get("momentum", p))  # v ← αv − ε g / denom;  θ ← θ + v
+        self.descend(v, g, denom, self.neg_lr())
+        p.add_(v)
 
 
 class _Adam(BatchedUpdate):
     state_names = ("first_moment", "second_moment")
+    counts_steps = True
 
     def __init__(self, optimizers: Sequence[torch.optim.Optimizer], params: list[Tensor]) -> None:
         super().__init__(optimizers, params)
         if self.flags["amsgrad"]:
             self.state["max_second_moment"] = [torch.zeros_like(p) for p in params]
 
-    def update(self, i: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
-        b1, b2 = _rows(self.h["beta1"], p), _rows(self.h["beta2"], p)
+    def update(self, i: int, p: Tensor, g: Tensor) -> None:
+        """As the optimizer's foreach path: ε ŝ/(√r̂ + δ) = (ε√c2/c1)·s/(√r + δ√c2)."""
         s, r = self.state["first_moment"][i], self.state["second_moment"][i]
-        s.mul_(b1).add_(g * (1.0 - b1))  # s ← ρ1 s + (1 − ρ1) g
-        r.mul_(b2).addcmul_(g, g * (1.0 - b2))  # r ← ρ2 r + (1 − ρ2) g ⊙ g
+        s.lerp_(g, self.complement("beta1", p))  # s ← ρ1 s + (1 − ρ1) g
+        r.mul_(self.get("beta2", p))  # r ← ρ2 r + (1 − ρ2) g ⊙ g
+        _add_square(r, g, self.complement("beta2", p))
         if self.flags["amsgrad"]:
-            r = torch.maximum(self.state["max_second_moment"][i], r, out=self.state["max_second_moment"][i])
-        s_hat = s / (1.0 - b1**self.t)  # ŝ ← s / (1 − ρ1^t)
-        r_hat = r / (1.0 - b2**self.t)  # r̂ ← r / (1 − ρ2^t)
-        p.sub_(lr * s_hat / r_hat.sqrt().add_(_rows(self.h["eps"], p)))  # θ ← θ − ε ŝ/(√r̂ + δ)
+            r = torch.maximum(
+                self.state["max_second_moment"][i], r, out=self.state["max_second_moment"][i]
+            )
+        t, v = self.t, self.values
+        c2_sqrt = [math.sqrt(1.0 - b2**t) for b2 in v["beta2"]]
+        denom = r.sqrt().add_(self.number([e * c for e, c in zip(v["eps"], c2_sqrt)], p))
+        step = [-lr * c / (1.0 - b1**t) for lr, c, b1 in zip(v["lr"], c2_sqrt, v["beta1"])]
+        self.descend(p, s, denom, step)
 
 
 class _AdaDelta(BatchedUpdate):
     state_names = ("square_avg", "acc_delta")
 
-    def update(self, i: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
-        rho, eps = _rows(self.h["rho"], p), _rows(self.h["eps"], p)
+    def update(self, i: int, p: Tensor, g: Tensor) -> None:
+        rho, eps = self.get("rho", p), self.get("eps", p)
         square_avg, acc_delta = self.state["square_avg"][i], self.state["acc_delta"][i]
-        square_avg.mul_(rho).addcmul_(g, g * (1.0 - rho))  # E[g²] ← ρE[g²] + (1−ρ)g²
+        square_avg.mul_(rho)  # E[g²] ← ρE[g²] + (1−ρ)g²
+        _add_square(square_avg, g, self.complement("rho", p))
+        # −Δθ = RMS[Δθ]/RMS[g] · g
         minus_delta = acc_delta.add(eps).sqrt_().div_(square_avg.add(eps).sqrt_()).mul_(g)
-        acc_delta.mul_(rho).addcmul_(minus_delta, minus_delta * (1.0 - rho))  # E[Δθ²]
-        p.sub_(lr * minus_delta)  # θ ← θ + ε Δθ
+        acc_delta.mul_(rho)  # E[Δθ²] ← ρE[Δθ²] + (1−ρ)Δθ²
+        one_minus = self.complement("rho", p)
+        if isinstance(one_minus, float):
+            acc_delta.addcmul_(minus_delta, minus_delta, value=one_minus)
+        else:
+            acc_delta.add_(one_minus * minus_delta * minus_delta)
+        lr = self.get("lr", p)  # θ ← θ + ε Δθ
+        if isinstance(lr, float):
+            p.add_(minus_delta, alpha=-lr)
+        else:
+            p.sub_(lr * minus_delta)
 
 
 _UPDATES: dict[type, type[BatchedUpdate]] = {
@@ -232,10 +310,14 @@ _UPDATES: dict[type, type[BatchedUpdate]] = {
 }
 
 
-def batched_update(optimizers: Sequence[torch.optim.Optimizer], params: list[Tensor]) -> BatchedUpdate:
+def batched_update(
+    optimizers: Sequence[torch.optim.Optimizer], params: list[Tensor]
+) -> BatchedUpdate:
     """The batched form of the members' optimizer (all of one class) over ``params``."""
     classes = {type(o) for o in optimizers}
     if len(classes) != 1 or next(iter(classes)) not in _UPDATES:
         names = ", ".join(sorted(c.__name__ for c in classes))
-        raise ConfigError(f"no fused update for the optimizers {names}", hint="train them separately")
+        raise ConfigError(
+            f"no fused update for the optimizers {names}", hint="train them separately"
+        )
     return _UPDATES[next(iter(classes))](optimizers, params)
