@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from descentlab.models import ACTIVATIONS, MLP, LogisticRegression
+from descentlab.train.fused.dense import BACKWARD, DenseBatch
 from descentlab.train.fused.updates import BatchedUpdate, batched_update
 from descentlab.train.trainer import Trainer
 
@@ -39,9 +40,10 @@ class FusedGroup:
 
     def __init__(self, trainers: Sequence[Trainer]) -> None:
         first = trainers[0].model
-        self.activation = (
-            ACTIVATIONS[first.activation] if isinstance(first, MLP) else None  # type: ignore[index]
-        )
+        name = str(first.activation) if isinstance(first, MLP) else None
+        self.activation = ACTIVATIONS[name] if name is not None else None
+        # The hand-written backward pass where the activation has one, else autograd.
+        self.dense = DenseBatch(name) if name is None or name in BACKWARD else None
         per_member = [_tensors(tr.model) for tr in trainers]
         with torch.no_grad():
             self.params = [
@@ -82,14 +84,26 @@ class FusedGroup:
         return cost
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        """The members' costs at the point their optimizer takes the gradient (with graph)."""
+        """The members' costs at the point their optimizer takes the gradient.
+
+        ``x``, ``y``: (K, B, ...), (K, B), or (B, ...), (B,) when all share a minibatch.
+        """
         at = self.optim.lookahead(self.params)
         self._at = at if at is not None else self.params
+        if self.dense is not None:
+            with torch.no_grad():
+                return self.dense.forward(self._at, x, y, self.l1, self.l2)
+        if y.dim() == 1:  # one minibatch for every member
+            x, y = x.expand(self.size, *x.shape), y.expand(self.size, -1)
         return self.cost(self._at, x, y)
 
     def update(self, cost: Tensor) -> None:
         """Backpropagate the :meth:`forward` cost and step every member."""
-        grads = torch.autograd.grad(cost.sum(), self._at)
+        if self.dense is not None:
+            with torch.no_grad():
+                grads = self.dense.backward(self._at, self.l1, self.l2)
+        else:
+            grads = list(torch.autograd.grad(cost.sum(), self._at))
         self.optim.apply(self.params, grads)
         self._at = self.params
 

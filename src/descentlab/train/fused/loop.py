@@ -82,6 +82,13 @@ def _same_data(a: Dataset, b: Dataset) -> bool:
     )
 
 
+def _same_split(a: Any, b: Any) -> bool:
+    """The same examples (the same tensors, or equal ones: each trainer may hold a copy)."""
+    if a.x.data_ptr() == b.x.data_ptr() and a.y.data_ptr() == b.y.data_ptr():
+        return True
+    return a.x.shape == b.x.shape and torch.equal(a.y, b.y) and torch.equal(a.x, b.x)
+
+
 def _check_group(configs: Sequence[TrainConfig]) -> None:
     if not configs:
         raise ConfigError("a fused group needs at least one configuration")
@@ -166,14 +173,18 @@ class _FusedLoop:
         first = trainers[0]
         # Distinct training sets, stacked (M, N, ...) when members train on different ones.
         sources: list[Any] = []
+        self.source = []  # which of them each member trains on
         for t in trainers:
-            if not any(t.data.train is s for s in sources):
+            same = next((i for i, s in enumerate(sources) if _same_split(s, t.data.train)), None)
+            if same is None:
                 sources.append(t.data.train)
+                same = len(sources) - 1
+            self.source.append(same)
         self.train = first.data.train
         self.train_x = torch.stack([s.x for s in sources]) if len(sources) > 1 else None
+        self.shared = False  # all members on one minibatch this epoch (set per epoch)
+        self.order_rows = torch.empty(0)
         self.train_y = torch.stack([s.y for s in sources]) if len(sources) > 1 else None
-        self.source = [next(i for i, s in enumerate(sources) if s is t.data.train)
-                       for t in trainers]  # fmt: skip
         self.batch_size = first.config.batch_size
         self.n_batches = first.batches_per_epoch
         self.device = first.device
@@ -213,6 +224,8 @@ class _FusedLoop:
             order = t.batches.epoch_order()
             orders.append(order if order is not None else torch.arange(self.train.y.shape[0]))
         self.order_rows = torch.stack(orders).to(self.train.x.device)
+        # Members with one seed draw one order: then they share each minibatch.
+        self.shared = self.train_x is None and bool((self.order_rows == self.order_rows[:1]).all())
         b, last = self.batch_size, self.n_batches - 1
         for k in range(self.n_batches):
             self._step(self.order_rows[:, k * b : (k + 1) * b], epoch)
@@ -272,11 +285,23 @@ class _FusedLoop:
             self.group.optim.set_lr(lrs)
 
     def _minibatches(self, idx: Tensor) -> tuple[Tensor, Tensor]:
-        """Row r's minibatch from its member's training set: (K, B, ...) and (K, B)."""
+        """Row r's minibatch from its member's training set: (K, B, ...) and (K, B).
+
+        (B, ...) and (B,) when every member draws the same one (:attr:`shared`).
+        """
+        k, b = idx.shape
+        if self.shared:
+            return self.train.x.index_select(0, idx[0]), self.train.y.index_select(0, idx[0])
         if self.train_x is None or self.train_y is None:
-            return self.train.x[idx], self.train.y[idx]
-        src = torch.tensor([self.source[m] for m in self.active], device=idx.device)
-        return self.train_x[src[:, None], idx], self.train_y[src[:, None], idx]
+            x, y, flat = self.train.x, self.train.y, idx.reshape(-1)
+        else:  # the stacked sets (M, N, ...) as one (M·N, ...) table
+            n = self.train_x.shape[1]
+            src = torch.tensor([self.source[m] for m in self.active], device=idx.device)
+            flat = (idx + n * src[:, None]).reshape(-1)
+            x, y = self.train_x.flatten(0, 1), self.train_y.flatten(0, 1)
+        # index_select on a flat index: one gather, much cheaper than x[idx] with a 2-D idx
+        xs = x.index_select(0, flat).view(k, b, *x.shape[1:])
+        return xs, y.index_select(0, flat).view(k, b)
 
     def _account(self, cost: Tensor) -> None:
         rows = torch.tensor(self.active, device=cost.device)
