@@ -2,11 +2,11 @@
 
 The batched form of :mod:`descentlab.train.fast`'s equations, member k in row k::
 
-    forward                                       backward (δ = ∂cost_k/∂·)
-    a⁽ˡ⁾ = baddbmm(b⁽ˡ⁾, h⁽ˡ⁻¹⁾, W⁽ˡ⁾ᵀ)  (K,B,out)   δz    = (softmax(z) − onehot(y)) / B
-    h⁽ˡ⁾ = φ(a⁽ˡ⁾)                                 ∇W⁽ˡ⁾ = bmm(δa⁽ˡ⁾ᵀ, h⁽ˡ⁻¹⁾) + 2λ2_k W + λ1_k sign W
-    cost_k = mean NLL + λ1_k Σ|W| + λ2_k Σ W²       ∇b⁽ˡ⁾ = Σ_rows δa⁽ˡ⁾
-                                                  δh⁽ˡ⁻¹⁾ = bmm(δa⁽ˡ⁾, W⁽ˡ⁾);  δa = φ'(a) ⊙ δh
+    forward:   a⁽ˡ⁾ = baddbmm(b⁽ˡ⁾, h⁽ˡ⁻¹⁾, W⁽ˡ⁾ᵀ)   (K, B, out);   h⁽ˡ⁾ = φ(a⁽ˡ⁾)
+               cost_k = mean NLL + λ1_k Σ|W| + λ2_k Σ W²
+    backward:  δz = (softmax(z) − onehot(y)) / B        (δ = ∂cost_k/∂·)
+               ∇W⁽ˡ⁾ = bmm(δa⁽ˡ⁾ᵀ, h⁽ˡ⁻¹⁾) + 2λ2_k W + λ1_k sign W;   ∇b⁽ˡ⁾ = Σ_rows δa⁽ˡ⁾
+               δh⁽ˡ⁻¹⁾ = bmm(δa⁽ˡ⁾, W⁽ˡ⁾);   δa = φ'(a) ⊙ δh
 
 When every member trains on the same minibatch (members that differ only in lr,
 optimizer hyperparameters or penalties share a seed and so a minibatch order), the
