@@ -25,3 +25,17 @@ def test_bench_sweep_reports_runs_per_hour_and_no_differences(capsys):
     assert row["max_error_diff"] == 0.0
     assert row["best_iteration_mismatches"] == 0
     assert "runs/hour" in format_sweep_bench(row)
+
+
+def test_a_grid_of_optimizers_fuses_one_group_per_algorithm(capsys):
+    configs = sweep_grid(model="logreg", lrs=(0.01, 0.1), seeds=(1,), optimizers=("sgd", "adam"))
+    assert [(c.optimizer, c.lr) for c in configs] == [
+        ("sgd", 0.01), ("sgd", 0.1), ("adam", 0.01), ("adam", 0.1)
+    ]  # fmt: skip
+    argv = ["bench", "sweep", "--model", "logreg", "--optimizers", "sgd,adam", "--lrs",
+            "0.01,0.1", "--seeds", "1", "--max-epochs", "1", "--threads", "1", "--quiet",
+            "--json"]  # fmt: skip
+    assert main(argv) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["runs"] == 4 and row["best_iteration_mismatches"] == 0
+    assert row["max_error_diff"] == 0.0

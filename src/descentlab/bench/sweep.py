@@ -1,7 +1,9 @@
 """``descentlab bench sweep``: a grid trained fused (one batched model) and run by run.
 
 Both contenders run in this process on the same data, interleaved (fused, separate,
-fused, ...), so machine load hits both alike.  "separate" is each configuration trained
+fused, ...), so machine load hits both alike.  "fused" trains the grid as the sweeps do:
+one fused group per :func:`~descentlab.train.fused.group_key` (one per optimizer
+algorithm), each run the fused trainer cannot handle on its own.  "separate" is each configuration trained
 by :func:`descentlab.fit`, one after the other: the fair in-process comparison (a process
 pool adds start-up and data loading per run on top).  Besides runs/hour, the bench checks
 that fusing changed nothing: the largest difference between a member's final parameters
@@ -22,10 +24,10 @@ from descentlab.bench.timing import thread_limit
 from descentlab.train import fit
 from descentlab.train.build import load_data
 from descentlab.train.config import TrainConfig, from_mapping
-from descentlab.train.fused import fit_fused
+from descentlab.train.fused import fit_fused, fuse_problem, group_key
 from descentlab.train.records import FitResult
 
-__all__ = ["format_sweep_bench", "run_sweep_bench", "sweep_grid"]
+__all__ = ["fit_grouped", "format_sweep_bench", "run_sweep_bench", "sweep_grid"]
 
 
 def sweep_grid(
@@ -34,10 +36,20 @@ def sweep_grid(
     lrs: Sequence[float] = (0.01, 0.03, 0.1),
     momenta: Sequence[float] = (0.0, 0.5, 0.9),
     seeds: Sequence[int] = (1, 2),
+    optimizers: Sequence[str] = (),
     **options: Any,
 ) -> list[TrainConfig]:
-    """One config per (lr, momentum, seed); ``options`` are shared by all."""
+    """One config per (lr, momentum, seed); ``options`` are shared by all.
+
+    With ``optimizers``: one per (optimizer, lr, seed) instead, each optimizer with its
+    own defaults (a study's grid; ``momenta`` unused).
+    """
     configs = []
+    for name, lr, seed in itertools.product(optimizers, lrs, seeds):
+        values = {"model": model, "lr": lr, "seed": seed, "quiet": True, **options}
+        configs.append(from_mapping({**values, "optimizer": name}))
+    if optimizers:
+        return configs
     for lr, momentum, seed in itertools.product(lrs, momenta, seeds):
         values = {"model": model, "lr": lr, "seed": seed, "quiet": True, **options}
         values["optimizer"] = "momentum" if momentum else "sgd"
@@ -45,6 +57,22 @@ def sweep_grid(
             values["momentum"] = momentum
         configs.append(from_mapping(values))
     return configs
+
+
+def fit_grouped(configs: Sequence[TrainConfig], data: Any) -> list[FitResult]:
+    """``configs`` as the sweeps run them: fused groups by :func:`group_key`, the rest alone."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, cfg in enumerate(configs):
+        key = group_key(cfg) if not fuse_problem(cfg) else ("alone", i)
+        groups.setdefault(key, []).append(i)
+    results: list[FitResult | None] = [None] * len(configs)
+    for members in groups.values():
+        if len(members) == 1:
+            results[members[0]] = fit(config=configs[members[0]], data=data)
+            continue
+        for i, result in zip(members, fit_fused([configs[i] for i in members], data=data)):
+            results[i] = result
+    return [r for r in results if r is not None]
 
 
 def _largest_differences(fused: list[FitResult], separate: list[FitResult]) -> dict[str, Any]:
@@ -81,12 +109,12 @@ def run_sweep_bench(
     separate: list[FitResult] = []
     with thread_limit(threads):
         # untimed: first calls pay for imports, allocator and kernel warm-up
-        fit_fused(configs[:2], data=data)
+        fit_grouped(configs[:2], data)
         for cfg in configs[:2]:
             fit(config=cfg, data=data)
         for r in range(repeats):
             start = time.perf_counter()
-            fused = fit_fused(configs, data=data)
+            fused = fit_grouped(configs, data)
             times["fused"].append(time.perf_counter() - start)
             start = time.perf_counter()
             separate = [fit(config=cfg, data=data) for cfg in configs]

@@ -146,6 +146,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         lrs=args.lrs,
         momenta=args.momenta,
         seeds=[int(s) for s in args.seeds],
+        optimizers=_names(args.optimizers) if args.optimizers else (),
         **options,
     )
     row = run_sweep_bench(
@@ -246,6 +247,9 @@ def register(sub: Any) -> None:
     q.add_argument("--hidden", type=int, default=100, help="MLP hidden units (default 100)")
     q.add_argument("--lrs", type=_floats, default=[0.01, 0.03, 0.1], help="e.g. 0.01,0.1")
     q.add_argument("--momenta", type=_floats, default=[0.0, 0.5, 0.9], help="e.g. 0,0.9")
+    q.add_argument(
+        "--optimizers", default=None, help="e.g. sgd,adam: optimizer x lr x seed (no --momenta)"
+    )
     q.add_argument("--seeds", type=_floats, default=[1, 2], help="e.g. 1,2 (default 1,2)")
     q.add_argument("--dataset", default="digits", help="dataset (default %(default)s)")
     q.add_argument("--data-dir", default=None, help="folder holding mnist/ ...")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -189,6 +190,11 @@ def execute_fused(unit: FusedTask) -> dict[str, Any]:
             callbacks=_callbacks,
             checkpoint_seconds=CHECKPOINT_SECONDS,
         )
+    except KeyboardInterrupt:  # a second signal: stopped at once (the checkpoints stay)
+        members = [
+            _record(t, TrainingInterrupted(signal.SIGINT, Path(t.run_dir)), cfg, 0.0)
+            for t, cfg in zip(unit.tasks, configs)
+        ]
     except Exception:  # refused or broken as a group: the runs alone (never lost)
         members = [execute_run(t) for t in unit.tasks]
     else:
