@@ -5,9 +5,10 @@ fused, ...), so machine load hits both alike.  "fused" trains the grid as the sw
 one fused group per :func:`~descentlab.train.fused.group_key` (one per optimizer
 algorithm), each run the fused trainer cannot handle on its own.  "separate" is each
 configuration trained by :func:`descentlab.fit`, one after the other: the fair in-process
-comparison (a process pool adds start-up and data loading per run on top).  Besides runs/hour, the bench checks
-that fusing changed nothing: the largest difference between a member's final parameters
-and its separate run's, and how many members' errors or best iterations differ.
+comparison (a process pool adds start-up and data loading per run on top).  Besides
+runs/hour, the bench checks that fusing changed nothing: the largest difference between
+a member's final parameters and its separate run's, and how many members' errors or best
+iterations differ.
 """
 
 from __future__ import annotations
