@@ -41,7 +41,15 @@ import torch
 from torch import Tensor
 
 from descentlab.errors import ConfigError
-from descentlab.optim import AdaDelta, AdaGrad, Adam, RMSProp
+from descentlab.optim import (
+    AdaDelta,
+    AdaGrad,
+    Adam,
+    RMSProp,
+    fused_adagrad_,
+    fused_adam_,
+    fused_rmsprop_,
+)
 from descentlab.optim.sgd import SGD
 
 __all__ = ["BatchedUpdate", "batched_update"]
@@ -220,6 +228,27 @@ class _AdaGrad(BatchedUpdate):
         r0 = self.get("initial_accumulator_value", p)
         return torch.full_like(p, r0) if isinstance(r0, float) else r0.expand_as(p).clone()
 
+    @torch.no_grad()
+    def apply(self, params: list[Tensor], grads: Sequence[Tensor]) -> None:
+        """Member by member, torch's one-pass kernel (:func:`descentlab.optim.fused_adagrad_`).
+
+        One pass over θ, g and r instead of five; δ inside the root takes :meth:`update`.
+        """
+        if self.flags["eps_inside_sqrt"]:
+            super().apply(params, grads)
+            return
+        self.t += 1
+        sums, v = self.state["sum_sq"], self.values
+        for k in range(params[0].shape[0]):
+            fused_adagrad_(
+                [p[k] for p in params],
+                [g[k] for g in grads],
+                [r[k] for r in sums],
+                lr=v["lr"][k],
+                eps=v["eps"][k],
+                weight_decay=v["weight_decay"][k],
+            )
+
     def update(self, i: int, p: Tensor, g: Tensor) -> None:
         r = self.state["sum_sq"][i].addcmul_(g, g)  # r ← r + g ⊙ g
         denom = _denominator(r, self.get("eps", p), self.flags["eps_inside_sqrt"])
@@ -231,8 +260,35 @@ class _RMSProp(_Momentum):
 
     def __init__(self, optimizers: Sequence[torch.optim.Optimizer], params: list[Tensor]) -> None:
         super().__init__(optimizers, params)
+        self._scratch: list[Tensor] = []  # the fused kernel's first moment (g itself)
         if self.flags["centered"]:
             self.state["grad_avg"] = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def apply(self, params: list[Tensor], grads: Sequence[Tensor]) -> None:
+        """Plain RMSProp member by member in one pass (:func:`descentlab.optim.fused_rmsprop_`).
+
+        With momentum, centering or δ inside the root: the lines of :meth:`update`.
+        """
+        f = self.flags
+        if self.use_momentum or f["centered"] or f["eps_inside_sqrt"]:
+            super().apply(params, grads)
+            return
+        self.t += 1
+        if not self._scratch or self._scratch[0].shape != params[0].shape:
+            self._scratch = [torch.zeros_like(p) for p in params]  # (finite: the kernel reads it)
+        squares, v = self.state["square_avg"], self.values
+        for k in range(params[0].shape[0]):
+            fused_rmsprop_(
+                [p[k] for p in params],
+                [g[k] for g in grads],
+                [r[k] for r in squares],
+                [s[k] for s in self._scratch],
+                lr=v["lr"][k],
+                rho=v["rho"][k],
+                eps=v["eps"][k],
+                weight_decay=v["weight_decay"][k],
+            )
 
     def update(self, i: int, p: Tensor, g: Tensor) -> None:
         r = self.state["square_avg"][i]
@@ -260,6 +316,33 @@ class _Adam(BatchedUpdate):
         super().__init__(optimizers, params)
         if self.flags["amsgrad"]:
             self.state["max_second_moment"] = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def apply(self, params: list[Tensor], grads: Sequence[Tensor]) -> None:
+        """Member by member, torch's one-pass kernel (:func:`descentlab.optim.fused_adam_`).
+
+        It is what the trainer's dense fast path applies to a separate run, so the two
+        round alike; member k's rows are contiguous views of the stacked tensors.
+        AMSGrad takes the elementwise lines of :meth:`update` instead.
+        """
+        if self.flags["amsgrad"]:
+            super().apply(params, grads)
+            return
+        self.t += 1
+        steps = [torch.tensor(float(self.t), dtype=torch.float32)] * len(params)
+        first, second, v = self.state["first_moment"], self.state["second_moment"], self.values
+        for k in range(params[0].shape[0]):
+            fused_adam_(
+                [p[k] for p in params],
+                [g[k] for g in grads],
+                [s[k] for s in first],
+                [r[k] for r in second],
+                steps,
+                lr=v["lr"][k],
+                betas=(v["beta1"][k], v["beta2"][k]),
+                eps=v["eps"][k],
+                weight_decay=v["weight_decay"][k],
+            )
 
     def update(self, i: int, p: Tensor, g: Tensor) -> None:
         """As the optimizer's foreach path: ε ŝ/(√r̂ + δ) = (ε√c2/c1)·s/(√r + δ√c2)."""
