@@ -397,9 +397,8 @@ def _register_landscape(sub: Any) -> None:
 
 
 def _register_explain(sub: Any) -> None:
-    p = add_command(
-        sub, "explain", cmd_explain, "worked examples computed by the library (losses, significance)"
-    )
+    what = "worked examples computed by the library (losses, significance)"
+    p = add_command(sub, "explain", cmd_explain, what)
     p.add_argument("topic", metavar="TOPIC", help="losses or significance")
 
 

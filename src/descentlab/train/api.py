@@ -14,18 +14,9 @@ from torch import nn
 from descentlab.data import Dataset
 from descentlab.errors import ConfigError
 from descentlab.fsio import WriterLock
-from descentlab.train.callbacks import (
-    Callback,
-    Checkpointer,
-    ConsoleLogger,
-    MetricsFiles,
-    ProgressBar,
-    RunDirectory,
-    TensorBoardLogger,
-    TutorialLogger,
-)
+from descentlab.train.callbacks import Callback, default_callbacks
 from descentlab.train.config import TrainConfig, from_mapping
-from descentlab.train.distributed import barrier, env_is_main, shutdown
+from descentlab.train.distributed import barrier, shutdown
 from descentlab.train.early_stopping import EarlyStopping
 from descentlab.train.records import FitResult
 from descentlab.train.run_dir import (
@@ -64,31 +55,6 @@ def option_callbacks(cfg: TrainConfig, given: Sequence[Callback] = ()) -> list[C
             )
         out.append(factory(cfg))
     return out
-
-
-def default_callbacks(cfg: TrainConfig, run_dir: Path | None) -> list[Callback]:
-    """Console lines and progress bar (unless quiet), run files and checkpoints (with a run dir).
-
-    In a data-parallel job only rank 0 prints and writes files; the other ranks keep the
-    checkpointer, whose saves they skip, so that every rank reaches the same points.
-    """
-    if not env_is_main():
-        return [Checkpointer(every_iterations=cfg.checkpoint_every)] if run_dir else []
-    callbacks: list[Callback] = []
-    if not cfg.quiet:
-        if cfg.log_style == "tutorial":
-            callbacks.append(TutorialLogger.for_model(cfg.model))
-        else:
-            callbacks += [ConsoleLogger(), ProgressBar()]
-    if run_dir is not None:
-        callbacks += [
-            MetricsFiles(run_dir),
-            RunDirectory(run_dir),
-            Checkpointer(every_iterations=cfg.checkpoint_every),
-        ]
-        if cfg.tensorboard:
-            callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
-    return callbacks
 
 
 def _check_arguments(model: Any, data: Any, optimizer: Any, config: Any) -> None:
