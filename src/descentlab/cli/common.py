@@ -15,14 +15,14 @@ from typing import Any
 Command = Callable[[argparse.Namespace], int]
 
 
-def positive_int(text: str) -> int:
-    """A whole number >= 1 (``--jobs``)."""
+def positive_int(text: str, *, what: str = "a whole number", below: str = "must be >= 1") -> int:
+    """A whole number >= 1 (``--jobs``); ``what`` and ``below`` word the two refusals."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"{below}, got {value}")
     return value
 
 

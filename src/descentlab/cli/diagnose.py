@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from descentlab.cli.common import add_command, add_flags
+from descentlab.cli.common import add_command, add_flags, positive_int
 from descentlab.cli.train import add_train_options, options_from_args
 from descentlab.diagnostics import DiagnoseOptions, Diagnostics, plot_lr_find
 from descentlab.diagnostics.runs import (
@@ -36,13 +36,7 @@ def parse_sample(text: str) -> int | None:
     """``all`` (the whole training split) or a positive integer."""
     if text.strip().lower() in ("all", "full"):
         return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'all', got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+    return positive_int(text, what="a number or 'all'", below="expected a positive number")
 
 
 def _set_threads(threads: int | None) -> str:
