@@ -85,6 +85,32 @@ def _check_arguments(model: Any, data: Any, optimizer: Any, config: Any) -> None
         )
 
 
+def _named_arguments(
+    model: Any, data: Any, optimizer: Any, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """The options that record what ``fit``'s model, data and optimizer arguments were."""
+    values: dict[str, Any] = {}
+    if isinstance(model, str):
+        values["model"] = model
+    elif model is not None:
+        values["model"] = type(model).__name__
+    if isinstance(data, str):
+        values["dataset"] = data
+    elif data is not None:
+        values["dataset"] = data.name
+        # the name alone cannot rebuild this data: a resume must be given the object again
+        values["extra"] = {**extra, "in_memory_dataset": True}
+    if isinstance(optimizer, str):
+        values["optimizer"] = optimizer
+    elif optimizer is not None:
+        values["optimizer"] = (
+            type(optimizer).__name__
+            if isinstance(optimizer, torch.optim.Optimizer)
+            else getattr(optimizer, "__name__", "custom")
+        )
+    return values
+
+
 def fit(
     model: nn.Module | str | None = None,
     data: Dataset | str | None = None,
@@ -117,24 +143,7 @@ def fit(
     if isinstance(data, os.PathLike):
         data = os.fspath(data)
     values = config.to_dict() if config is not None else {}
-    if isinstance(model, str):
-        values["model"] = model
-    elif model is not None:
-        values["model"] = type(model).__name__
-    if isinstance(data, str):
-        values["dataset"] = data
-    elif data is not None:
-        values["dataset"] = data.name
-        # the name alone cannot rebuild this data: a resume must be given the object again
-        values["extra"] = {**values.get("extra", {}), "in_memory_dataset": True}
-    if isinstance(optimizer, str):
-        values["optimizer"] = optimizer
-    elif optimizer is not None:
-        values["optimizer"] = (
-            type(optimizer).__name__
-            if isinstance(optimizer, torch.optim.Optimizer)
-            else getattr(optimizer, "__name__", "custom")
-        )
+    values.update(_named_arguments(model, data, optimizer, values.get("extra", {})))
     values.update(options)
     cfg = from_mapping(values)
     if resume and cfg.out and unfinished_without_checkpoint(Path(cfg.out)):
