@@ -13,6 +13,7 @@ from descentlab.bench.timing import thread_limit
 from descentlab.bench.train import (
     CONTENDERS,
     DEFAULT_CONTENDERS,
+    WORKLOADS,
     format_time_to_target,
     format_train_table,
     run_time_to_target,
@@ -182,13 +183,8 @@ def _register_train(bench: Any) -> None:
     q = add_command(
         bench, "train", cmd_train, "seconds per epoch vs the strongest plain PyTorch loops"
     )
-    q.add_argument(
-        "--workloads",
-        type=_names,
-        default=None,
-        help="logreg, mlp-tanh, mlp-adam (default all)",
-    )
-    contenders = ", ".join(CONTENDERS)
+    workloads, contenders = ", ".join(WORKLOADS), ", ".join(CONTENDERS)
+    q.add_argument("--workloads", type=_names, default=None, help=f"{workloads} (default all)")
     q.add_argument(
         "--contenders",
         type=_names,
