@@ -9,8 +9,9 @@ handle (LeNet, dropout, clipping, a resume from a checkpoint, ...) runs separate
 with ``--no-fuse``.
 
 Group size: at most :func:`~descentlab.train.fused.max_group_size` members (half the
-free memory shared by the workers), and groups are split so that every worker gets one
-when a stage has fewer groups than workers.
+free memory shared by the workers), and no more than a worker's share of the stage's
+work (parameters × epochs), so that every worker gets some; the units go to the workers
+largest first (the longest-processing-time rule), so they finish close together.
 
 :func:`execute_unit` is the executor's runner: a ``RunTask`` goes to
 :func:`~descentlab.experiments.runs.execute_run`, a ``FusedTask`` to
@@ -40,7 +41,13 @@ from descentlab.experiments.store import RUN_STATUS, write_json
 from descentlab.train.build import load_data
 from descentlab.train.callbacks import Callback, MetricsFiles, RunDirectory
 from descentlab.train.config import TrainConfig, from_mapping
-from descentlab.train.fused import fit_group, fuse_problem, group_key, max_group_size
+from descentlab.train.fused import (
+    fit_group,
+    fuse_problem,
+    group_key,
+    max_group_size,
+    parameter_count,
+)
 from descentlab.train.interrupt import TrainingInterrupted
 from descentlab.train.records import FitResult
 
@@ -95,33 +102,49 @@ def _shape(cfg: TrainConfig, cache: dict[tuple[Any, ...], tuple[int, int]]) -> t
 
 
 def plan_units(tasks: Sequence[RunTask], *, workers: int = 1) -> list[Unit]:
-    """``tasks`` as fused groups (largest first) followed by the runs that train alone."""
+    """``tasks`` as fused groups and runs alone, the most work first.
+
+    The work of a run is estimated as parameters × epochs (the same data in a stage).
+    A group is split when it holds more than a worker's share of the stage's work (so
+    no worker waits idle for the last one) or more members than the memory allows.
+    Longest first, the workers finish close together.
+    """
+    shapes: dict[tuple[Any, ...], tuple[int, int]] = {}
+
+    def work(cfg: TrainConfig) -> float:
+        return float(parameter_count(cfg, *_shape(cfg, shapes)) * cfg.max_epochs)
+
     groups: dict[tuple[Any, ...], list[tuple[RunTask, TrainConfig]]] = {}
-    alone: list[Unit] = []
+    units: list[tuple[float, Unit]] = []
+    total = 0.0
     for task in tasks:
         cfg = _fusable(task)
         if cfg is None:
-            alone.append(task)
+            alone_cfg = from_mapping(task.options)
+            cost = work(alone_cfg) if alone_cfg.model in ("logreg", "mlp") else math.inf
+            units.append((cost, task))
+            total += cost if math.isfinite(cost) else 0.0
         else:
             groups.setdefault(group_key(cfg), []).append((task, cfg))
-    n_fusable = sum(len(g) for g in groups.values())
-    # Enough groups to keep every worker busy, none larger than the memory allows.
-    balanced = max(1, math.ceil(n_fusable / max(1, workers)))
-    shapes: dict[tuple[Any, ...], tuple[int, int]] = {}
-    fused: list[Unit] = []
+            total += work(cfg)
+    share = total / max(1, workers)
     for members in groups.values():
         cfg = members[0][1]
-        limit = min(balanced, max_group_size(cfg, *_shape(cfg, shapes), workers=workers))
+        per = work(cfg)
+        limit = min(
+            max(1, math.floor(share / per)) if per > 0 else len(members),
+            max_group_size(cfg, *_shape(cfg, shapes), workers=workers),
+        )
         n_chunks = math.ceil(len(members) / limit)
         size = math.ceil(len(members) / n_chunks)
         for start in range(0, len(members), size):
             chunk = [task for task, _ in members[start : start + size]]
-            if len(chunk) == 1:
-                alone.append(chunk[0])
-            else:
-                fused.append(FusedTask(f"fused[{chunk[0].name}, +{len(chunk) - 1}]", chunk))
-    fused.sort(key=lambda u: -len(u.tasks) if isinstance(u, FusedTask) else 0)
-    return fused + alone
+            unit: Unit = chunk[0]
+            if len(chunk) > 1:
+                unit = FusedTask(f"fused[{chunk[0].name}, +{len(chunk) - 1}]", chunk)
+            units.append((per * len(chunk), unit))
+    units.sort(key=lambda pair: -pair[0])
+    return [unit for _, unit in units]
 
 
 def describe_units(units: Sequence[Unit]) -> str:

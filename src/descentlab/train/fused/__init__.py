@@ -35,7 +35,13 @@ exactly as if they had been checkpointed by a separate run.
 
 from descentlab.train.fused.group import FusedGroup
 from descentlab.train.fused.loop import Outcome, fit_fused, fit_group
-from descentlab.train.fused.rules import fuse_problem, group_key, max_group_size, member_bytes
+from descentlab.train.fused.rules import (
+    fuse_problem,
+    group_key,
+    max_group_size,
+    member_bytes,
+    parameter_count,
+)
 
 __all__ = [
     "FusedGroup",
@@ -46,4 +52,5 @@ __all__ = [
     "group_key",
     "max_group_size",
     "member_bytes",
+    "parameter_count",
 ]

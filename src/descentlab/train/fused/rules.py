@@ -12,7 +12,14 @@ import torch
 from descentlab.optim import OPTIMIZER_NAMES
 from descentlab.train.config import TrainConfig
 
-__all__ = ["MEMORY_FRACTION", "fuse_problem", "group_key", "max_group_size", "member_bytes"]
+__all__ = [
+    "MEMORY_FRACTION",
+    "fuse_problem",
+    "group_key",
+    "max_group_size",
+    "member_bytes",
+    "parameter_count",
+]
 
 #: Options a member may set freely; every other option must be equal across a group.
 PER_MEMBER = frozenset(
@@ -75,10 +82,18 @@ def member_bytes(cfg: TrainConfig, n_inputs: int, n_classes: int) -> int:
     minibatch copy B·n_in, and per layer its pre-activation, activation and gradients
     (≈ 4·B·width).
     """
-    widths = [n_inputs, *(cfg.hidden if cfg.model == "mlp" else []), n_classes]
-    params = sum((a + 1) * b for a, b in itertools.pairwise(widths))
+    widths = _widths(cfg, n_inputs, n_classes)
     activations = cfg.batch_size * (n_inputs + 4 * sum(widths[1:]))
-    return 4 * (6 * params + activations)
+    return 4 * (6 * parameter_count(cfg, n_inputs, n_classes) + activations)
+
+
+def _widths(cfg: TrainConfig, n_inputs: int, n_classes: int) -> list[int]:
+    return [n_inputs, *(cfg.hidden if cfg.model == "mlp" else []), n_classes]
+
+
+def parameter_count(cfg: TrainConfig, n_inputs: int, n_classes: int) -> int:
+    """The parameters of one member (weights and biases of every layer)."""
+    return sum((a + 1) * b for a, b in itertools.pairwise(_widths(cfg, n_inputs, n_classes)))
 
 
 def available_bytes(device: torch.device) -> int:
