@@ -89,3 +89,22 @@ def test_runs_the_fused_trainer_cannot_handle_run_separately(tmp_path):
     groups = [u for u in units if isinstance(u, FusedTask)]
     assert len(groups) == 1 and all(t.options["dropout"] == 0.0 for t in groups[0].tasks)
     assert describe_units(units) == "5 runs in 1 fused groups + 3 separate"
+
+
+def test_units_are_cut_to_a_workers_share_and_run_largest_first(tmp_path):
+    plan = SweepPlan.build(
+        {"model": ["logreg", "mlp"], "lr": [0.01, 0.03, 0.1, 0.3]},
+        {"dataset": "digits", "hidden": [64], "max_epochs": 1},
+        seeds=1,
+    )
+    tasks = [
+        RunTask(f"r{i}", str(tmp_path / f"r{i}"), train_options(run))
+        for i, run in enumerate(plan.runs())
+    ]
+    one = plan_units(tasks, workers=1)
+    assert [len(u.tasks) for u in one if isinstance(u, FusedTask)] == [4, 4]
+    assert one[0].tasks[0].options["model"] == "mlp"  # the most work first
+    # two workers: the MLP group (most of the work) is split, one half each
+    two = plan_units(tasks, workers=2)
+    sizes = [(u.tasks[0].options["model"], len(u.tasks)) for u in two if isinstance(u, FusedTask)]
+    assert sizes[:2] == [("mlp", 2), ("mlp", 2)]
