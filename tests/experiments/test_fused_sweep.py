@@ -88,7 +88,7 @@ def test_runs_the_fused_trainer_cannot_handle_run_separately(tmp_path):
     units = plan_units(tasks, workers=1)
     groups = [u for u in units if isinstance(u, FusedTask)]
     assert len(groups) == 1 and all(t.options["dropout"] == 0.0 for t in groups[0].tasks)
-    assert describe_units(units) == "5 runs in 1 fused groups + 3 separate"
+    assert describe_units(units) == "5 runs in 1 fused group + 3 separate"
 
 
 def test_units_are_cut_to_a_workers_share_and_run_largest_first(tmp_path):
@@ -108,3 +108,40 @@ def test_units_are_cut_to_a_workers_share_and_run_largest_first(tmp_path):
     two = plan_units(tasks, workers=2)
     sizes = [(u.tasks[0].options["model"], len(u.tasks)) for u in two if isinstance(u, FusedTask)]
     assert sizes[:2] == [("mlp", 2), ("mlp", 2)]
+
+
+def test_a_sweep_interrupted_in_a_fused_group_resumes_to_the_same_results(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = ["compare", "--dataset", "digits", "--model", "mlp", "--hidden", "16",
+            "--optimizer", "momentum", "--lr", "0.01", "0.03", "--batch-size", "64",
+            "--max-epochs", "300", "--early-stopping", "none", "--shuffle", "--seeds", "1",
+            "--jobs", "1", "--threads", "1", "--no-report"]  # fmt: skip
+    out = tmp_path / "fused"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "descentlab", *argv, "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        rows = [p.read_text().count("\n") for p in out.glob("runs/*/metrics.jsonl")]
+        if len(rows) == 2 and min(rows) >= 20:  # both members well into training
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGINT)
+    printed = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, printed
+    assert "2 runs in 1 fused group " in printed
+    assert all((d / "checkpoint").is_dir() for d in (out / "runs").iterdir())
+    assert main([*argv, "--out", str(out)]) == 0  # resumes both, each from its checkpoint
+    assert main([*argv, "--out", str(tmp_path / "alone"), "--no-fuse"]) == 0
+    resumed, alone = _table(out), _table(tmp_path / "alone")
+    for run in (out / "runs").iterdir():
+        assert json.loads((run / "sweep_run.json").read_text())["resumed"] is True
+    for f, a in zip(resumed, alone):
+        for key in ("best_valid_error", "test_error", "best_iteration", "iterations"):
+            assert f[key] == a[key], key

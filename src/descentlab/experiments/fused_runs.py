@@ -152,7 +152,8 @@ def describe_units(units: Sequence[Unit]) -> str:
     groups = [u for u in units if isinstance(u, FusedTask)]
     runs = sum(len(u.tasks) if isinstance(u, FusedTask) else 1 for u in units)
     separate = len(units) - len(groups)
-    return f"{runs} runs in {len(groups)} fused groups + {separate} separate"
+    plural = "" if len(groups) == 1 else "s"
+    return f"{runs} runs in {len(groups)} fused group{plural} + {separate} separate"
 
 
 def execute_unit(unit: Unit) -> dict[str, Any]:
