@@ -201,6 +201,9 @@ class BookOptimizer(torch.optim.Optimizer):
         self._check_group(defaults)
         # Scratch buffers live outside ``self.state`` so that they never reach a checkpoint.
         self._scratch: dict[tuple[Tensor, int], Tensor] = {}
+        # id(param group) -> the vector whose elements are its step counters (see
+        # _advance_steps); also outside the state.
+        self._step_vectors: dict[int, Tensor] = {}
         super().__init__(params, defaults)
 
     # ----------------------------------------------------------------- validation
@@ -291,6 +294,7 @@ class BookOptimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("_scratch", {})
+        self.__dict__.setdefault("_step_vectors", {})
         # Groups saved before a flag existed step with the flag's default (torch does this
         # in each optimizer's __setstate__, which load_state_dict calls).
         for group in self.param_groups:
@@ -358,6 +362,42 @@ class BookOptimizer(torch.optim.Optimizer):
                 self._scratch[key] = buf
             out.append(buf)
         return out
+
+    def _advance_steps(
+        self, group: dict[str, Any], states: list[dict[str, Any]]
+    ) -> tuple[list[Tensor], list[float]]:
+        """t ← t + 1 for the ``step`` counter of each state; returns the counters and their
+        new values.
+
+        Each counter stays a float32 scalar tensor of its own (torch.optim's schema), but
+        advancing fifty separate scalar tensors costs about 80 µs on a CPU (one dispatch
+        each) and reading them back one ``.item()`` each as much again, more than a fused
+        Adam step of a small model. So the counters of a group that steps as a whole are
+        made views of one vector, advanced by one ``add_`` and read by one ``tolist()``.
+        Counters in any other layout (loaded from a checkpoint, set by hand, a group of
+        which only some parameters stepped) are advanced one by one, then packed again.
+        """
+        steps: list[Tensor] = []
+        for state in states:
+            t = state.get("step")
+            if not isinstance(t, Tensor):  # new, or a Python number from an old checkpoint
+                t = state["step"] = torch.tensor(float(t or 0), dtype=torch.float32)
+            steps.append(t)
+        packed = self._step_vectors.get(id(group))
+        if (
+            packed is not None
+            and packed.numel() == len(steps)
+            and all(t._base is packed for t in steps)
+        ):
+            return steps, packed.add_(1.0).tolist()
+        torch._foreach_add_(steps, 1.0)
+        if not all(t.dim() == 0 and t.dtype == torch.float32 and not t.is_cuda for t in steps):
+            return steps, [t.item() for t in steps]
+        packed = self._step_vectors[id(group)] = torch.stack(steps)
+        steps = list(packed.unbind())
+        for state, t in zip(states, steps):
+            state["step"] = t
+        return steps, packed.tolist()
 
     def release_scratch(self) -> None:
         """Free the scratch buffers (they are re-created on the next foreach step)."""

@@ -120,19 +120,24 @@ class Adam(BookOptimizer):
         params, grads, states = self._gather(group, tuple(zeros))
         if not params:
             return
-        for state in states:
-            self._upgrade_state(state)
-            if "step" not in state:
-                state["step"] = step_counter()
-        steps = [state["step"] for state in states]
         firsts = [state["first_moment"] for state in states]
         seconds = [state["second_moment"] for state in states]
         maxes = [state["max_second_moment"] for state in states] if group["amsgrad"] else None
         beta1, beta2 = group["betas"]
         h = _Hyper(scalar(group["lr"]), beta1, beta2, group["eps"], group["weight_decay"])
         path = update_path(group)
-        if path == "fused":
-            torch._foreach_add_(steps, 1.0)  # t ← t + 1 (the kernel reads it)
+        if path == "single":  # also under torch.compile: t stays a tensor in the graph
+            for state in states:
+                self._upgrade_state(state)
+                if "step" not in state:
+                    state["step"] = step_counter()
+            steps = [state["step"] for state in states]
+            for t in steps:
+                t.add_(1.0)  # t ← t + 1
+            counts: list[Any] = [scalar(t) for t in steps]
+        else:
+            steps, counts = self._advance_steps(group, states)  # t ← t + 1
+        if path == "fused":  # the kernel reads t from the step tensors
             for ps, gs, ss, rs, ts, ms in foreach_buckets(
                 params, grads, firsts, seconds, steps, maxes or [None] * len(params)
             ):
@@ -142,9 +147,6 @@ class Adam(BookOptimizer):
                     maximize=group["maximize"],
                 )  # fmt: skip
             return
-        for t in steps:
-            t.add_(1.0)  # t ← t + 1
-        counts = [scalar(t) for t in steps]
         if path == "single":
             for i, (p, g, s, r, t) in enumerate(zip(params, grads, firsts, seconds, counts)):
                 _adam_single(p, g, s, r, None if maxes is None else maxes[i], t, h)

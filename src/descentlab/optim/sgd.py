@@ -159,23 +159,20 @@ class SGD(BookOptimizer):
         }
         vs = [state["velocity"] for state in states] if alpha else None
         path = update_path(group)
-        if path == "fused" and not kw["params_at_lookahead"]:
-            for ps, gs, us in foreach_buckets(params, grads, vs or [None] * len(params)):
-                fused_sgd_(
-                    ps, gs, us if vs else None, lr=kw["lr"], momentum=alpha,
-                    weight_decay=kw["weight_decay"], maximize=group["maximize"],
-                )  # fmt: skip
-        elif path == "single":
+        if path == "single":
             for i, (p, g) in enumerate(zip(params, grads)):
                 _sgd_single(p, g, None if vs is None else vs[i], **kw)
-        elif vs is None:
+        elif path == "fused" or vs is not None:
+            # With momentum the foreach path runs the fused kernel too: one pass over θ, g
+            # and v where the three foreach ops (v ← αv, v ← v − εg, θ ← θ + v) make three.
+            # _gather negated g already unless the group is fused.
+            maximize = path == "fused" and group["maximize"]
+            for ps, gs, us in foreach_tiles(params, grads, vs or [None] * len(params)):
+                fused_sgd_(ps, gs, us if vs else None, maximize=maximize, **kw)
+        else:
             # One pass over θ (two with weight decay): nothing to gain from cache tiles.
             for ps, gs in foreach_buckets(params, grads):
-                _sgd_foreach(ps, gs, None, **kw)
-        else:
-            for ps, gs, us in foreach_tiles(params, grads, vs):
-                _sgd_foreach(ps, gs, us, **kw)
-
+                _sgd_foreach(ps, gs, lr=kw["lr"], weight_decay=kw["weight_decay"])
 
 def _sgd_single(
     p: Tensor,
@@ -243,16 +240,17 @@ def fused_sgd_(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     maximize: bool = False,
+    params_at_lookahead: bool = False,
 ) -> None:
-    """Algorithms 8.1/8.2 in one pass over θ, g and v with torch's fused SGD kernel.
+    """Algorithms 8.1–8.3 in one pass over θ, g and v with torch's fused SGD kernel.
 
     The kernel computes ``b ← μb + (1 − d)g; θ ← θ − lr·b``. With μ = α, d = 1 + ε and
     lr = −1 that is exactly the book's ``v ← αv − εg; θ ← θ + v`` on the stored v (checked
     in the tests against the per-tensor update). Its weight decay would be an L2 term
     entering v, so the decoupled decay is applied first. ``velocities`` are the v tensors
     (``state[p]["velocity"]``), or ``None`` for plain SGD. Nesterov's closure-less
-    look-ahead form (φ ← φ + αv − εg) is not this kernel's rule: :class:`SGD` runs it on
-    the foreach path.
+    look-ahead form ``φ ← φ + αv_new − εg`` (``params_at_lookahead``) is the kernel with
+    lr = −α followed by one more pass, φ ← φ − εg. All lists on one device, one dtype.
     """
     if weight_decay != 0.0:
         torch._foreach_mul_(params, 1.0 - lr * weight_decay)  # θ ← θ − ελθ
@@ -261,33 +259,24 @@ def fused_sgd_(
             params, grads, [], weight_decay=0.0, momentum=0.0, lr=lr, dampening=0.0,
             nesterov=False, maximize=maximize, is_first_step=False,
         )  # fmt: skip
-    else:
-        torch._fused_sgd_(
-            params, grads, velocities, weight_decay=0.0, momentum=momentum, lr=-1.0,
-            dampening=1.0 + lr, nesterov=False, maximize=maximize, is_first_step=False,
-        )  # fmt: skip
+        return
+    step = -momentum if params_at_lookahead else -1.0  # θ ← θ + v  |  φ ← φ + αv
+    torch._fused_sgd_(
+        params, grads, velocities, weight_decay=0.0, momentum=momentum, lr=step,
+        dampening=1.0 + lr, nesterov=False, maximize=maximize, is_first_step=False,
+    )  # fmt: skip
+    if params_at_lookahead:
+        torch._foreach_add_(params, grads, alpha=lr if maximize else -lr)  # φ ← φ − εg
 
 
 def _sgd_foreach(
     params: list[Tensor],
     grads: list[Tensor],
-    velocities: list[Tensor] | None,
     *,
     lr: float,
-    momentum: float,
     weight_decay: float,
-    params_at_lookahead: bool,
 ) -> None:
-    """Algorithms 8.1/8.2/8.3 over all tensors at once: the lines of :func:`_sgd_single`."""
+    """Algorithm 8.1 over all tensors at once (with momentum :func:`fused_sgd_` runs)."""
     if weight_decay != 0.0:
         torch._foreach_mul_(params, 1.0 - lr * weight_decay)  # θ ← θ − ελθ
-    if velocities is None:
-        torch._foreach_add_(params, grads, alpha=-lr)  # θ ← θ − εg
-        return
-    torch._foreach_mul_(velocities, momentum)  # v ← αv − εg
-    torch._foreach_add_(velocities, grads, alpha=-lr)
-    if params_at_lookahead:  # φ ← φ + αv_new − εg
-        torch._foreach_add_(params, velocities, alpha=momentum)
-        torch._foreach_add_(params, grads, alpha=-lr)
-    else:  # θ ← θ + v
-        torch._foreach_add_(params, velocities)
+    torch._foreach_add_(params, grads, alpha=-lr)  # θ ← θ − εg
