@@ -34,7 +34,16 @@ def foreach_buckets(*lists: list[Any]) -> Iterator[tuple[list[Any], ...]]:
     ``torch._foreach_*`` ops need all their tensors on one device with one dtype; in the usual
     case (one model on one device) the lists are passed through unchanged.
     """
-    keys = [(t.device, t.dtype) for t in lists[0]]
+    first = lists[0]
+    if not first:
+        yield lists
+        return
+    # The usual case first, cheaply (t.device builds a new object per call).
+    dtype, on_cpu = first[0].dtype, first[0].is_cpu
+    if on_cpu and all(t.is_cpu and t.dtype is dtype for t in first):
+        yield lists
+        return
+    keys = [(t.device, t.dtype) for t in first]
     if len(set(keys)) <= 1:
         yield lists
         return
@@ -310,28 +319,25 @@ class BookOptimizer(torch.optim.Optimizer):
 
         Each state gets a tensor shaped like its parameter, filled with ``fill``, for every
         key in ``zeros`` that it does not hold yet (the accumulators of the first step).
-        Without ``zeros`` no state entry is created (plain SGD keeps no state). The
+        Without ``zeros`` no state entry is created and the list of states is empty
+        (plain SGD keeps no state). The
         gradients are negated for ``maximize=True`` groups (θ then ascends).
         """
-        params: list[Tensor] = []
-        grads: list[Tensor] = []
+        # Comprehensions, not one loop with appends: this runs every step for every tensor.
+        params: list[Tensor] = [p for p in group["params"] if p.grad is not None]
+        grads: list[Tensor] = [p.grad for p in params]  # type: ignore[misc]
+        if any(g.is_sparse for g in grads):
+            raise ConfigError(
+                f"{type(self).__name__} does not support sparse gradients",
+                hint="use dense embeddings (sparse=False) or torch.SparseAdam",
+            )
         states: list[dict] = []
-        for p in group["params"]:
-            g = p.grad
-            if g is None:
-                continue
-            if g.is_sparse:
-                raise ConfigError(
-                    f"{type(self).__name__} does not support sparse gradients",
-                    hint="use dense embeddings (sparse=False) or torch.SparseAdam",
-                )
-            state = self.state[p] if zeros else {}
-            for key in zeros:
-                if key not in state:
-                    state[key] = torch.full_like(p, fill, memory_format=torch.preserve_format)
-            params.append(p)
-            grads.append(g)
-            states.append(state)
+        if zeros:
+            states = [self.state[p] for p in params]
+            for p, state in zip(params, states):
+                for key in zeros:
+                    if key not in state:
+                        state[key] = torch.full_like(p, fill, memory_format=torch.preserve_format)
         if group.get("maximize") and not group.get("fused") and grads:
             if group.get("differentiable"):
                 grads = [-g for g in grads]
