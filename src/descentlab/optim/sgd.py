@@ -167,7 +167,9 @@ class SGD(BookOptimizer):
             # and v where the three foreach ops (v ← αv, v ← v − εg, θ ← θ + v) make three.
             # _gather negated g already unless the group is fused.
             maximize = path == "fused" and group["maximize"]
-            for ps, gs, us in foreach_tiles(params, grads, vs or [None] * len(params)):
+            # One pass needs no cache tiles; the look-ahead form's second pass re-reads g.
+            split = foreach_tiles if kw["params_at_lookahead"] else foreach_buckets
+            for ps, gs, us in split(params, grads, vs or [None] * len(params)):
                 fused_sgd_(ps, gs, us if vs else None, maximize=maximize, **kw)
         else:
             # One pass over θ (two with weight decay): nothing to gain from cache tiles.
