@@ -313,7 +313,12 @@ class BookOptimizer(torch.optim.Optimizer):
 
     # ----------------------------------------------------------------- helpers
     def _gather(
-        self, group: dict[str, Any], zeros: tuple[str, ...] = (), *, fill: float = 0.0
+        self,
+        group: dict[str, Any],
+        zeros: tuple[str, ...] = (),
+        *,
+        fill: float = 0.0,
+        path: str = "foreach",
     ) -> tuple[list[Tensor], list[Tensor], list[dict]]:
         """The parameters of ``group`` that have a gradient, their gradients and states.
 
@@ -321,7 +326,8 @@ class BookOptimizer(torch.optim.Optimizer):
         key in ``zeros`` that it does not hold yet (the accumulators of the first step).
         Without ``zeros`` no state entry is created and the list of states is empty
         (plain SGD keeps no state). The
-        gradients are negated for ``maximize=True`` groups (θ then ascends).
+        gradients are negated for ``maximize=True`` groups (θ then ascends), except on the
+        ``"fused"`` path (``path``), whose kernels negate them themselves.
         """
         # Comprehensions, not one loop with appends: this runs every step for every tensor.
         params: list[Tensor] = [p for p in group["params"] if p.grad is not None]
@@ -338,7 +344,7 @@ class BookOptimizer(torch.optim.Optimizer):
                 for key in zeros:
                     if key not in state:
                         state[key] = torch.full_like(p, fill, memory_format=torch.preserve_format)
-        if group.get("maximize") and not group.get("fused") and grads:
+        if group.get("maximize") and path != "fused" and grads:
             if group.get("differentiable"):
                 grads = [-g for g in grads]
             else:
@@ -487,8 +493,38 @@ class BookOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             # differentiable=True records the update in the autograd graph (torch's meaning).
             with torch.set_grad_enabled(bool(group.get("differentiable"))):
-                self._update_group(group, closure_given=closure is not None)
+                self._update_group(
+                    group, closure_given=closure is not None, path=update_path(group)
+                )
         return loss
 
-    def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
+    def _update_group(self, group: dict[str, Any], *, closure_given: bool, path: str) -> None:
+        """Apply the update to the parameters of ``group`` that have a gradient.
+
+        ``path`` is the implementation (:func:`update_path`); ``closure_given`` says whether
+        the gradient was taken at θ (Nesterov's closure form) or at the parameters as they are.
+        """
         raise NotImplementedError
+
+    # ----------------------------------------------------------------- fused, for fast paths
+    def _fusable(self, group: dict[str, Any]) -> bool:
+        """Whether the class's fused single-pass update covers ``group``'s options."""
+        return False
+
+    def fused_update_applies(self) -> bool:
+        """Whether :meth:`step_fused` can update every param group (see each class's
+        ``fused=True``: which options its kernel covers)."""
+        return all(not g["differentiable"] and self._fusable(g) for g in self.param_groups)
+
+    @torch.no_grad()
+    def step_fused(self) -> None:
+        """One update of every group by the fused single-pass kernel, as ``fused=True``.
+
+        The gradients are read from ``.grad``; there is no closure. For callers that
+        compute the gradients themselves inside a closure and want the fewest passes over
+        memory whatever the groups' ``foreach``/``fused`` flags say (the trainer's dense
+        fast path). Only when :meth:`fused_update_applies`; the state is the one schema of
+        every path.
+        """
+        for group in self.param_groups:
+            self._update_group(group, closure_given=True, path="fused")

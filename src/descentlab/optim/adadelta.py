@@ -17,7 +17,6 @@ from descentlab.optim._base import (
     decay_foreach_,
     foreach_tiles,
     scalar,
-    update_path,
 )
 
 
@@ -80,14 +79,14 @@ class AdaDelta(BookOptimizer):
         defaults.update(maximize=maximize, differentiable=differentiable)
         super().__init__(params, defaults)
 
-    def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
-        params, grads, states = self._gather(group, zeros=("square_avg", "acc_delta"))
+    def _update_group(self, group: dict[str, Any], *, closure_given: bool, path: str) -> None:
+        params, grads, states = self._gather(group, ("square_avg", "acc_delta"), path=path)
         if not params:
             return
         squares = [state["square_avg"] for state in states]
         deltas = [state["acc_delta"] for state in states]
         h = _Hyper(scalar(group["lr"]), group["rho"], group["eps"], group["weight_decay"])
-        if update_path(group) == "foreach":
+        if path == "foreach":
             scratch0, scratch1 = self._scratch_like(params, 0), self._scratch_like(params, 1)
             for ps, gs, sq, ad, b0, b1 in foreach_tiles(
                 params, grads, squares, deltas, scratch0, scratch1

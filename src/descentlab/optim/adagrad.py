@@ -20,7 +20,6 @@ from descentlab.optim._base import (
     foreach_tiles,
     rms_denom_into,
     scalar,
-    update_path,
 )
 
 
@@ -103,16 +102,19 @@ class AdaGrad(BookOptimizer):
         }
         super().__init__(params, defaults)
 
+    def _fusable(self, group: dict[str, Any]) -> bool:
+        return not group["eps_inside_sqrt"]
+
     def _check_group(self, group: dict[str, Any]) -> None:
-        if group.get("fused") and group.get("eps_inside_sqrt"):
+        if group.get("fused") and not self._fusable(group):
             raise ConfigError(
                 "AdaGrad: fused=True computes δ + √r, not √(δ + r)",
                 hint="drop fused=True or eps_inside_sqrt=True",
             )
 
-    def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
+    def _update_group(self, group: dict[str, Any], *, closure_given: bool, path: str) -> None:
         params, grads, states = self._gather(
-            group, ("sum_sq",), fill=group["initial_accumulator_value"]
+            group, ("sum_sq",), fill=group["initial_accumulator_value"], path=path
         )
         if not params:
             return
@@ -120,7 +122,6 @@ class AdaGrad(BookOptimizer):
         h = _Hyper(
             scalar(group["lr"]), group["eps"], group["weight_decay"], group["eps_inside_sqrt"]
         )
-        path = update_path(group)
         if path == "fused":
             for ps, gs, rs in foreach_buckets(params, grads, sums):
                 fused_adagrad_(

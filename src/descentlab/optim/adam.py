@@ -21,7 +21,6 @@ from descentlab.optim._base import (
     scalar,
     sqrt_into,
     step_counter,
-    update_path,
 )
 
 
@@ -108,16 +107,19 @@ class Adam(BookOptimizer):
         )
         super().__init__(params, defaults)
 
+    def _fusable(self, group: dict[str, Any]) -> bool:
+        return True  # the kernel covers weight decay, amsgrad and maximize
+
     def _upgrade_state(self, state: dict[str, Any]) -> None:
         # Older versions (and torch's own tests) may hold t as a Python number.
         if "step" in state and not isinstance(state["step"], Tensor):
             state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
 
-    def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
+    def _update_group(self, group: dict[str, Any], *, closure_given: bool, path: str) -> None:
         zeros = ["first_moment", "second_moment"]
         if group["amsgrad"]:
             zeros.append("max_second_moment")
-        params, grads, states = self._gather(group, tuple(zeros))
+        params, grads, states = self._gather(group, tuple(zeros), path=path)
         if not params:
             return
         firsts = [state["first_moment"] for state in states]
@@ -125,7 +127,6 @@ class Adam(BookOptimizer):
         maxes = [state["max_second_moment"] for state in states] if group["amsgrad"] else None
         beta1, beta2 = group["betas"]
         h = _Hyper(scalar(group["lr"]), beta1, beta2, group["eps"], group["weight_decay"])
-        path = update_path(group)
         if path == "single":  # also under torch.compile: t stays a tensor in the graph
             for state in states:
                 self._upgrade_state(state)

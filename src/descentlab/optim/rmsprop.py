@@ -20,7 +20,6 @@ from descentlab.optim._base import (
     foreach_tiles,
     rms_denom_into,
     scalar,
-    update_path,
 )
 
 
@@ -129,14 +128,15 @@ class RMSProp(BookOptimizer):
         defaults.update(differentiable=differentiable)
         super().__init__(params, defaults)
 
+    def _fusable(self, group: dict[str, Any]) -> bool:
+        return not (group["momentum"] or group.get("centered") or group["eps_inside_sqrt"])
+
     def _check_group(self, group: dict[str, Any]) -> None:
         if group["nesterov"] and group["momentum"] == 0.0:
             raise ConfigError(
                 "RMSProp: nesterov=True needs momentum (α) > 0", hint="e.g. momentum=0.9"
             )
-        if group.get("fused") and (
-            group["momentum"] or group.get("centered") or group["eps_inside_sqrt"]
-        ):
+        if group.get("fused") and not self._fusable(group):
             raise ConfigError(
                 "RMSProp: fused=True covers plain RMSProp only (no momentum, centered or "
                 "eps_inside_sqrt)",
@@ -148,14 +148,14 @@ class RMSProp(BookOptimizer):
         if "square_avg_scale" in state:
             state["square_avg"].mul_(state.pop("square_avg_scale"))
 
-    def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
+    def _update_group(self, group: dict[str, Any], *, closure_given: bool, path: str) -> None:
         use_momentum = group["momentum"] != 0.0
         zeros = ["square_avg"]
         if use_momentum:
             zeros.append("velocity")
         if group["centered"]:
             zeros.append("grad_avg")
-        params, grads, states = self._gather(group, tuple(zeros))
+        params, grads, states = self._gather(group, tuple(zeros), path=path)
         if not params:
             return
         squares = [state["square_avg"] for state in states]
@@ -173,7 +173,6 @@ class RMSProp(BookOptimizer):
             group["weight_decay"],
             lookahead,
         )
-        path = update_path(group)
         if path == "fused":
             firsts = self._scratch_like(params, slot=1)
             for ps, gs, rs, ss in foreach_buckets(params, grads, squares, firsts):

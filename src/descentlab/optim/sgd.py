@@ -22,7 +22,6 @@ from descentlab.optim._base import (
     foreach_tiles,
     scalar,
     step_along_,
-    update_path,
 )
 
 __all__ = ["SGD", "sgd_update_"]
@@ -140,14 +139,18 @@ class SGD(BookOptimizer):
         if group["nesterov"] and group["momentum"] == 0.0:
             raise ConfigError("SGD: nesterov=True needs momentum (α) > 0", hint="e.g. momentum=0.9")
 
+    def _fusable(self, group: dict[str, Any]) -> bool:
+        # Nesterov's closure form moves θ around the closure, which step_fused runs inside.
+        return not group["nesterov"]
+
     def _upgrade_state(self, state: dict[str, Any]) -> None:
         # Versions before the one-schema change kept v = c·u on the foreach path.
         if "momentum_avg" in state:
             state["velocity"] = state.pop("momentum_avg").mul_(state.pop("velocity_scale"))
 
-    def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
+    def _update_group(self, group: dict[str, Any], *, closure_given: bool, path: str) -> None:
         alpha = group["momentum"]
-        params, grads, states = self._gather(group, ("velocity",) if alpha else ())
+        params, grads, states = self._gather(group, ("velocity",) if alpha else (), path=path)
         if not params:
             return
         kw = {
@@ -158,7 +161,6 @@ class SGD(BookOptimizer):
             "params_at_lookahead": group["nesterov"] and not closure_given,
         }
         vs = [state["velocity"] for state in states] if alpha else None
-        path = update_path(group)
         if path == "single":
             for i, (p, g) in enumerate(zip(params, grads)):
                 _sgd_single(p, g, None if vs is None else vs[i], **kw)
