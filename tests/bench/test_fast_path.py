@@ -111,7 +111,8 @@ COMBOS = {
         l2=1e-3,
         batch_size=20,
     ),
-    # The optimizers' own fused=True updates inside the closure (backward_fused_).
+    # Adam, AdaGrad, RMSProp: the optimizers' own fused=True updates inside the closure
+    # (backward_fused_); momentum SGD's own step runs its fused kernel.
     "tanh-adagrad-l2 (fused update)": dict(
         model="mlp", hidden=(32,), optimizer="adagrad", lr=0.05, eps=1e-4, l2=1e-3, batch_size=20
     ),
@@ -125,7 +126,7 @@ COMBOS = {
         batch_size=20,
         shuffle=True,
     ),
-    "logreg-momentum-weight-decay (fused update)": dict(
+    "logreg-momentum-weight-decay": dict(
         model="logreg", optimizer="momentum", lr=0.05, weight_decay=1e-3, batch_size=20
     ),
 }

@@ -139,10 +139,6 @@ class SGD(BookOptimizer):
         if group["nesterov"] and group["momentum"] == 0.0:
             raise ConfigError("SGD: nesterov=True needs momentum (α) > 0", hint="e.g. momentum=0.9")
 
-    def _fusable(self, group: dict[str, Any]) -> bool:
-        # Nesterov's closure form moves θ around the closure, which step_fused runs inside.
-        return not group["nesterov"]
-
     def _upgrade_state(self, state: dict[str, Any]) -> None:
         # Versions before the one-schema change kept v = c·u on the foreach path.
         if "momentum_avg" in state:

@@ -32,7 +32,7 @@ equal autograd's up to the rounding of the matrix products.  What it saves, per 
   update, :func:`descentlab.optim.sgd.sgd_update_`, as the factors of ``δaᵀh``, which then
   computes ``W ← (1 − 2ελ2 − ελ_wd) W − ε δaᵀh`` inside the product, so neither the
   gradient nor the update makes a separate pass over ``W``;
-* with Adam, AdaGrad, RMSProp (plain) and momentum SGD, the update's extra passes:
+* with Adam, AdaGrad and RMSProp (plain), the update's extra passes:
   :meth:`DenseFastPath.backward_fused_` has the optimizer apply its own ``fused=True``
   update (:meth:`~descentlab.optim.Adam.step_fused`, on its own state), one pass over each
   tensor where the foreach updates make several.
@@ -79,8 +79,9 @@ from descentlab.optim.sgd import sgd_update_
 __all__ = ["DenseFastPath", "FastClosure", "fast_path_for"]
 
 # Optimizers whose fused update the closure may apply (exact types: see fused_optimizer).
-_FUSED_OPTIMIZERS = (SGD, Adam, AdaGrad, RMSProp)
-_Fusable = SGD | Adam | AdaGrad | RMSProp
+# (Momentum SGD's own step already runs its fused kernel: nothing to gain there.)
+_FUSED_OPTIMIZERS = (Adam, AdaGrad, RMSProp)
+_Fusable = Adam | AdaGrad | RMSProp
 
 _aten = torch.ops.aten
 _NLL_MEAN = 1  # ATen's Reduction::Mean
@@ -342,10 +343,10 @@ class DenseFastPath:
     def fused_optimizer(self, optimizer: torch.optim.Optimizer) -> _Fusable | None:
         """``optimizer`` if it can apply its fused single-pass update inside the closure.
 
-        So for descentlab's :class:`~descentlab.optim.Adam`, :class:`~descentlab.optim.AdaGrad`,
-        :class:`~descentlab.optim.RMSProp` and momentum :class:`~descentlab.optim.SGD`
-        holding these parameters, when every group's options are ones its fused kernel
-        covers (:meth:`~descentlab.optim.SGD.fused_update_applies`); not for subclasses
+        So for descentlab's :class:`~descentlab.optim.Adam`, :class:`~descentlab.optim.AdaGrad`
+        and :class:`~descentlab.optim.RMSProp` holding these parameters, when every
+        group's options are ones its fused kernel covers
+        (:meth:`~descentlab.optim.Adam.fused_update_applies`); not for subclasses
         (they may change the rule). Otherwise ``None``: the optimizer's own step applies
         the update.
         """
