@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from descentlab.errors import CheckpointError, ConfigError
+from descentlab.optim import _validate as check
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -190,11 +191,35 @@ def rms_denom_into(
     return out
 
 
+# The options every chapter-8 optimizer takes, with torch.optim's names (AdaDelta has no
+# fused kernel, so no ``fused``: checks of options an optimizer lacks are skipped).
+_SHARED_CHECKS: dict[str, Callable[..., Any]] = {
+    "weight_decay": check.nonnegative,
+    "maximize": check.boolean,
+    "foreach": check.optional_boolean,
+    "fused": check.optional_boolean,
+    "differentiable": check.boolean,
+}
+
+
+def option_checks(**own: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
+    """An optimizer's :attr:`~BookOptimizer._checks`: ``lr``, its own hyperparameters
+    (name → check from :mod:`descentlab.optim._validate`), then the shared options."""
+    return {"lr": check.learning_rate, **own, **_SHARED_CHECKS}
+
+
+def options_of(args: dict[str, Any]) -> dict[str, Any]:
+    """An optimizer's ``__init__`` arguments, ``locals()`` at its start, as the defaults of
+    its param groups (everything but ``self``, ``params`` and ``__class__``)."""
+    return {k: v for k, v in args.items() if k not in ("self", "params", "__class__")}
+
+
 class BookOptimizer(torch.optim.Optimizer):
     """Base class of the chapter-8 optimizers (validation, closure, look-ahead, foreach).
 
     Subclasses set :attr:`_checks` (hyperparameter name → check from
-    :mod:`descentlab.optim._validate`), :attr:`_state_keys`, and implement
+    :mod:`descentlab.optim._validate`, built by :func:`option_checks`), pass their
+    ``__init__`` arguments as defaults (:func:`options_of`), set :attr:`_state_keys`, and implement
     :meth:`_update_group`; optionally :meth:`_check_group` for constraints between
     hyperparameters.
     """
@@ -204,8 +229,9 @@ class BookOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
         owner = type(self).__name__
-        for name, check in self._checks.items():
-            defaults[name] = check(name, defaults[name], owner=owner)
+        for name, check_option in self._checks.items():
+            if name in defaults:
+                defaults[name] = check_option(name, defaults[name], owner=owner)
         self._check_flags(defaults)
         self._check_group(defaults)
         # Scratch buffers live outside ``self.state`` so that they never reach a checkpoint.
@@ -243,9 +269,9 @@ class BookOptimizer(torch.optim.Optimizer):
         """Add a param group after validating its hyperparameters (see torch's docs)."""
         if isinstance(param_group, dict):
             owner = type(self).__name__
-            for name, check in self._checks.items():
+            for name, check_option in self._checks.items():
                 if name in param_group:
-                    param_group[name] = check(name, param_group[name], owner=owner)
+                    param_group[name] = check_option(name, param_group[name], owner=owner)
             self._check_flags({**self.defaults, **param_group})
             self._check_group({**self.defaults, **param_group})
             params = param_group.get("params")
@@ -286,9 +312,9 @@ class BookOptimizer(torch.optim.Optimizer):
         # Re-validate what was loaded: a hand-edited checkpoint must not bypass the checks.
         owner = type(self).__name__
         for group in self.param_groups:
-            for name, check in self._checks.items():
+            for name, check_option in self._checks.items():
                 if name in group:
-                    group[name] = check(name, group[name], owner=owner)
+                    group[name] = check_option(name, group[name], owner=owner)
             self._check_flags(group)
             self._check_group(group)
         for state in self.state.values():

@@ -16,6 +16,8 @@ from descentlab.optim._base import (
     decay_,
     decay_foreach_,
     foreach_tiles,
+    option_checks,
+    options_of,
     scalar,
 )
 
@@ -52,15 +54,9 @@ class AdaDelta(BookOptimizer):
     ρ = 0.95, ε = 1e-7 and lr = 0.001 by default.
     """
 
-    _checks: ClassVar[dict[str, Callable[..., Any]]] = {
-        "lr": check.learning_rate,
-        "rho": check.unit_interval,
-        "eps": check.positive,
-        "weight_decay": check.nonnegative,
-        "maximize": check.boolean,
-        "foreach": check.optional_boolean,
-        "differentiable": check.boolean,
-    }
+    _checks: ClassVar[dict[str, Callable[..., Any]]] = option_checks(
+        rho=check.unit_interval, eps=check.positive
+    )
     _state_keys: ClassVar[frozenset[str]] = frozenset({"square_avg", "acc_delta"})
 
     def __init__(
@@ -75,9 +71,7 @@ class AdaDelta(BookOptimizer):
         foreach: bool | None = None,
         differentiable: bool = False,
     ) -> None:
-        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, foreach=foreach)
-        defaults.update(maximize=maximize, differentiable=differentiable)
-        super().__init__(params, defaults)
+        super().__init__(params, options_of(locals()))
 
     def _update_group(self, group: dict[str, Any], *, closure_given: bool, path: str) -> None:
         params, grads, states = self._gather(group, ("square_avg", "acc_delta"), path=path)

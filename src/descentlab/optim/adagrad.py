@@ -18,6 +18,8 @@ from descentlab.optim._base import (
     descend_,
     foreach_buckets,
     foreach_tiles,
+    option_checks,
+    options_of,
     rms_denom_into,
     scalar,
 )
@@ -62,17 +64,11 @@ class AdaGrad(BookOptimizer):
     and defaults to ε = 0.001.
     """
 
-    _checks: ClassVar[dict[str, Callable[..., Any]]] = {
-        "lr": check.learning_rate,
-        "eps": check.positive,
-        "weight_decay": check.nonnegative,
-        "initial_accumulator_value": check.nonnegative,
-        "eps_inside_sqrt": check.boolean,
-        "maximize": check.boolean,
-        "foreach": check.optional_boolean,
-        "fused": check.optional_boolean,
-        "differentiable": check.boolean,
-    }
+    _checks: ClassVar[dict[str, Callable[..., Any]]] = option_checks(
+        eps=check.positive,
+        initial_accumulator_value=check.nonnegative,
+        eps_inside_sqrt=check.boolean,
+    )
     _state_keys: ClassVar[frozenset[str]] = frozenset({"sum_sq"})
 
     def __init__(
@@ -89,18 +85,7 @@ class AdaGrad(BookOptimizer):
         fused: bool | None = None,
         differentiable: bool = False,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "initial_accumulator_value": initial_accumulator_value,
-            "eps_inside_sqrt": eps_inside_sqrt,
-            "maximize": maximize,
-            "foreach": foreach,
-            "fused": fused,
-            "differentiable": differentiable,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, options_of(locals()))
 
     def _fusable(self, group: dict[str, Any]) -> bool:
         return not group["eps_inside_sqrt"]

@@ -18,6 +18,8 @@ from descentlab.optim._base import (
     descend_,
     foreach_buckets,
     foreach_tiles,
+    option_checks,
+    options_of,
     scalar,
     sqrt_into,
     step_counter,
@@ -71,17 +73,9 @@ class Adam(BookOptimizer):
     correction, i.e. its δ equals our δ·√(1 − ρ2^t).
     """
 
-    _checks: ClassVar[dict[str, Callable[..., Any]]] = {
-        "lr": check.learning_rate,
-        "betas": check.betas,
-        "eps": check.positive,
-        "weight_decay": check.nonnegative,
-        "amsgrad": check.boolean,
-        "maximize": check.boolean,
-        "foreach": check.optional_boolean,
-        "fused": check.optional_boolean,
-        "differentiable": check.boolean,
-    }
+    _checks: ClassVar[dict[str, Callable[..., Any]]] = option_checks(
+        betas=check.betas, eps=check.positive, amsgrad=check.boolean
+    )
     _state_keys: ClassVar[frozenset[str]] = frozenset(
         {"step", "first_moment", "second_moment", "max_second_moment"}
     )
@@ -100,12 +94,7 @@ class Adam(BookOptimizer):
         fused: bool | None = None,
         differentiable: bool = False,
     ) -> None:
-        defaults: dict[str, Any] = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-        defaults.update(amsgrad=amsgrad)
-        defaults.update(
-            maximize=maximize, foreach=foreach, fused=fused, differentiable=differentiable
-        )
-        super().__init__(params, defaults)
+        super().__init__(params, options_of(locals()))
 
     def _fusable(self, group: dict[str, Any]) -> bool:
         return True  # the kernel covers weight decay, amsgrad and maximize

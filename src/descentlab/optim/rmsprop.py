@@ -18,6 +18,8 @@ from descentlab.optim._base import (
     descend_,
     foreach_buckets,
     foreach_tiles,
+    option_checks,
+    options_of,
     rms_denom_into,
     scalar,
 )
@@ -87,20 +89,14 @@ class RMSProp(BookOptimizer):
     puts δ inside the square root (default 1e-7) and keeps the book's velocity form.
     """
 
-    _checks: ClassVar[dict[str, Callable[..., Any]]] = {
-        "lr": check.learning_rate,
-        "rho": check.unit_interval,
-        "eps": check.positive,
-        "momentum": check.unit_interval,
-        "nesterov": check.boolean,
-        "eps_inside_sqrt": check.boolean,
-        "centered": check.boolean,
-        "weight_decay": check.nonnegative,
-        "maximize": check.boolean,
-        "foreach": check.optional_boolean,
-        "fused": check.optional_boolean,
-        "differentiable": check.boolean,
-    }
+    _checks: ClassVar[dict[str, Callable[..., Any]]] = option_checks(
+        rho=check.unit_interval,
+        eps=check.positive,
+        momentum=check.unit_interval,
+        nesterov=check.boolean,
+        eps_inside_sqrt=check.boolean,
+        centered=check.boolean,
+    )
     _state_keys: ClassVar[frozenset[str]] = frozenset({"square_avg", "velocity", "grad_avg"})
     _legacy_state_keys: ClassVar[frozenset[str]] = frozenset({"square_avg_scale"})
 
@@ -121,12 +117,7 @@ class RMSProp(BookOptimizer):
         fused: bool | None = None,
         differentiable: bool = False,
     ) -> None:
-        defaults: dict[str, Any] = dict(lr=lr, rho=rho, eps=eps, momentum=momentum)
-        defaults.update(nesterov=nesterov)
-        defaults.update(eps_inside_sqrt=eps_inside_sqrt, weight_decay=weight_decay)
-        defaults.update(centered=centered, maximize=maximize, foreach=foreach, fused=fused)
-        defaults.update(differentiable=differentiable)
-        super().__init__(params, defaults)
+        super().__init__(params, options_of(locals()))
 
     def _fusable(self, group: dict[str, Any]) -> bool:
         return not (group["momentum"] or group.get("centered") or group["eps_inside_sqrt"])

@@ -20,6 +20,8 @@ from descentlab.optim._base import (
     ParamsT,
     foreach_buckets,
     foreach_tiles,
+    option_checks,
+    options_of,
     scalar,
     step_along_,
 )
@@ -92,16 +94,9 @@ class SGD(BookOptimizer):
     units) and, for Nesterov, the same reformulation as PyTorch.
     """
 
-    _checks: ClassVar[dict[str, Callable[..., Any]]] = {
-        "lr": check.learning_rate,
-        "momentum": check.unit_interval,
-        "nesterov": check.boolean,
-        "weight_decay": check.nonnegative,
-        "foreach": check.optional_boolean,
-        "fused": check.optional_boolean,
-        "maximize": check.boolean,
-        "differentiable": check.boolean,
-    }
+    _checks: ClassVar[dict[str, Callable[..., Any]]] = option_checks(
+        momentum=check.unit_interval, nesterov=check.boolean
+    )
     _state_keys: ClassVar[frozenset[str]] = frozenset({"velocity"})
     _legacy_state_keys: ClassVar[frozenset[str]] = frozenset({"momentum_avg", "velocity_scale"})
 
@@ -123,17 +118,7 @@ class SGD(BookOptimizer):
                 "SGD needs a learning rate: pass lr (the book's ε)",
                 hint="e.g. lr=0.1; the tutorial's logistic regression uses 0.13",
             )
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "nesterov": nesterov,
-            "weight_decay": weight_decay,
-            "foreach": foreach,
-            "fused": fused,
-            "maximize": maximize,
-            "differentiable": differentiable,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, options_of(locals()))
 
     def _check_group(self, group: dict[str, Any]) -> None:
         if group["nesterov"] and group["momentum"] == 0.0:
@@ -173,6 +158,7 @@ class SGD(BookOptimizer):
             # One pass over θ (two with weight decay): nothing to gain from cache tiles.
             for ps, gs in foreach_buckets(params, grads):
                 _sgd_foreach(ps, gs, lr=kw["lr"], weight_decay=kw["weight_decay"])
+
 
 def _sgd_single(
     p: Tensor,

@@ -450,8 +450,6 @@ class DenseFastPath:
         sgd_update_(layer.bias, delta_t.sum(1), lr=lr, weight_decay=weight_decay)
 
 
-
-
 def _unfusable(group: dict[str, Any]) -> bool:
     """Options the fast path's fused updates do not implement: the optimizer applies them."""
     return bool(group.get("maximize") or group.get("differentiable"))
