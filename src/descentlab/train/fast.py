@@ -72,7 +72,7 @@ from torch.nn.modules import module as _module_globals
 
 from descentlab.losses import LossFn
 from descentlab.models import MLP, LogisticRegression
-from descentlab.objective import NonFiniteCost, Objective
+from descentlab.objective import Closure, NonFiniteCost, Objective
 from descentlab.optim import SGD, AdaGrad, Adam, RMSProp
 from descentlab.optim.sgd import sgd_update_
 
@@ -464,8 +464,9 @@ def _grad_buffer(p: Tensor) -> Tensor:
     return g
 
 
-class FastClosure:
-    """The fast path as ``optimizer.step``'s closure (the interface of ``objective.Closure``).
+class FastClosure(Closure):
+    """The fast path as ``optimizer.step``'s closure: :class:`~descentlab.objective.Closure`
+    (same options, same ``bind``) with the cost and gradients computed by hand.
 
     ``fuse_sgd`` lets the closure apply the update itself: plain SGD's inside the
     gradient's product (:meth:`DenseFastPath.sgd_rates`), the others' fused kernel
@@ -473,7 +474,7 @@ class FastClosure:
     reads ``.grad`` between the backward pass and the update.
     """
 
-    __slots__ = ("after_backward", "check_finite", "fast", "fuse_sgd", "optimizer", "x", "y")
+    __slots__ = ("fast", "fuse_sgd")
 
     def __init__(
         self,
@@ -484,17 +485,15 @@ class FastClosure:
         after_backward: Callable[[], None] | None = None,
         fuse_sgd: bool = False,
     ) -> None:
+        super().__init__(
+            fast.objective,
+            fast.model,
+            optimizer,
+            check_finite=check_finite,
+            after_backward=after_backward,
+        )
         self.fast = fast
-        self.optimizer = optimizer
-        self.check_finite = check_finite
-        self.after_backward = after_backward
         self.fuse_sgd = fuse_sgd
-        self.x: Tensor | None = None
-        self.y: Tensor | None = None
-
-    def bind(self, x: Tensor, y: Tensor) -> FastClosure:
-        self.x, self.y = x, y
-        return self
 
     def __call__(self) -> Tensor:
         assert self.x is not None and self.y is not None, "bind(x, y) first"
