@@ -40,8 +40,9 @@ class SGD(BookOptimizer):
     * ``nesterov`` — Nesterov momentum (Algorithm 8.3); needs ``momentum > 0``.
     * ``weight_decay`` [λ] — *decoupled* weight decay θ ← θ − ελθ, applied before the
       update (see docs/optimizers.md for how it relates to an L2 penalty in the loss).
-    * ``foreach`` — multi-tensor update (default, also for ``None``) or the plain
-      per-tensor reference (``False``).
+    * ``foreach`` — multi-tensor update (default, also for ``None``; with momentum it is
+      torch's fused SGD kernel, one pass over θ, g and v) or the plain per-tensor
+      reference (``False``).
     * ``maximize`` — ascend instead of descend (g → −g), as torch.
     * ``differentiable`` — record the update in the autograd graph (per-tensor path).
 
