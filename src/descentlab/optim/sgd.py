@@ -40,9 +40,9 @@ class SGD(BookOptimizer):
     * ``nesterov`` — Nesterov momentum (Algorithm 8.3); needs ``momentum > 0``.
     * ``weight_decay`` [λ] — *decoupled* weight decay θ ← θ − ελθ, applied before the
       update (see docs/optimizers.md for how it relates to an L2 penalty in the loss).
-    * ``foreach`` — multi-tensor update (default, also for ``None``; with momentum it is
-      torch's fused SGD kernel, one pass over θ, g and v) or the plain per-tensor
-      reference (``False``).
+    * ``foreach`` — multi-tensor update (default, also for ``None``: torch's fused SGD
+      kernel, one pass over θ, g and v, the same as ``fused=True``) or the plain
+      per-tensor reference (``False``).
     * ``maximize`` — ascend instead of descend (g → −g), as torch.
     * ``differentiable`` — record the update in the autograd graph (per-tensor path).
 
@@ -146,19 +146,16 @@ class SGD(BookOptimizer):
         if path == "single":
             for i, (p, g) in enumerate(zip(params, grads)):
                 _sgd_single(p, g, None if vs is None else vs[i], **kw)
-        elif path == "fused" or vs is not None:
-            # With momentum the foreach path runs the fused kernel too: one pass over θ, g
-            # and v where the three foreach ops (v ← αv, v ← v − εg, θ ← θ + v) make three.
+        else:
+            # foreach and fused alike run torch's fused SGD kernel: one pass over θ, g (and
+            # v) where the foreach ops make three with momentum, and less dispatch per
+            # tensor than _foreach_add_ without (whose result it equals bit for bit).
             # _gather negated g already unless the group is fused.
             maximize = path == "fused" and group["maximize"]
             # One pass needs no cache tiles; the look-ahead form's second pass re-reads g.
             split = foreach_tiles if kw["params_at_lookahead"] else foreach_buckets
             for ps, gs, us in split(params, grads, vs or [None] * len(params)):
                 fused_sgd_(ps, gs, us if vs else None, maximize=maximize, **kw)
-        else:
-            # One pass over θ (two with weight decay): nothing to gain from cache tiles.
-            for ps, gs in foreach_buckets(params, grads):
-                _sgd_foreach(ps, gs, lr=kw["lr"], weight_decay=kw["weight_decay"])
 
 
 def _sgd_single(
@@ -254,16 +251,3 @@ def fused_sgd_(
     )  # fmt: skip
     if params_at_lookahead:
         torch._foreach_add_(params, grads, alpha=lr if maximize else -lr)  # φ ← φ − εg
-
-
-def _sgd_foreach(
-    params: list[Tensor],
-    grads: list[Tensor],
-    *,
-    lr: float,
-    weight_decay: float,
-) -> None:
-    """Algorithm 8.1 over all tensors at once (with momentum :func:`fused_sgd_` runs)."""
-    if weight_decay != 0.0:
-        torch._foreach_mul_(params, 1.0 - lr * weight_decay)  # θ ← θ − ελθ
-    torch._foreach_add_(params, grads, alpha=-lr)  # θ ← θ − εg
