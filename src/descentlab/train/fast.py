@@ -343,8 +343,8 @@ class DenseFastPath:
     def fused_optimizer(self, optimizer: torch.optim.Optimizer) -> _Fusable | None:
         """``optimizer`` if it can apply its fused single-pass update inside the closure.
 
-        So for descentlab's :class:`~descentlab.optim.Adam`, :class:`~descentlab.optim.AdaGrad`
-        and :class:`~descentlab.optim.RMSProp` holding these parameters, when every
+        That is descentlab's :class:`~descentlab.optim.Adam`, :class:`~descentlab.optim.AdaGrad`
+        or :class:`~descentlab.optim.RMSProp` holding these parameters, when every
         group's options are ones its fused kernel covers
         (:meth:`~descentlab.optim.Adam.fused_update_applies`); not for subclasses
         (they may change the rule). Otherwise ``None``: the optimizer's own step applies
