@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 
 import pytest
@@ -123,3 +124,33 @@ def test_step_fused_is_the_fused_update_whatever_the_flags(make):
 )
 def test_fused_update_applies_only_where_a_kernel_covers_the_options(opt):
     assert not opt([torch.zeros(3, requires_grad=True)]).fused_update_applies()
+
+
+def test_fused_rmsprop_scratch_never_carries_garbage_or_a_past_nan():
+    # The kernel reads its scratch "first moment" before writing g into it: a buffer that
+    # started as uninitialized memory (inf/NaN bits) or held a NaN from a bad step before
+    # a reload made the parameters non-finite (seen in the trainer's fast path).
+    base, grads = _problem(steps=4)
+    params = [b.clone().requires_grad_() for b in base]
+    opt = RMSProp(params, lr=0.01, fused=True)
+    for p, g in zip(params, grads[0]):
+        p.grad = g.clone()
+    opt.step()
+    saved = copy.deepcopy(opt.state_dict())
+    before = [p.detach().clone() for p in params]
+    for p in params:
+        p.grad = torch.full_like(p, float("nan"))
+    opt.step()  # a non-finite gradient reaches the optimizer
+    assert not params[0].isfinite().all()
+    with torch.no_grad():
+        for p, b in zip(params, before):
+            p.copy_(b)
+    opt.load_state_dict(saved)
+    for gs in grads[1:]:
+        for p, g in zip(params, gs):
+            p.grad = g.clone()
+        opt.step()
+    assert all(p.isfinite().all() for p in params)
+    ref, _ = _run(lambda p: RMSProp(p, lr=0.01, foreach=False), base, grads)
+    for a, b in zip(params, ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-13)

@@ -304,6 +304,7 @@ class BookOptimizer(torch.optim.Optimizer):
                 )
         try:
             super().load_state_dict(state_dict)
+            self._scratch.clear()  # nothing computed before the load may leak past it
         except (ValueError, KeyError) as exc:
             raise CheckpointError(
                 f"cannot load {type(self).__name__} state: {exc}",
@@ -377,7 +378,9 @@ class BookOptimizer(torch.optim.Optimizer):
                 grads = list(torch._foreach_neg(grads))
         return params, grads, states
 
-    def _scratch_like(self, params: list[Tensor], slot: int = 0) -> list[Tensor]:
+    def _scratch_like(
+        self, params: list[Tensor], slot: int = 0, *, zeros: bool = False
+    ) -> list[Tensor]:
         """Reusable buffers shaped like ``params`` for intermediate results (e.g. √r + δ).
 
         ``torch._foreach_sqrt`` and friends allocate a fresh parameter-sized result on every
@@ -385,6 +388,8 @@ class BookOptimizer(torch.optim.Optimizer):
         step pays the page faults again, which costs more than the arithmetic. Keeping one
         buffer per parameter (and slot) makes the steady-state step allocation-free. Peak
         memory is the same as torch.optim's foreach path, which needs the same temporaries.
+        ``zeros``: new buffers start at 0, for a kernel that reads its buffer before writing
+        it (see :func:`~descentlab.optim.rmsprop.fused_rmsprop_`).
         """
         out = []
         for p in params:
@@ -396,7 +401,8 @@ class BookOptimizer(torch.optim.Optimizer):
                 or buf.dtype != p.dtype
                 or buf.device != p.device
             ):
-                buf = torch.empty_like(p, memory_format=torch.preserve_format)
+                make = torch.zeros_like if zeros else torch.empty_like
+                buf = make(p, memory_format=torch.preserve_format)
                 self._scratch[key] = buf
             out.append(buf)
         return out

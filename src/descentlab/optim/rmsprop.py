@@ -165,7 +165,7 @@ class RMSProp(BookOptimizer):
             lookahead,
         )
         if path == "fused":
-            firsts = self._scratch_like(params, slot=1)
+            firsts = self._scratch_like(params, slot=1, zeros=True)
             for ps, gs, rs, ss in foreach_buckets(params, grads, squares, firsts):
                 fused_rmsprop_(
                     ps, gs, rs, ss, lr=h.lr, rho=h.rho, eps=h.eps,
@@ -247,7 +247,8 @@ def fused_rmsprop_(
     With ρ1 = 0 and t = 2¹⁰⁰ the kernel's first moment is g itself, its bias corrections
     are 1 and its second moment is r ← ρr + (1 − ρ)g ⊙ g, so it computes
     θ ← (1 − ελ)θ − ε g/(√r + δ). ``squares`` are the r tensors (``state[p]["square_avg"]``);
-    ``scratch`` (tensors shaped like the parameters) receives g.
+    ``scratch`` (tensors shaped like the parameters) receives g; it must hold finite
+    numbers (the kernel computes s + 1·(g − s), which is g only for a finite s).
     """
     torch._fused_adamw_(
         params,
