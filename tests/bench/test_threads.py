@@ -5,8 +5,17 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
-from descentlab.train.threads import SMALL_STEP_FLOPS, choose_threads, step_flops
+import descentlab as dl
+from descentlab.train import loop
+from descentlab.train.evaluate import evaluate
+from descentlab.train.threads import (
+    SMALL_STEP_FLOPS,
+    choose_threads,
+    evaluation_threads,
+    step_flops,
+)
 
 BIG = 10 * SMALL_STEP_FLOPS
 
@@ -47,3 +56,42 @@ def test_unknown_load_or_work_uses_the_allowed_cpus(load):
 
 def test_step_flops_counts_the_three_products_of_a_dense_step():
     assert step_flops(1000, 10) == 6 * 1000 * 10
+
+
+@pytest.mark.parametrize(
+    ("training", "allowed", "load", "expected"),
+    [
+        (1, 2, 1.0, 2),  # only this process runs (its own thread is the load): both cores
+        (1, 2, 2.0, 1),  # another process holds the second core: stay on one
+        (1, 2, 7.5, 1),  # oversubscribed: never below the training count
+        (2, 2, 0.0, 2),
+        (1, 8, 3.2, 6),  # two other busy cores out of eight
+        (1, 1, 0.0, 1),
+        (1, 4, math.nan, 1),  # unknown load: keep the training count
+    ],
+)
+def test_evaluation_uses_the_cores_free_besides_training(training, allowed, load, expected):
+    assert evaluation_threads(training, allowed=allowed, load=load) == expected
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, [2]), (1, [1])])
+def test_a_chosen_thread_count_scores_on_the_free_cores_then_trains_as_before(
+    monkeypatch, given, expected
+):
+    """The loop switches to the evaluation count only around scoring (not when given)."""
+    seen: list[int] = []
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluation_threads", lambda training: 2)
+    monkeypatch.setattr(loop, "evaluate", spy)
+    before = torch.get_num_threads()
+    try:
+        dl.fit(model="mlp", dataset="digits", hidden=(16,), max_epochs=2, quiet=True,
+               early_stopping="none", threads=given)  # fmt: skip
+        assert torch.get_num_threads() == 1  # the digits MLP trains on one thread
+    finally:
+        torch.set_num_threads(before)
+    assert set(seen) == set(expected) and len(seen) >= 2

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -26,13 +27,14 @@ import torch
 from descentlab._version import __version__
 from descentlab.data import Split
 from descentlab.errors import DivergenceError
-from descentlab.train.distributed import broadcast_buffers
+from descentlab.train.distributed import SINGLE, broadcast_buffers
 from descentlab.train.evaluate import Evaluation, evaluate
 from descentlab.train.interrupt import TrainingInterrupted
 from descentlab.train.progress import BestPoint, TargetReached
 from descentlab.train.records import FitResult, RunSummary, ValidationRecord
 from descentlab.train.step import first_non_finite
-from descentlab.train.tutorial_eval import evaluate_tutorial
+from descentlab.train.threads import evaluation_threads
+from descentlab.train.tutorial_eval import tutorial_scored
 
 if TYPE_CHECKING:
     from descentlab.train.trainer import Trainer
@@ -125,26 +127,38 @@ def _averaged(trainer: Trainer) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def _evaluation_threads(trainer: Trainer) -> Iterator[None]:
+    """Score on the free cores when the thread count was chosen, not given (threads.py)."""
+    cfg, training = trainer.config, torch.get_num_threads()
+    if cfg.threads or trainer.device.type != "cpu" or trainer.world.distributed:
+        yield
+        return
+    n = evaluation_threads(training)
+    if n != training:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != training:
+            torch.set_num_threads(training)
+
+
 def _evaluate(trainer: Trainer, split: Split) -> Evaluation:
     cfg = trainer.config
-    if cfg.eval_style == "tutorial":  # the mean of per-minibatch errors (tutorial_eval.py)
-        # (every rank scores the whole split: the same numbers on each, as one process)
-        return evaluate_tutorial(
+    tutorial = cfg.eval_style == "tutorial"  # the mean of per-minibatch errors (tutorial_eval.py)
+    # Data-parallel: each rank scores its share and the sums are all-reduced, so every
+    # rank sees the same numbers and takes the same early-stopping decision.  The
+    # tutorial's rule needs every prediction: each rank scores the whole split.
+    with _evaluation_threads(trainer):
+        full = evaluate(
             trainer.model,
             split,
             n_classes=trainer.data.n_classes,
-            batch_size=cfg.batch_size,
-            eval_batch_size=cfg.eval_batch_size,
+            batch_size=cfg.eval_batch_size,
+            world=SINGLE if tutorial else trainer.world,
         )
-    # Data-parallel: each rank scores its share and the sums are all-reduced, so every
-    # rank sees the same numbers and takes the same early-stopping decision.
-    return evaluate(
-        trainer.model,
-        split,
-        n_classes=trainer.data.n_classes,
-        batch_size=cfg.eval_batch_size,
-        world=trainer.world,
-    )
+    return tutorial_scored(full, split.y, cfg.batch_size) if tutorial else full
 
 
 def validate(trainer: Trainer, epoch: int) -> ValidationRecord:
