@@ -61,6 +61,33 @@ def test_train_bench_rows_are_sane():
     assert "GFLOP/s" in table
 
 
+def test_two_thread_counts_are_measured_in_the_same_rounds():
+    rows = run_train_bench(
+        workloads=["logreg"],
+        contenders=["descentlab", "torch loop", "naive loop"],
+        dataset="digits",
+        repeats=2,
+        warmup=0,
+        threads=[1, 2],
+    )
+    assert [(r["threads"], r["contender"]) for r in rows] == [
+        (n, c) for n in (1, 2) for c in ("descentlab", "torch loop", "naive loop")
+    ]
+    for n in (1, 2):
+        group = [r for r in rows if r["threads"] == n]
+        best = min(r["median_s"] for r in group if r["contender"] != "descentlab")
+        for r in group:  # each count against its own best baseline and its own floor
+            assert r["speedup"] == pytest.approx(best / r["median_s"])
+            assert r["floor_fraction"] == pytest.approx(r["floor_s"] / r["median_s"])
+    # Both counts were timed between the same load readings: one interleaved run.
+    assert len({json.dumps(r["load_average"]) for r in rows}) == 1
+    table = format_train_table(rows)
+    assert "s/epoch 1t" in table and "s/epoch 2t" in table
+    assert "1 thread: measured" in table and "2 threads: measured" in table
+    with pytest.raises(ConfigError, match="threads"):
+        run_train_bench(workloads=["logreg"], dataset="digits", threads=[1, 0])
+
+
 def test_a_baseline_that_cannot_be_built_is_skipped_with_a_note(monkeypatch):
     import torch
 
