@@ -185,6 +185,11 @@ def test_time_to_target_in_process():
     )
     assert result["reached"] is True
     assert 0 < result["seconds_to_target"] <= result["train_seconds"]
+    assert 0 < result["startup_seconds"] < result["wall_seconds"]
+    assert result["wall_to_target_seconds"] == pytest.approx(
+        result["startup_seconds"] + result["seconds_to_target"]
+    )
+    assert result["wall_to_target_seconds"] <= result["wall_seconds"]
     assert result["epoch_at_target"] in (1, 2)
     assert result["test_error"] <= 0.7
     assert result["fast_path"] is True
