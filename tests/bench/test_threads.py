@@ -8,10 +8,11 @@ import pytest
 import torch
 
 import descentlab as dl
-from descentlab.train import loop
+from descentlab.train import loop, threads
 from descentlab.train.evaluate import evaluate
 from descentlab.train.threads import (
     SMALL_STEP_FLOPS,
+    busy_elsewhere,
     choose_threads,
     evaluation_threads,
     step_flops,
@@ -59,19 +60,35 @@ def test_step_flops_counts_the_three_products_of_a_dense_step():
 
 
 @pytest.mark.parametrize(
-    ("training", "allowed", "load", "expected"),
+    ("training", "allowed", "busy", "expected"),
     [
-        (1, 2, 1.0, 2),  # only this process runs (its own thread is the load): both cores
-        (1, 2, 2.0, 1),  # another process holds the second core: stay on one
+        (1, 2, 0.0, 2),  # nothing else runs: both cores
+        (1, 2, 0.4, 2),
+        (1, 2, 1.0, 1),  # another process holds the second core: stay on one
         (1, 2, 7.5, 1),  # oversubscribed: never below the training count
         (2, 2, 0.0, 2),
-        (1, 8, 3.2, 6),  # two other busy cores out of eight
+        (1, 8, 2.2, 6),  # two other busy cores out of eight
         (1, 1, 0.0, 1),
-        (1, 4, math.nan, 1),  # unknown load: keep the training count
+        (1, 4, math.nan, 1),  # unknown: keep the training count
     ],
 )
-def test_evaluation_uses_the_cores_free_besides_training(training, allowed, load, expected):
-    assert evaluation_threads(training, allowed=allowed, load=load) == expected
+def test_evaluation_uses_the_cores_free_besides_training(training, allowed, busy, expected):
+    assert evaluation_threads(training, allowed=allowed, busy=busy) == expected
+
+
+def test_busy_elsewhere_takes_the_larger_of_the_average_and_the_running_tasks(monkeypatch):
+    # A process started seconds ago: the 1-minute average has not caught up with it yet.
+    monkeypatch.setattr(threads, "load_average", lambda: 0.3)
+    monkeypatch.setattr(threads, "_running_now", lambda: 2)  # it and the reader
+    assert busy_elsewhere() == 1.0
+    assert choose_threads(allowed=2, load=busy_elsewhere(), flops_per_step=BIG).count == 1
+    # A long-running one the sample missed: the average still counts it (less our own).
+    monkeypatch.setattr(threads, "load_average", lambda: 2.1)
+    monkeypatch.setattr(threads, "_running_now", lambda: 1)
+    assert busy_elsewhere(own=1) == pytest.approx(1.1)
+    monkeypatch.setattr(threads, "load_average", lambda: None)
+    monkeypatch.setattr(threads, "_running_now", lambda: None)
+    assert busy_elsewhere() is None
 
 
 @pytest.mark.parametrize(("given", "expected"), [(None, [2]), (1, [1])])
