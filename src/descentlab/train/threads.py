@@ -85,9 +85,10 @@ def choose_threads(
 ) -> ThreadChoice:
     """The thread count for a run (see the module docstring); a pure function.
 
-    ``allowed``: CPUs this process may use; ``load``: the 1-minute load average (None when
-    unknown: every allowed CPU counts as free); ``flops_per_step``: the estimated work of
-    one training step (None when unknown: treated as large); ``requested``: ``--threads``.
+    ``allowed``: CPUs this process may use; ``load``: the cores other processes keep busy,
+    :func:`busy_elsewhere` (None when unknown: every allowed CPU counts as free);
+    ``flops_per_step``: the estimated work of one training step (None when unknown:
+    treated as large); ``requested``: ``--threads``.
     """
     if requested is not None:
         return ThreadChoice(requested, "--threads")
@@ -103,7 +104,9 @@ def choose_threads(
         return ThreadChoice(allowed, f"{allowed} CPUs, load unknown")
     busy = min(allowed, max(0, round(load)))
     free = max(1, allowed - busy)
-    return ThreadChoice(free, f"load average {load:.1f} on {allowed} CPUs: {allowed - busy} free")
+    return ThreadChoice(
+        free, f"{load:.1f} cores busy elsewhere of {allowed}: {allowed - busy} free"
+    )
 
 
 def allowed_cpus() -> int:
