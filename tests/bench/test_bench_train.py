@@ -282,3 +282,20 @@ def test_cli_bench_optim_wraps_the_optimizer_bench(capsys):
         ("adam", 2000, 4),
     ]
     assert all(r["ours_ms"] > 0 and r["threads"] == 1 for r in rows)
+
+
+def test_cli_bench_overhead_times_each_part_of_an_epoch(capsys):
+    code = main(
+        ["bench", "overhead", "--preset", "dlt-mlp", "--subset", "200", "--repeats", "1",
+         "--warmup", "0", "--threads", "1", "--json"]
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    parts = result["parts"]
+    assert list(parts) == ["end to end", "training only", "validation", "test set", "checkpoint"]
+    assert parts["training only"]["share"] == pytest.approx(1.0)
+    assert all(p["median_s"] > 0 for p in parts.values())
+    assert result["overhead"] == pytest.approx(
+        parts["end to end"]["median_s"] / parts["training only"]["median_s"] - 1
+    )
+    assert result["threads"] == 1 and result["eval_batch_size"] == 1000

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from descentlab.bench.optim import format_optim_table, run_optim_bench
+from descentlab.bench.overhead import format_overhead, run_overhead_bench
 from descentlab.bench.sweep import format_sweep_bench, run_sweep_bench, sweep_grid
 from descentlab.bench.timing import thread_limit
 from descentlab.bench.train import (
@@ -106,6 +107,15 @@ def cmd_time_to_target(args: argparse.Namespace) -> int:
             print(format_time_to_target(result), flush=True)
     if args.json:  # one object for one thread count (as before), else a list
         print(json.dumps(results[0] if len(results) == 1 else results, indent=2, default=str))
+    return 0
+
+
+def cmd_overhead(args: argparse.Namespace) -> int:
+    overrides = {k: getattr(args, k) for k in ("data_dir", "subset") if getattr(args, k)}
+    result = run_overhead_bench(
+        args.preset, repeats=args.repeats, warmup=args.warmup, threads=args.threads, **overrides
+    )
+    print(json.dumps(result, indent=2) if args.json else format_overhead(result))
     return 0
 
 
@@ -231,6 +241,20 @@ def register(sub: Any) -> None:
     q.add_argument("--device", default=None, help="cpu, cuda or auto (default: the preset's)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_time_to_target)
+
+    q = bench.add_parser(
+        "overhead",
+        help="what an epoch of descentlab train spends besides training",
+        description="Time, interleaved, an epoch end to end, the same epoch training only, "
+        "scoring the validation and test sets, and writing the checkpoint.",
+    )
+    q.add_argument("--preset", default="dlt-mlp", help="preset to time (default %(default)s)")
+    _add_repeats(q, repeats=3, warmup=1, unit="rounds", per="part")
+    q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    q.add_argument("--data-dir", default=None, help="folder holding mnist/ ...")
+    q.add_argument("--subset", type=int, default=None, help="first N examples of each split")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_overhead)
 
     q = bench.add_parser(
         "sweep",

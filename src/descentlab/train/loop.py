@@ -39,7 +39,7 @@ from descentlab.train.tutorial_eval import tutorial_scored
 if TYPE_CHECKING:
     from descentlab.train.trainer import Trainer
 
-__all__ = ["finish", "fit", "run_epoch", "summarize", "validate"]
+__all__ = ["finish", "fit", "run_epoch", "score_split", "summarize", "validate"]
 
 
 def fit(trainer: Trainer) -> FitResult:
@@ -144,7 +144,8 @@ def _evaluation_threads(trainer: Trainer) -> Iterator[None]:
             torch.set_num_threads(training)
 
 
-def _evaluate(trainer: Trainer, split: Split) -> Evaluation:
+def score_split(trainer: Trainer, split: Split) -> Evaluation:
+    """``split`` scored as a validation scores it (the run's ``eval_style``, chunks, threads)."""
     cfg = trainer.config
     tutorial = cfg.eval_style == "tutorial"  # the mean of per-minibatch errors (tutorial_eval.py)
     # Data-parallel: each rank scores its share and the sums are all-reduced, so every
@@ -176,7 +177,7 @@ def validate(trainer: Trainer, epoch: int) -> ValidationRecord:
     if trainer.world.distributed:
         broadcast_buffers(trainer.model)  # rank 0's batch-norm statistics (CPU: per rank)
     with _averaged(trainer):
-        valid = _evaluate(trainer, trainer.data.valid)
+        valid = score_split(trainer, trainer.data.valid)
         monitored = {
             "valid_error": valid.error,
             "valid_nll": valid.nll,
@@ -186,7 +187,7 @@ def validate(trainer: Trainer, epoch: int) -> ValidationRecord:
         test: Evaluation | None = None
         if improved:
             # The test set is scored only at a new best validation point.
-            test = _evaluate(trainer, trainer.data.test)
+            test = score_split(trainer, trainer.data.test)
             progress.best_state = {
                 k: v.detach().clone() for k, v in trainer.model.state_dict().items()
             }
