@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -91,10 +92,14 @@ def test_two_thread_counts_are_measured_in_the_same_rounds():
 def test_a_baseline_that_cannot_be_built_is_skipped_with_a_note(monkeypatch):
     import torch
 
+    caches: list[str | None] = []
+
     def broken(*args, **kwargs):
+        caches.append(os.environ.get("TORCHINDUCTOR_CACHE_DIR"))
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     rows = run_train_bench(
         workloads=["logreg"],
         contenders=["descentlab train-only", "torch.compile loop"],
@@ -107,6 +112,9 @@ def test_a_baseline_that_cannot_be_built_is_skipped_with_a_note(monkeypatch):
     assert rows[0]["speedup"] is None
     assert "torch.compile loop skipped: RuntimeError: no C++ compiler" in rows[0]["notes"]
     assert "skipped" in format_train_table(rows)
+    # Compiled in a cache of the benchmark's own, not the one other processes share.
+    assert caches and caches[0] is not None and "torchinductor" not in caches[0]
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
 
 
 def test_gemm_shapes_count_every_product_of_a_step():

@@ -21,9 +21,11 @@ its speedup is end to end, and ``descentlab train-only`` over it is the epoch ov
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,26 @@ def _thread_counts(threads: int | Sequence[int] | None) -> list[int]:
     if not out:
         raise ConfigError("no thread count chosen", hint="e.g. threads=[1, 2]")
     return out
+
+
+@contextlib.contextmanager
+def _private_compile_cache(folder: Path) -> Iterator[None]:
+    """torch.compile's cache in ``folder`` unless the user chose one (TORCHINDUCTOR_CACHE_DIR).
+
+    Processes of one user share ``/tmp/torchinductor_$USER``; a benchmark compiling while
+    another process writes the same entry read a half-written library ("file too short")
+    and had to skip its compiled loop.  A private cache also makes the compile time a
+    cold one.
+    """
+    key = "TORCHINDUCTOR_CACHE_DIR"
+    chosen = key in os.environ
+    if not chosen:
+        os.environ[key] = str(folder)
+    try:
+        yield
+    finally:
+        if not chosen:
+            os.environ.pop(key, None)
 
 
 def _on_threads(n: int, fn: Callable[[], None]) -> Callable[[], None]:
@@ -214,7 +236,13 @@ def run_train_bench(
     common: dict[str, Any] = {"epochs": warmup + repeats, "repeats": repeats, "warmup": warmup}
     common |= {"n_train": n_train, "device": device}
     rows: list[dict[str, Any]] = []
-    with thread_limit(max(counts)), tempfile.TemporaryDirectory() as tmp:
+    with (
+        thread_limit(max(counts)),
+        tempfile.TemporaryDirectory() as tmp,
+        _private_compile_cache(Path(tmp) / "inductor"),
+    ):
+        scratch = Path(tmp) / "runs"  # the run directories of the end-to-end contenders
+        scratch.mkdir()
         for wname in work_names:
             work = WORKLOADS[wname]
             if work.batch_size > n_train:  # tiny datasets in tests: one minibatch per epoch
@@ -224,7 +252,7 @@ def run_train_bench(
                 progress(f"{wname}: {who_text} at {counts} threads x {warmup}+{repeats} epochs")
             measured = _measure(
                 work, who, data, counts, repeats=repeats, warmup=warmup, seed=seed,
-                scratch=Path(tmp),
+                scratch=scratch,
             )  # fmt: skip
             rows += _rows(wname, measured, data, common)
     return rows
