@@ -148,9 +148,9 @@ def format_time_to_target(result: dict[str, Any]) -> str:
         f"process start to summary ({result['startup_seconds']:.1f} s of it starting: process, "
         f"imports, data loading); peak RSS {result['peak_rss_mb']:.0f} MB"
     )
-    load = result["machine"]["load_average"]
+    load, n = result["machine"]["load_average"], result["threads"]
     lines.append(
-        f"(preset {result['preset']}, {result['threads']} threads, "
+        f"(preset {result['preset']}, {n} thread{'s' if n != 1 else ''}, "
         f"fast path {'on' if result['fast_path'] else 'off'}, load average {load})"
     )
     return "\n".join(lines)
