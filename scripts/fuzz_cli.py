@@ -32,14 +32,16 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+# The CLI runner and the refusal check are the test suite's (tests/clihelpers.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from clihelpers import SRC, refusal_problem, run_measured
+
 MAX_REFUSAL_RSS = 1 << 30
 
 
@@ -296,8 +298,6 @@ def _bytes(text: str) -> int:
 
 
 def run_case(argv: list[str], cap: str, timeout: float) -> tuple[int, str, float, int]:
-    env = {**os.environ, "PYTHONPATH": str(SRC), "DESCENTLAB_NO_CACHE": "1"}
-    cmd = [sys.executable, "-m", "descentlab", *argv]
     limit = _bytes(cap)
 
     def cap_address_space() -> None:
@@ -305,45 +305,25 @@ def run_case(argv: list[str], cap: str, timeout: float) -> tuple[int, str, float
         # rather than through the prlimit binary, which crashes on some sandboxed hosts.)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    code, err, seconds, peak = run_measured(
+        argv,
+        env={"DESCENTLAB_NO_CACHE": "1"},
+        timeout=timeout,
         preexec_fn=cap_address_space,
     )
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            proc.kill()
-            _pid, status, usage = os.wait4(proc.pid, 0)
-            return 124, "timeout", time.perf_counter() - t0, usage.ru_maxrss * 1024
-        time.sleep(0.02)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    return os.waitstatus_to_exitcode(status), err, time.perf_counter() - t0, usage.ru_maxrss * 1024
+    return (124, "timeout", seconds, peak) if code is None else (code, err, seconds, peak)
 
 
 def verdict(code: int, err: str, peak: int) -> str | None:
     """None if clean, else why not."""
-    lines = [line for line in err.splitlines() if line.strip()]
     if code == 0:
         return None
     if code == 124:
         return "timeout"
-    if code not in (2, 3):
-        return f"exit {code}: {lines[-1] if lines else ''}"
-    if "Traceback" in err or "internal error" in err:
-        return f"exit {code} with traceback/internal error: {lines[-1] if lines else ''}"
-    usage_error = any(line.startswith("usage:") for line in lines)
-    if len(lines) != 1 and not usage_error:
-        return f"{len(lines)} stderr lines: {lines[:2]}"
-    if peak > MAX_REFUSAL_RSS:
+    problem = refusal_problem(code, err, exit_codes=(2, 3), usage_ok=True)
+    if problem is None and peak > MAX_REFUSAL_RSS:
         return f"refusal used {peak / 2**30:.2f} GB"
-    return None
+    return problem
 
 
 def main() -> int:

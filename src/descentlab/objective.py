@@ -33,6 +33,7 @@ penalty's gradient is ``λ1·sign(W) + 2·λ2·W``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -112,6 +113,7 @@ class Objective:
         )
 
 
+@dataclass(eq=False, slots=True)
 class Closure:
     """``optimizer.step(closure)``'s closure: zero grads, cost, backward, return the cost.
 
@@ -119,24 +121,14 @@ class Closure:
     is not finite (one host sync); ``after_backward`` runs once the gradients are there.
     """
 
-    __slots__ = ("after_backward", "check_finite", "model", "objective", "optimizer", "x", "y")
-
-    def __init__(
-        self,
-        objective: Objective,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        *,
-        check_finite: bool = False,
-        after_backward: Callable[[], None] | None = None,
-    ) -> None:
-        self.objective = objective
-        self.model = model
-        self.optimizer = optimizer
-        self.check_finite = check_finite
-        self.after_backward = after_backward
-        self.x: Tensor | None = None
-        self.y: Tensor | None = None
+    objective: Objective
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    _: KW_ONLY
+    check_finite: bool = False
+    after_backward: Callable[[], None] | None = None
+    x: Tensor | None = field(default=None, init=False)
+    y: Tensor | None = field(default=None, init=False)
 
     def bind(self, x: Tensor, y: Tensor) -> Closure:
         """Use the minibatch ``(x, y)`` at the next call; returns ``self``."""

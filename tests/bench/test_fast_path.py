@@ -52,11 +52,11 @@ def _assert_same_trajectory(fast: Trainer, plain: Trainer) -> None:
 
 
 COMBOS = {
-    "logreg-sgd": dict(model="logreg", batch_size=20),
+    "logreg-sgd (fused update)": dict(model="logreg", batch_size=20),
     "tanh-sgd-l2 (fused update)": dict(
         model="mlp", hidden=(64,), activation="tanh", lr=0.05, l2=1e-3, batch_size=20
     ),
-    "relu-adam-shuffle": dict(
+    "relu-adam-shuffle (fused update)": dict(
         model="mlp",
         hidden=(64, 32),
         activation="relu",
@@ -111,15 +111,36 @@ COMBOS = {
         l2=1e-3,
         batch_size=20,
     ),
+    # Adam, AdaGrad, RMSProp: the optimizers' own fused=True updates inside the closure
+    # (backward_fused_); momentum SGD's own step runs its fused kernel.
+    "tanh-adagrad-l2 (fused update)": dict(
+        model="mlp", hidden=(32,), optimizer="adagrad", lr=0.05, eps=1e-4, l2=1e-3, batch_size=20
+    ),
+    "relu-rmsprop-shuffle (fused update)": dict(
+        model="mlp",
+        hidden=(32,),
+        activation="relu",
+        optimizer="rmsprop",
+        lr=1e-3,
+        eps=1e-4,
+        batch_size=20,
+        shuffle=True,
+    ),
+    "logreg-momentum-weight-decay": dict(
+        model="logreg", optimizer="momentum", lr=0.05, weight_decay=1e-3, batch_size=20
+    ),
 }
 
 
-@pytest.mark.parametrize("options", list(COMBOS.values()), ids=list(COMBOS))
-def test_fast_path_follows_the_plain_trajectory(digits, options):
-    fast, plain = _run_pair(digits, **options)
+@pytest.mark.parametrize("name", list(COMBOS))
+def test_fast_path_follows_the_plain_trajectory(digits, name):
+    fast, plain = _run_pair(digits, **COMBOS[name])
     assert fast.fast_path is not None, fast.fast_path_reason
     assert plain.fast_path is None
     _assert_same_trajectory(fast, plain)
+    # The closure applied the update itself (no .grad left) exactly where it should.
+    fused = all(p.grad is None for p in fast.model.parameters())
+    assert fused == ("(fused update)" in name)
 
 
 def test_fused_sgd_is_used_only_when_nothing_reads_the_gradients(digits):
@@ -266,9 +287,8 @@ def test_fused_adam_matches_the_books_adam_step_by_step(weight_decay):
         nll(ref(x), y).backward()
         opt_ref.step()
         fast.forward(x, y)
-        groups = fast.adam_groups(opt_fused)
-        assert groups is not None
-        fast.backward_adam_(opt_fused, groups)
+        assert fast.fused_optimizer(opt_fused) is opt_fused
+        fast.backward_fused_(opt_fused)
         opt_fused.step()  # finds no .grad: must not apply anything again
         assert all(p.grad is None for p in fused.parameters())
         for p, q in zip(fused.parameters(), ref.parameters()):
@@ -295,20 +315,41 @@ def test_trainer_uses_the_fused_adam_update_only_when_nothing_reads_gradients(di
 @pytest.mark.parametrize(
     "option", [{"amsgrad": True}, {"maximize": True}], ids=["amsgrad", "maximize"]
 )
-def test_fused_fast_path_leaves_options_it_does_not_implement_to_the_optimizer(digits, option):
-    # The fused fast-path Adam implements the book's box only; AMSGrad and maximize must be
-    # applied by the optimizer itself (the fused path would silently drop them).
+def test_fused_fast_path_applies_every_option_of_the_optimizers_fused_update(digits, option):
+    # The fast path hands the update to the optimizer's own fused=True update, which
+    # implements AMSGrad and maximize: the trajectory is the autograd path's.
     fast = _trainer(digits, True, model="mlp", hidden=(16,), optimizer="adam", max_epochs=1)
-    fast.optimizer.param_groups[0].update(option)
-    assert fast.fast_path is not None
-    assert fast.fast_path.adam_groups(fast.optimizer) is None
-    plain_options = {"amsgrad": False, "maximize": False}
-    fast.optimizer.param_groups[0].update(plain_options)
-    assert fast.fast_path.adam_groups(fast.optimizer) is not None
+    plain = _trainer(digits, False, model="mlp", hidden=(16,), optimizer="adam", max_epochs=1)
+    for trainer in (fast, plain):
+        trainer.optimizer.param_groups[0].update(option)
+    assert fast.fast_path.fused_optimizer(fast.optimizer) is fast.optimizer
+    fast.fit()
+    plain.fit()
+    assert all(p.grad is None for p in fast.model.parameters())  # the fused update ran
+    _assert_same_trajectory(fast, plain)
     sgd = _trainer(digits, True, model="logreg", max_epochs=1)
     if "maximize" in option:
         sgd.optimizer.param_groups[0].update(option)
         assert sgd.fast_path.sgd_rates(sgd.optimizer) is None
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "option"),
+    [
+        ("adagrad", {"eps_inside_sqrt": True}),
+        ("rmsprop", {"centered": True}),
+        ("rmsprop", {"momentum": 0.9}),
+        ("nesterov", {}),
+        ("adam", {"differentiable": True}),
+    ],
+)
+def test_fused_fast_path_leaves_options_its_kernels_lack_to_the_optimizer(
+    digits, optimizer, option
+):
+    fast = _trainer(digits, True, model="mlp", hidden=(16,), optimizer=optimizer, max_epochs=1)
+    fast.optimizer.param_groups[0].update(option)
+    assert fast.fast_path is not None
+    assert fast.fast_path.fused_optimizer(fast.optimizer) is None
 
 
 def test_fused_fast_path_adam_keeps_the_optimizers_tensor_step(digits):

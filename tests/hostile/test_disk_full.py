@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
-from hosthelpers import one_line_error, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clihelpers import one_line_error, run_cli
 from descentlab import fsio
 
 TRAIN = ("train", "--dataset", "digits", "--max-epochs", "1", "--quiet")

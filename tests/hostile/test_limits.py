@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hosthelpers import measure_peak, one_line_error, run_cli
+from hosthelpers import measure_peak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clihelpers import one_line_error, run_cli
 from descentlab.data import load_dataset, write_idx
 from descentlab.data.idx import read_idx
 from descentlab.data.safe_pickle import load_mnist_pkl

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from hosthelpers import SRC, one_line_error, run_cli
 
+from clihelpers import SRC, one_line_error, run_cli
 from descentlab import fit
 from descentlab.errors import CheckpointError
 from descentlab.fsio import WriterLock

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-from hosthelpers import one_line_error, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clihelpers import one_line_error, run_cli
 from descentlab.errors import ConfigError
 from descentlab.fsio import atomic_write_bytes, check_name, check_out, probe_writable
 

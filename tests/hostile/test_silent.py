@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hosthelpers import one_line_error, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clihelpers import one_line_error, run_cli
 from descentlab import fit
 from descentlab.errors import ConfigError, DataError
 from descentlab.train.config import from_mapping

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hosthelpers import one_line_error, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
+from clihelpers import one_line_error, run_cli
 from descentlab import fit, load_run
 from descentlab.data import write_idx
 from descentlab.errors import CheckpointError

@@ -9,10 +9,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 
-from descentlab.cli.main import main
 from descentlab.train import fit
 from descentlab.train.callbacks import Callback, Checkpointer, MetricsFiles, RunDirectory
 from descentlab.train.checkpoint import load_checkpoint
@@ -154,27 +152,6 @@ def assert_same_run(reference: Path, other: Path) -> None:
     ref_rows = [json.loads(r) for r in (reference / "metrics.jsonl").read_text().splitlines()]
     rows = [json.loads(r) for r in (other / "metrics.jsonl").read_text().splitlines()]
     assert [untimed(r) for r in ref_rows] == [untimed(r) for r in rows]
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``descentlab ARGV`` in-process: (exit code, stdout, stderr)."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse errors exit directly
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def assert_one_line_error(code: int, err: str, *words: str, exit_code: int = 2) -> str:
-    """Exit code, exactly one non-empty stderr line, no traceback, and the given words."""
-    assert code == exit_code, f"exit {code}, stderr: {err}"
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err and "internal error" not in err, err
-    for word in words:
-        assert word.lower() in lines[0].lower(), (word, lines[0])
-    return lines[0]
 
 
 def tree_digest(path: Path) -> dict[str, str]:

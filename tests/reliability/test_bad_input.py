@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from relhelpers import assert_one_line_error, assert_same_run, run_cli, tree_digest
+from relhelpers import assert_same_run, tree_digest
 
+from clihelpers import one_line_error, run_cli
 from descentlab.data import write_idx
 
 TRAIN = ["train", "--threads", "1", "--quiet"]
@@ -165,7 +166,7 @@ def test_bad_data(capsys, tmp_path, case):
     before = tree_digest(inputs)
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, *TRAIN, "--dataset", str(dataset), "--out", str(out))
-    assert_one_line_error(code, err, *words)
+    one_line_error(code, err, *words)
     assert tree_digest(inputs) == before
     assert not out.exists()
 
@@ -206,7 +207,7 @@ OPTION_CASES = [
 def test_bad_option(capsys, tmp_path, extra, words):
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, *TRAIN, "--dataset", "digits", *extra, "--out", str(out))
-    assert_one_line_error(code, err, *words)
+    one_line_error(code, err, *words)
     assert not out.exists()
 
 
@@ -231,7 +232,7 @@ def test_bad_config_file(capsys, tmp_path, case):
     config.write_text('dataset = "digits"\n' + text)
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, *TRAIN, "--config", str(config), "--out", str(out))
-    assert_one_line_error(code, err, *words)
+    one_line_error(code, err, *words)
     assert not out.exists()
 
 
@@ -248,7 +249,7 @@ def test_bad_json_config(capsys, tmp_path, text, words):
     config = tmp_path / "run.json"
     config.write_text(text)
     code, _, err = run_cli(capsys, *TRAIN, "--config", str(config), "--out", str(tmp_path / "r"))
-    assert_one_line_error(code, err, *words)
+    one_line_error(code, err, *words)
 
 
 # ----------------------------------------------------------------- files
@@ -272,7 +273,7 @@ def test_run_directory_under_a_file(capsys, tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("keep me")
     code, _, err = run_cli(capsys, *TRAIN, *QUICK_RUN, "--out", str(blocker / "run"))
-    assert_one_line_error(code, err, "not writable")
+    one_line_error(code, err, "not writable")
     assert blocker.read_text() == "keep me"
 
 
@@ -303,7 +304,7 @@ def test_run_directory_not_writable(capsys, tmp_path, monkeypatch, exists):
     monkeypatch.setattr(builtins, "open", open_)
     monkeypatch.setattr(io, "open", open_)
     code, _, err = run_cli(capsys, *TRAIN, *QUICK_RUN, "--out", str(out))
-    assert_one_line_error(code, err, "not writable", str(out))
+    one_line_error(code, err, "not writable", str(out))
     monkeypatch.undo()
     assert sorted(p.name for p in readonly.rglob("*")) == (["run"] if exists else [])
 
@@ -323,7 +324,7 @@ def test_disk_full_while_checkpointing_then_resume(capsys, tmp_path, monkeypatch
 
     monkeypatch.setattr(os, "fsync", fills_up)
     code, _, err = run_cli(capsys, *args, "--out", str(run))
-    line = assert_one_line_error(code, err, "disk full while writing checkpoint", "is intact")
+    line = one_line_error(code, err, "disk full while writing checkpoint", "is intact")
     assert f"descentlab train --resume {run}" in line
     monkeypatch.undo()
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--quiet")
@@ -334,7 +335,7 @@ def test_disk_full_while_checkpointing_then_resume(capsys, tmp_path, monkeypatch
 def test_resume_from_a_folder_that_is_not_a_run(capsys, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path))
-    assert_one_line_error(code, err, "not a descentlab run directory")
+    one_line_error(code, err, "not a descentlab run directory")
     assert (tmp_path / "notes.txt").read_text() == "hello"
 
 
@@ -343,7 +344,7 @@ def test_resume_a_run_that_has_no_checkpoint(capsys, tmp_path, finished_run):
     shutil.rmtree(run / "checkpoint")
     before = tree_digest(run)
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--quiet")
-    assert_one_line_error(code, err, "has no checkpoint", "--config")
+    one_line_error(code, err, "has no checkpoint", "--config")
     assert tree_digest(run) == before
 
 
@@ -356,7 +357,7 @@ def test_resume_a_damaged_checkpoint_offers_the_previous_one(capsys, tmp_path, f
     newest.write_bytes(bytes(data))
     before = tree_digest(run)
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--quiet")
-    assert_one_line_error(code, err, "damaged", f"--resume-previous {run}")
+    one_line_error(code, err, "damaged", f"--resume-previous {run}")
     assert tree_digest(run) == before
     code, _, err = run_cli(capsys, "train", "--resume-previous", str(run), "--quiet")
     assert code == 0, err
@@ -379,7 +380,7 @@ def test_resume_from_a_checkpoint_of_another_run(capsys, tmp_path, finished_run,
     config.write_text(text.replace(f"{key} = {old}", f"{key} = {new}"))
     before = tree_digest(run)
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--quiet")
-    assert_one_line_error(code, err, *words)
+    one_line_error(code, err, *words)
     assert tree_digest(run) == before
 
 
@@ -394,7 +395,7 @@ def test_checkpoint_copied_from_another_model(capsys, tmp_path, finished_run):
     shutil.rmtree(run / "checkpoint")
     shutil.copytree(other / "checkpoint", run / "checkpoint")
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--quiet")
-    assert_one_line_error(code, err, "different model", "mlp", "logreg")
+    one_line_error(code, err, "different model", "mlp", "logreg")
 
 
 @pytest.mark.parametrize(
@@ -409,20 +410,20 @@ def test_resume_with_options_it_would_ignore(capsys, tmp_path, finished_run, ext
     extra = [str(finished_run) if e == "RUN" else e for e in extra]
     before = tree_digest(finished_run)
     code, _, err = run_cli(capsys, "train", "--resume", str(finished_run), *extra)
-    assert_one_line_error(code, err, *words)
+    one_line_error(code, err, *words)
     assert tree_digest(finished_run) == before
 
 
 def test_out_holding_a_run_or_foreign_files_is_refused(capsys, tmp_path, finished_run):
     before = tree_digest(finished_run)
     code, _, err = run_cli(capsys, *TRAIN, *QUICK_RUN, "--out", str(finished_run))
-    assert_one_line_error(code, err, "already holds a run", "--resume")
+    one_line_error(code, err, "already holds a run", "--resume")
     assert tree_digest(finished_run) == before
     mine = tmp_path / "project"
     mine.mkdir()
     (mine / "config.toml").write_text("[tool.mine]\nimportant = true\n")
     code, _, err = run_cli(capsys, *TRAIN, *QUICK_RUN, "--out", str(mine))
-    assert_one_line_error(code, err, "config.toml", "overwrite")
+    one_line_error(code, err, "config.toml", "overwrite")
     assert (mine / "config.toml").read_text() == "[tool.mine]\nimportant = true\n"
 
 
@@ -437,7 +438,7 @@ def test_predict_with_the_wrong_feature_count(capsys, tmp_path, finished_run, co
     )
     path = csv_file(tmp_path, header + "\n" + rows)
     code, _, err = run_cli(capsys, "predict", str(finished_run), str(path))
-    assert_one_line_error(code, err, *words)
+    one_line_error(code, err, *words)
 
 
 def test_predict_or_evaluate_a_damaged_run(capsys, tmp_path, finished_run):
@@ -446,10 +447,10 @@ def test_predict_or_evaluate_a_damaged_run(capsys, tmp_path, finished_run):
     x = tmp_path / "x.npy"
     np.save(x, np.zeros((2, 64)))
     code, _, err = run_cli(capsys, "predict", str(run), str(x))
-    assert_one_line_error(code, err, "model.safetensors")
+    one_line_error(code, err, "model.safetensors")
     code, _, err = run_cli(capsys, "evaluate", str(run))
-    assert_one_line_error(code, err, "model.safetensors")
+    one_line_error(code, err, "model.safetensors")
     run = copy_run(finished_run, tmp_path / "run2")
     (run / "summary.json").write_text("{broken")
     code, _, err = run_cli(capsys, "evaluate", str(run))
-    assert_one_line_error(code, err, "summary.json", "damaged")
+    one_line_error(code, err, "summary.json", "damaged")

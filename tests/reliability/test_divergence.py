@@ -15,17 +15,10 @@ from dataclasses import replace
 
 import pytest
 import torch
-from relhelpers import (
-    QUICK,
-    Crash,
-    CrashAfterCheckpoint,
-    assert_one_line_error,
-    assert_same_run,
-    quick_fit,
-    run_cli,
-)
+from relhelpers import QUICK, Crash, CrashAfterCheckpoint, assert_same_run, quick_fit
 from torch import nn
 
+from clihelpers import one_line_error, run_cli
 from descentlab.data import Split, load_dataset
 from descentlab.errors import DivergenceError
 from descentlab.train import Callback, fit
@@ -93,7 +86,7 @@ def test_huge_lr_stops_with_one_line_and_keeps_the_last_good_checkpoint(capsys, 
         "--out",
         str(out),
     )
-    line = assert_one_line_error(code, err, "diverged", "non-finite", "lr 1e+10", exit_code=3)
+    line = one_line_error(code, err, "diverged", "non-finite", "lr 1e+10", exit_code=3)
     failed_at = int(re.search(r"iteration (\d+)", line).group(1))
     good = int(re.search(r"last good checkpoint \(iteration (\d+)\)", line).group(1))
     assert good < failed_at or "diverged by iteration" in line

@@ -21,13 +21,7 @@ import random
 import threading
 
 import pytest
-from relhelpers import (
-    Crash,
-    CrashAfterCheckpoint,
-    SigintAfter,
-    assert_same_run,
-    quick_fit,
-)
+from relhelpers import Crash, CrashAfterCheckpoint, SigintAfter, assert_same_run, quick_fit
 
 from descentlab.train import Callback
 from descentlab.train.trainer import TrainingInterrupted

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from relhelpers import assert_one_line_error, quick_fit, run_cli
+from relhelpers import quick_fit
 
 import descentlab
+from clihelpers import one_line_error, run_cli
 
 PACKAGE = Path(descentlab.__file__).resolve().parent
 SAFE_PICKLE = PACKAGE / "data" / "safe_pickle.py"
@@ -197,7 +198,7 @@ def test_a_malicious_pickle_is_refused_and_runs_nothing(capsys, tmp_path, name):
     evil.write_bytes(gzip.compress(_evil_pickles(marker)[name]))
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--dataset", str(evil), "--out", str(out))
-    assert_one_line_error(code, err, "evil.pkl.gz")
+    one_line_error(code, err, "evil.pkl.gz")
     assert not marker.exists()
     assert not out.exists()
 
@@ -208,7 +209,7 @@ def test_a_payload_hidden_inside_a_dataset_pickle_in_a_folder(capsys, tmp_path):
     folder.mkdir()
     (folder / "mnist.pkl.gz").write_bytes(gzip.compress(_evil_pickles(marker)["inside a dataset"]))
     code, _, err = run_cli(capsys, "train", "--dataset", str(folder), "--out", str(tmp_path / "r"))
-    assert_one_line_error(code, err, "mnist.pkl.gz")
+    one_line_error(code, err, "mnist.pkl.gz")
     assert not marker.exists()
 
 

@@ -1,4 +1,4 @@
-"""``descentlab bench optim | train | time-to-target | sweep``: timings next to their baselines."""
+"""``descentlab bench optim | train | time-to-target | overhead | sweep``: timings, baselines."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from descentlab.bench.timing import thread_limit
 from descentlab.bench.train import (
     CONTENDERS,
     DEFAULT_CONTENDERS,
+    WORKLOADS,
     format_time_to_target,
     format_train_table,
     run_time_to_target,
     run_train_bench,
 )
+from descentlab.cli.common import add_command, add_flags
 
 
 def _names(text: str) -> list[str]:
@@ -71,6 +73,10 @@ def _thread_counts(text: str) -> list[int]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train each workload with every contender one epoch at a time, interleaved (with
+    --threads 1,2 both counts in the same rounds), and print the median s/epoch, the
+    speedup over the best baseline, the fraction of the compute floor (matrix products at
+    this machine's measured rate) and the test error after the timed epochs."""
     rows = run_train_bench(
         workloads=args.workloads,
         contenders=args.contenders,
@@ -88,6 +94,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_time_to_target(args: argparse.Namespace) -> int:
+    """Train a preset (default fast-mnist) in a child process and report when the test
+    error at the best validation point first reached the target, the final numbers and
+    the peak memory."""
     overrides: dict[str, Any] = {}
     if args.dataset is not None:
         overrides["dataset"] = args.dataset
@@ -111,6 +120,8 @@ def cmd_time_to_target(args: argparse.Namespace) -> int:
 
 
 def cmd_overhead(args: argparse.Namespace) -> int:
+    """Time, interleaved, an epoch end to end, the same epoch training only, scoring the
+    validation and test sets, and writing the checkpoint."""
     overrides = {k: getattr(args, k) for k in ("data_dir", "subset") if getattr(args, k)}
     result = run_overhead_bench(
         args.preset, repeats=args.repeats, warmup=args.warmup, threads=args.threads, **overrides
@@ -137,6 +148,10 @@ def _floats(text: str) -> list[float]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    """Train a grid of lr x momentum x seed configurations fused (descentlab.train.fused)
+    and separately (descentlab.fit, one after the other, in this process), interleaved;
+    print runs/hour for each and the largest difference between a member and its
+    separate run."""
     options: dict[str, Any] = {"dataset": args.dataset, "max_epochs": args.max_epochs}
     options["batch_size"] = args.batch_size
     if args.model == "mlp":
@@ -158,125 +173,121 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="benchmarks next to their plainly-written baselines",
-        description="Time descentlab against hand-written PyTorch, torch.optim and "
-        "scikit-learn, interleaved in one process (ratios are what to compare).",
-    )
-    bench = p.add_subparsers(dest="bench_command", metavar="BENCH")
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
-
-    q = bench.add_parser("optim", help="optimizer step time vs torch.optim")
+def _register_optim(bench: Any) -> None:
+    q = add_command(bench, "optim", cmd_optim, "optimizer step time vs torch.optim")
     q.add_argument("--sizes", type=_sizes, default=[1_000_000, 25_000_000], help="e.g. 1M,25M")
     q.add_argument(
         "--tensors", type=int, default=50, help="parameter tensors (default %(default)s)"
     )
     q.add_argument("--optimizers", type=_names, default=None, help="e.g. sgd,adam (default all)")
     _add_repeats(q, repeats=30, warmup=5, unit="steps", per="optimizer")
-    q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    q.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
-    q.add_argument("--json", action="store_true", help="machine-readable output")
-    q.set_defaults(func=cmd_optim)
+    add_flags(q, "--threads", "--device", "--json")
 
-    q = bench.add_parser(
-        "train",
-        help="seconds per epoch vs the strongest plain PyTorch loops",
-        description="Train each workload with every contender one epoch at a time, "
-        "interleaved, and print the median s/epoch, the range, the speedup over the "
-        "best baseline, the fraction of the compute floor (matrix products at this "
-        "machine's measured rate) and the test error after the timed epochs.",
+
+def _register_train(bench: Any) -> None:
+    q = add_command(
+        bench, "train", cmd_train, "seconds per epoch vs the strongest plain PyTorch loops"
     )
-    q.add_argument(
-        "--workloads",
-        type=_names,
-        default=None,
-        help="logreg, mlp-tanh, mlp-adam (default all)",
-    )
+    workloads, contenders = ", ".join(WORKLOADS), ", ".join(CONTENDERS)
+    q.add_argument("--workloads", type=_names, default=None, help=f"{workloads} (default all)")
     q.add_argument(
         "--contenders",
         type=_names,
         default=None,
-        help="any of: "
-        + ", ".join(CONTENDERS)
-        + " (default: "
-        + ", ".join(DEFAULT_CONTENDERS)
-        + ")",
+        help=f"any of: {contenders} (default: {', '.join(DEFAULT_CONTENDERS)})",
     )
     _add_repeats(q, repeats=5, warmup=1, unit="epochs", per="contender")
-    q.add_argument(
+    add_flags(
+        q,
         "--threads",
-        type=_thread_counts,
-        default=None,
-        help="CPU threads for every contender; 1,2: both counts, interleaved in one run",
+        threads={
+            "type": _thread_counts,
+            "help": "CPU threads for every contender; 1,2: both counts, interleaved in one run",
+        },
     )
     q.add_argument("--dataset", default="mnist", help="dataset name or path (default %(default)s)")
-    q.add_argument("--data-dir", default=None, help="folder holding mnist/ ...")
-    q.add_argument("--subset", type=int, default=None, help="first N examples of each split")
-    q.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
-    q.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    q.add_argument("--json", action="store_true", help="machine-readable output")
-    q.set_defaults(func=cmd_train)
+    add_flags(q, "--data-dir", "--subset", "--device", "--quiet", "--json")
 
-    q = bench.add_parser(
+
+def _register_time_to_target(bench: Any) -> None:
+    q = add_command(
+        bench,
         "time-to-target",
-        help="seconds to reach a test error with the fast preset",
-        description="Train a preset (default fast-mnist) in a child process and report "
-        "when the test error at the best validation point first reached the target, "
-        "the final numbers and the peak memory.",
+        cmd_time_to_target,
+        "seconds to reach a test error with the fast preset",
     )
     q.add_argument("--target", type=float, default=0.0165, help="test error (default %(default)s)")
     q.add_argument("--preset", default="fast-mnist", help="preset to train (default %(default)s)")
-    q.add_argument(
+    add_flags(
+        q,
         "--threads",
-        type=_thread_counts,
-        default=None,
-        help="torch CPU threads; 1,2 runs each count in turn (default: chosen)",
+        threads={
+            "type": _thread_counts,
+            "help": "torch CPU threads; 1,2 runs each count in turn (default: chosen)",
+        },
     )
     q.add_argument("--dataset", default=None, help="override the preset's dataset")
-    q.add_argument("--data-dir", default=None, help="folder holding mnist/ ...")
-    q.add_argument("--subset", type=int, default=None, help="first N examples of each split")
+    add_flags(q, "--data-dir", "--subset")
     q.add_argument("--max-epochs", type=int, default=None, help="override the preset's epochs")
-    q.add_argument("--device", default=None, help="cpu, cuda or auto (default: the preset's)")
-    q.add_argument("--json", action="store_true", help="machine-readable output")
-    q.set_defaults(func=cmd_time_to_target)
+    add_flags(
+        q,
+        "--device",
+        "--json",
+        device={"default": None, "help": "cpu, cuda or auto (default: the preset's)"},
+    )
 
-    q = bench.add_parser(
+
+def _register_overhead(bench: Any) -> None:
+    q = add_command(
+        bench,
         "overhead",
-        help="what an epoch of descentlab train spends besides training",
-        description="Time, interleaved, an epoch end to end, the same epoch training only, "
-        "scoring the validation and test sets, and writing the checkpoint.",
+        cmd_overhead,
+        "what an epoch of descentlab train spends besides training",
     )
     q.add_argument("--preset", default="dlt-mlp", help="preset to time (default %(default)s)")
     _add_repeats(q, repeats=3, warmup=1, unit="rounds", per="part")
-    q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    q.add_argument("--data-dir", default=None, help="folder holding mnist/ ...")
-    q.add_argument("--subset", type=int, default=None, help="first N examples of each split")
-    q.add_argument("--json", action="store_true", help="machine-readable output")
-    q.set_defaults(func=cmd_overhead)
+    add_flags(q, "--threads", "--data-dir", "--subset", "--json")
 
-    q = bench.add_parser(
-        "sweep",
-        help="a grid trained as one fused model vs run by run",
-        description="Train a grid of lr x momentum x seed configurations fused "
-        "(descentlab.train.fused) and separately (descentlab.fit, one after the other, in "
-        "this process), interleaved; print runs/hour for each and the largest difference "
-        "between a member and its separate run.",
-    )
+
+def _register_sweep(bench: Any) -> None:
+    q = add_command(bench, "sweep", cmd_sweep, "a grid trained as one fused model vs run by run")
     q.add_argument("--model", default="mlp", choices=("logreg", "mlp"), help="default mlp")
     q.add_argument("--hidden", type=int, default=100, help="MLP hidden units (default 100)")
     q.add_argument("--lrs", type=_floats, default=[0.01, 0.03, 0.1], help="e.g. 0.01,0.1")
     q.add_argument("--momenta", type=_floats, default=[0.0, 0.5, 0.9], help="e.g. 0,0.9")
     q.add_argument("--seeds", type=_floats, default=[1, 2], help="e.g. 1,2 (default 1,2)")
     q.add_argument("--dataset", default="digits", help="dataset (default %(default)s)")
-    q.add_argument("--data-dir", default=None, help="folder holding mnist/ ...")
-    q.add_argument("--subset", type=int, default=None, help="first N examples of each split")
+    add_flags(q, "--data-dir", "--subset")
     q.add_argument("--batch-size", type=int, default=20, help="default %(default)s")
     q.add_argument("--max-epochs", type=int, default=2, help="default %(default)s")
     q.add_argument("--repeats", type=int, default=1, help="timed rounds (default 1)")
-    q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    q.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
-    q.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    q.add_argument("--json", action="store_true", help="machine-readable output")
-    q.set_defaults(func=cmd_sweep)
+    add_flags(
+        q,
+        "--threads",
+        "--device",
+        "--quiet",
+        "--json",
+        device={"default": None, "help": "cpu or cuda (default: cpu)"},
+    )
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time descentlab against hand-written PyTorch, torch.optim and scikit-learn,
+    interleaved in one process (ratios are what to compare)."""
+    args.bench_parser.print_help()
+    return 2
+
+
+def register(sub: Any) -> None:
+    """Add ``bench`` and its sub-commands to the CLI's subparsers."""
+    p = add_command(sub, "bench", cmd_bench, "benchmarks next to their plainly-written baselines")
+    p.set_defaults(bench_parser=p)
+    bench = p.add_subparsers(dest="bench_command", metavar="BENCH")
+    for add in (
+        _register_optim,
+        _register_train,
+        _register_time_to_target,
+        _register_overhead,
+        _register_sweep,
+    ):
+        add(bench)

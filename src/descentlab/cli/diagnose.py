@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from descentlab.cli.common import add_command, add_flags, positive_int
 from descentlab.cli.train import add_train_options, options_from_args
 from descentlab.diagnostics import DiagnoseOptions, Diagnostics, plot_lr_find
 from descentlab.diagnostics.runs import (
@@ -28,19 +29,14 @@ from descentlab.errors import ConfigError
 from descentlab.train.config import resolve
 
 THREADS_NOTE = "1 torch thread (default; --threads N to change)"
+JSON_HELP = "one JSON object"
 
 
 def parse_sample(text: str) -> int | None:
     """``all`` (the whole training split) or a positive integer."""
     if text.strip().lower() in ("all", "full"):
         return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'all', got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+    return positive_int(text, what="a number or 'all'", below="expected a positive number")
 
 
 def _set_threads(threads: int | None) -> str:
@@ -102,6 +98,8 @@ def _text(point: RunPoint, d: Diagnostics, n_train: int, threads: str) -> list[s
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
+    """Measure chapter 8's diagnostics of a finished run on its training cost (loss +
+    penalties as trained; dropout off, batch norm in eval mode)."""
     threads = _set_threads(args.threads)
     opts = DiagnoseOptions(
         top_k=args.top_k,
@@ -148,6 +146,10 @@ def _lr_find_text(report: LRFindReport, png: Path) -> list[str]:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
+    """Train a fresh model for up to --steps minibatches while the learning rate grows
+    geometrically; stop when the smoothed loss exceeds 4x its best; plot lr_find.png
+    and suggest a learning rate, next to the stability bound at initialization.
+    Dataset, model, optimizer, batch and cost take train's options."""
     threads = _set_threads(getattr(args, "threads", None))
     cfg = resolve(
         preset_name=args.preset, config_file=args.config, overrides=options_from_args(args)
@@ -195,14 +197,15 @@ def _sample_arg(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    """Add ``diagnose`` and ``lr-find`` to the CLI's subparsers."""
+    p = add_command(
+        sub,
         "diagnose",
-        help="curvature, stability bound, §8.2.1 step test and noise scale of a run",
-        description="Measure chapter 8's diagnostics of a finished run on its training cost "
-        "(loss + penalties as trained; dropout off, batch norm in eval mode).",
+        cmd_diagnose,
+        "curvature, stability bound, §8.2.1 step test and noise scale of a run",
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--json", action="store_true", help="one JSON object")
+    add_flags(p, "--json", json=JSON_HELP)
     p.add_argument(
         "--at",
         choices=("best", "last"),
@@ -223,16 +226,13 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--noise-repeats", type=int, default=10, help="repeats of the noise-scale estimate"
     )
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
-    p.set_defaults(func=cmd_diagnose)
+    add_flags(p, "--threads", threads="torch threads (default 1)")
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "lr-find",
-        help="learning-rate range test from a fresh model, with the curvature bound",
-        description="Train a fresh model for up to --steps minibatches while the learning "
-        "rate grows geometrically; stop when the smoothed loss exceeds 4x its best; plot "
-        "lr_find.png and suggest a learning rate, next to the stability bound at "
-        "initialization.  Dataset, model, optimizer, batch and cost take train's options.",
+        cmd_lr_find,
+        "learning-rate range test from a fresh model, with the curvature bound",
     )
     p.add_argument("--preset", default=None, help="start from a preset (as train)")
     p.add_argument("--config", default=None, help="TOML or JSON file of options (as train)")
@@ -241,6 +241,5 @@ def register(sub: Any) -> None:
     p.add_argument("--lr-max", type=float, default=10.0, help="last learning rate")
     p.add_argument("--steps", type=int, default=300, help="at most this many steps")
     _sample_arg(p, "λmax at initialization is computed on")
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    add_train_options(p)
-    p.set_defaults(func=cmd_lr_find)  # train's --threads sets the torch threads (default 1)
+    add_flags(p, "--json", json=JSON_HELP)
+    add_train_options(p)  # train's --threads sets the torch threads (default 1)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from descentlab.cli.common import add_command, add_flags
 from descentlab.cli.train import add_train_options
 from descentlab.errors import ConfigError, did_you_mean
 from descentlab.fsio import make_folder
@@ -110,16 +111,6 @@ def _seeds(text: str) -> int | list[int]:
     return parts
 
 
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 # =========================================================================== compare
 def build_compare_plan(
     args: argparse.Namespace, typed: dict[str, argparse.Action], flags: set[str]
@@ -180,6 +171,11 @@ def build_compare_plan(
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """Train every combination of the given option values (x seeds) in parallel worker
+    processes, each into its own run directory under the sweep directory, then write
+    results.csv and report.html/.md. Re-running the same command skips finished runs
+    and resumes interrupted ones. Example: descentlab compare --dataset digits --model
+    mlp --optimizer sgd,adam --lr 0.01,0.1 --batch-size 20,128 --seeds 3 --select-lr"""
     from descentlab.experiments.workflow import run_sweep
 
     plan, settings, quiet = build_compare_plan(args, args._typed, args._flags)
@@ -203,6 +199,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 # ============================================================================ report
 def cmd_report(args: argparse.Namespace) -> int:
+    """Rebuild results.csv, report.html and report.md of a sweep directory from its run
+    directories (also works on a partly finished sweep)."""
     from descentlab.experiments.store import collect_results, write_results
     from descentlab.experiments.workflow import build_report
 
@@ -215,6 +213,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # ============================================================================= study
 def cmd_study(args: argparse.Namespace) -> int:
+    """Run a preset sweep with a tailored report. --fast finishes in minutes on two
+    cores; without it the full setting takes hours. Use --list to see the studies."""
     from descentlab.experiments.studies import STUDIES
     from descentlab.experiments.workflow import run_study
 
@@ -223,23 +223,14 @@ def cmd_study(args: argparse.Namespace) -> int:
             print(f"{name:15s} {study.summary}")
         return 0 if args.list else 2
     datasets = [d.strip() for d in args.datasets.split(",")] if args.datasets else None
-    result = run_study(
-        args.name,
-        fast=args.fast,
-        out=args.out,
-        jobs=args.jobs,
-        seeds=args.seeds,
-        data_dir=args.data_dir,
-        datasets=datasets,
-        report=not args.no_report,
-        scheduler=args.scheduler,
-    )
+    given = {k: getattr(args, k) for k in ("fast", "out", "jobs", "seeds", "data_dir", "scheduler")}
+    result = run_study(args.name, datasets=datasets, report=not args.no_report, **given)
     return 0 if not result.failed else 1
 
 
 # ========================================================================= landscape
 def cmd_landscape(args: argparse.Namespace) -> int:
-
+    """Run optimizers on a 2-D function (Rosenbrock, ...) and plot their paths."""
     try:
         landscape = importlib.import_module("descentlab.experiments.landscape")
     except ModuleNotFoundError as exc:
@@ -308,26 +299,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 # ========================================================================== register
-def _add_scheduler(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--scheduler",
-        default=None,
-        metavar="tcp://HOST:8786",
-        help="run the runs on this Dask cluster instead of local processes (needs "
-        "descentlab[dask]; --out must be on storage every worker sees)",
-    )
-
-
 def _register_compare(sub: Any) -> None:
-    p = sub.add_parser(
-        "compare",
-        help="run a grid of training runs in parallel and compare them",
-        description="Train every combination of the given option values (x seeds) in "
-        "parallel worker processes, each into its own run directory under the sweep "
-        "directory, then write results.csv and report.html/.md. Re-running the same "
-        "command skips finished runs and resumes interrupted ones. Example: descentlab "
-        "compare --dataset digits --model mlp --optimizer sgd,adam --lr 0.01,0.1 "
-        "--batch-size 20,128 --seeds 3 --select-lr",
+    p = add_command(
+        sub, "compare", cmd_compare, "run a grid of training runs in parallel and compare them"
     )
     p.add_argument(
         "--config", default=None, metavar="FILE", help="sweep TOML file ([grid] + options)"
@@ -352,52 +326,39 @@ def _register_compare(sub: Any) -> None:
         metavar="OPTIONS",
         help="like --select-lr for other options, e.g. --tune l2,dropout",
     )
-    p.add_argument("--jobs", type=_jobs, default=None, help="worker processes (default: cores)")
+    add_flags(p, "--jobs")
     p.add_argument(
         "--out",
         default=None,
         help="sweep directory (default sweeps/<dataset>-<model>-<hash of the grid>)",
     )
     p.add_argument("--title", default=None, help="report title")
-    p.add_argument("--no-report", action="store_true", help="write results.csv only")
-    _add_scheduler(p)
+    add_flags(p, "--no-report", "--scheduler")
     typed, flags = add_grid_options(p)
-    p.set_defaults(func=cmd_compare, _typed=typed, _flags=flags)
+    p.set_defaults(_typed=typed, _flags=flags)
 
 
 def _register_report(sub: Any) -> None:
-    p = sub.add_parser(
-        "report",
-        help="(re)write the report of a sweep directory",
-        description="Rebuild results.csv, report.html and report.md of a sweep directory "
-        "from its run directories (also works on a partly finished sweep).",
-    )
+    p = add_command(sub, "report", cmd_report, "(re)write the report of a sweep directory")
     p.add_argument("sweep_dir", metavar="SWEEP_DIR")
     p.add_argument("--title", default=None)
-    p.set_defaults(func=cmd_report)
 
 
 def _register_study(sub: Any) -> None:
-    p = sub.add_parser(
-        "study",
-        help="run a built-in study (optimizers, batch-size, losses, ...)",
-        description="Run a preset sweep with a tailored report. --fast finishes in "
-        "minutes on two cores; without it the full setting takes hours. Use --list to "
-        "see the studies.",
+    p = add_command(
+        sub, "study", cmd_study, "run a built-in study (optimizers, batch-size, losses, ...)"
     )
     p.add_argument("name", nargs="?", metavar="NAME")
     p.add_argument("--list", action="store_true", help="list the studies")
     p.add_argument("--fast", action="store_true", help="the fast setting (minutes)")
-    p.add_argument("--jobs", type=_jobs, default=None, help="worker processes (default: cores)")
+    add_flags(p, "--jobs")
     p.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
     p.add_argument("--out", default=None, help="sweep directory (default studies/NAME[-fast])")
-    p.add_argument("--data-dir", default=None, help="folder holding mnist/ and fashion-mnist/")
+    add_flags(p, "--data-dir", data_dir="folder holding mnist/ and fashion-mnist/")
     p.add_argument(
         "--datasets", default=None, help="batch-size study: only these datasets (comma-separated)"
     )
-    p.add_argument("--no-report", action="store_true", help="write results.csv only")
-    _add_scheduler(p)
-    p.set_defaults(func=cmd_study)
+    add_flags(p, "--no-report", "--scheduler")
 
 
 class _LandscapeHelp(argparse.HelpFormatter):
@@ -413,10 +374,11 @@ class _LandscapeHelp(argparse.HelpFormatter):
 
 
 def _register_landscape(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "landscape",
-        help="watch optimizers on 2-D test functions",
-        description="Run optimizers on a 2-D function (Rosenbrock, ...) and plot their paths.",
+        cmd_landscape,
+        "watch optimizers on 2-D test functions",
         formatter_class=_LandscapeHelp,
     )
     p.add_argument("--function", default="rosenbrock", help="the 2-D function (default rosenbrock)")
@@ -432,16 +394,12 @@ def _register_landscape(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed for the noise")
     p.add_argument("--gif", action="store_true", help="also write an animated GIF")
     p.add_argument("--out", default="landscape", help="output folder (default ./landscape)")
-    p.set_defaults(func=cmd_landscape)
 
 
 def _register_explain(sub: Any) -> None:
-    p = sub.add_parser(
-        "explain",
-        help="worked examples computed by the library (losses, significance)",
-    )
+    what = "worked examples computed by the library (losses, significance)"
+    p = add_command(sub, "explain", cmd_explain, what)
     p.add_argument("topic", metavar="TOPIC", help="losses or significance")
-    p.set_defaults(func=cmd_explain)
 
 
 def register(sub: Any) -> None:

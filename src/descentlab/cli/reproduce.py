@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from descentlab.cli.common import add_command, add_flags
 from descentlab.experiments.reproduce import PUBLISHED, run_reproduction
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Train dlt-logreg, dlt-mlp or dlt-lenet exactly as the Deep Learning Tutorials do
+    (console lines in the tutorial's format) and write reproduction.md beside the run:
+    published vs ours (best validation, test, epoch of the best model, epochs run, wall
+    time).  Checkpoints every epoch; --resume continues a killed run."""
     out = args.out or f"runs/reproduce-{args.preset}"
     result, path = run_reproduction(
         args.preset, out, threads=args.threads, resume=args.resume, quiet=args.quiet
@@ -24,17 +29,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``reproduce`` to the CLI's subparsers."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "reproduce",
-        help="run a tutorial preset to the end and compare with the published figures",
-        description="Train dlt-logreg, dlt-mlp or dlt-lenet exactly as the Deep Learning "
-        "Tutorials do (console lines in the tutorial's format) and write reproduction.md "
-        "beside the run: published vs ours (best validation, test, epoch of the best model, "
-        "epochs run, wall time).  Checkpoints every epoch; --resume continues a killed run.",
+        cmd_reproduce,
+        "run a tutorial preset to the end and compare with the published figures",
     )
     p.add_argument("preset", choices=tuple(PUBLISHED), help="the tutorial preset")
     p.add_argument("--out", default=None, help="run directory (default runs/reproduce-PRESET)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_flags(p, "--threads")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--quiet", action="store_true", help="no per-validation lines")
-    p.set_defaults(func=cmd_reproduce)
+    add_flags(p, "--quiet", quiet="no per-validation lines")

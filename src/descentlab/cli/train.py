@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from descentlab.cli.common import add_command, add_flags
 from descentlab.data import describe_datasets
 from descentlab.data.features import read_features
 from descentlab.errors import CheckpointError, ConfigError
@@ -109,6 +110,11 @@ DEFAULT_PRESET = "dlt-logreg"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train a classifier with minibatch SGD and early stopping. On MNIST with neither
+    --preset nor --config: the preset dlt-logreg, the Deep Learning Tutorials' logistic
+    regression on MNIST (lr 0.13, batch 600, patience 5000, pixels k/256, tutorial
+    scoring); it ends at 7.500000% validation, 7.489583% test error after 74 epochs, as
+    the tutorial does."""
     overrides = options_from_args(args)
     resume_dir = getattr(args, "resume", None) or getattr(args, "resume_previous", None)
     if resume_dir:
@@ -327,14 +333,9 @@ RUN_DIR_HELP = "a run directory written by 'descentlab train' (it holds config.t
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train a classifier (default: the tutorial's MNIST logreg)",
-        description="Train a classifier with minibatch SGD and early stopping. "
-        "On MNIST with neither --preset nor --config: the preset dlt-logreg, the Deep Learning "
-        "Tutorials' logistic regression on MNIST (lr 0.13, batch 600, patience 5000, "
-        "pixels k/256, tutorial scoring); it ends at 7.500000% validation, 7.489583% "
-        "test error after 74 epochs, as the tutorial does.",
+    """Add ``train``, ``evaluate``, ``predict`` and ``datasets`` to the CLI's subparsers."""
+    p = add_command(
+        sub, "train", cmd_train, "train a classifier (default: the tutorial's MNIST logreg)"
     )
     # Where the options come from and where one run goes: not options of the run itself
     # (--out/--name are TrainConfig fields declared cli=False, as compare/study write many
@@ -355,9 +356,8 @@ def register(sub: Any) -> None:
         help="continue from the checkpoint before the newest (if that one is damaged)",
     )
     add_train_options(p)
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="score a finished run on a split")
+    p = add_command(sub, "evaluate", cmd_evaluate, "score a finished run on a split")
     p.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument(
         "--split",
@@ -366,11 +366,9 @@ def register(sub: Any) -> None:
         help="which split to score: train, valid or test (default: test)",
     )
     p.add_argument("--dataset", default=None, help="evaluate on another dataset of the same shape")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_evaluate)
+    add_flags(p, "--data-dir", "--json", data_dir={"help": None})
 
-    p = sub.add_parser("predict", help="predict classes for the examples in a file")
+    p = add_command(sub, "predict", cmd_predict, "predict classes for the examples in a file")
     p.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument("file", metavar="FILE", help=".npy, .npz (array x) or .csv of features")
     p.add_argument("--output", default=None, help="write one predicted class per line here")
@@ -381,12 +379,11 @@ def register(sub: Any) -> None:
         help="raw values (pixels 0..255) or already scaled to [0, 1] as load_dataset returns; "
         "auto: fractions in [0, 1] are taken as scaled, with a note (default: auto)",
     )
-    p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("datasets", help="which datasets are available where (checksums verified)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_datasets)
+    p = add_command(
+        sub, "datasets", cmd_datasets, "which datasets are available where (checksums verified)"
+    )
+    add_flags(p, "--data-dir", "--json", data_dir={"help": None})
 
 
 def _preset_names() -> str:

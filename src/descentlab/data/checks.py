@@ -7,15 +7,23 @@ arguments) naming what is wrong and how to fix it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from descentlab.data.containers import SPLITS, RawSplits
+from descentlab.data.containers import (
+    SPLITS,
+    Dataset,
+    LoadOptions,
+    RawSplits,
+    assemble_dataset,
+    split_from_arrays,
+)
 from descentlab.errors import ConfigError, DataError
 from descentlab.limits import check_classes
 
-__all__ = ["check_features", "check_labels", "check_splits", "check_subset"]
+__all__ = ["check_features", "check_labels", "check_splits", "check_subset", "dataset_from_raw"]
 
 
 def check_labels(y: Any, where: str, n_classes: int | None = None) -> np.ndarray:
@@ -114,6 +122,41 @@ def check_splits(raw: RawSplits, source: str, n_classes: int | None) -> tuple[Ra
             hint="fix: a classifier needs at least two classes",
         )
     return out, n_classes
+
+
+def dataset_from_raw(
+    name: str,
+    raw: RawSplits,
+    opts: LoadOptions,
+    *,
+    source: str,
+    where: str | None = None,
+    n_classes: int | None = None,
+    class_names: list[str] | None = None,
+    scale: float | None = None,
+    info: dict[str, Any],
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Dataset:
+    """Three raw splits as a :class:`Dataset`: checked, ``prepare``-d, cut to ``opts.subset``.
+
+    ``where`` names the arrays in error messages (default ``source``); ``n_classes`` is
+    the expected number of classes (None: counted from the labels).
+    """
+    checked, n_classes = check_splits(raw, where or source, n_classes)
+    splits = {}
+    for split in SPLITS:
+        x, y = checked[split]
+        splits[split] = split_from_arrays(prepare(x) if prepare else x, y, opts.subset)
+    return assemble_dataset(
+        name,
+        splits,
+        n_classes=n_classes,
+        class_names=class_names,
+        standardize_inputs=opts.standardize,
+        scale=scale,
+        source=source,
+        info=info,
+    )
 
 
 def check_subset(subset: int | None) -> None:

@@ -33,6 +33,7 @@ parts live in ``containers`` (types), ``registry`` (names), ``mnist_family``,
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,14 @@ def _looks_like_path(text: str) -> bool:
         or text.lower().endswith((".npz", ".csv", ".gz", ".pkl"))
         or os.path.exists(text)
     )
+
+
+def _check_label_column(label_column: str, text: str) -> None:
+    if label_column != "label" and not str(text).lower().endswith(".csv"):
+        raise ConfigError(
+            f"label_column={label_column!r} applies only to .csv files, not to {text}",
+            hint="drop --label-column (the labels of this dataset are not a CSV column)",
+        )
 
 
 def _check_arguments(
@@ -136,34 +145,7 @@ def load_dataset(
     """
     _check_arguments(seed, standardize, valid_fraction, subset)
     text = os.fspath(name_or_path)
-    if label_column != "label" and not str(text).lower().endswith(".csv"):
-        raise ConfigError(
-            f"label_column={label_column!r} applies only to .csv files, not to {text}",
-            hint="drop --label-column (the labels of this dataset are not a CSV column)",
-        )
-    # A built-in name always means the built-in dataset (found by the search order),
-    # even if the working directory happens to hold a folder of that name: write
-    # "./mnist" to load such a folder as a path.
-    canonical = canonical_name(text) if isinstance(name_or_path, str) else None
-    if canonical is not None:
-        info = DATASETS[canonical]
-        opts = LoadOptions(
-            standardize=info.standardize if standardize is None else standardize,
-            valid_fraction=valid_fraction,
-            seed=int(seed),
-            subset=subset,
-            data_dir=data_dir,
-            offline=offline,
-            quiet=quiet,
-            pixel_scale=pixel_scale,
-        )
-        return info.loader(canonical, opts)
-    if not _looks_like_path(text):
-        raise DataError(
-            f"unknown dataset {text!r}",
-            hint=f"{did_you_mean(text, list(DATASETS))} (or give a path to a .npz, .csv, "
-            "mnist.pkl.gz or a folder of IDX files)",
-        )
+    _check_label_column(label_column, text)
     opts = LoadOptions(
         standardize=bool(standardize),
         valid_fraction=valid_fraction,
@@ -171,6 +153,21 @@ def load_dataset(
         subset=subset,
         pixel_scale=pixel_scale,
     )
+    # A built-in name always means the built-in dataset (found by the search order),
+    # even if the working directory happens to hold a folder of that name: write
+    # "./mnist" to load such a folder as a path.
+    canonical = canonical_name(text) if isinstance(name_or_path, str) else None
+    if canonical is not None:
+        info = DATASETS[canonical]
+        own = info.standardize if standardize is None else standardize
+        opts = replace(opts, standardize=own, data_dir=data_dir, offline=offline, quiet=quiet)
+        return info.loader(canonical, opts)
+    if not _looks_like_path(text):
+        raise DataError(
+            f"unknown dataset {text!r}",
+            hint=f"{did_you_mean(text, list(DATASETS))} (or give a path to a .npz, .csv, "
+            "mnist.pkl.gz or a folder of IDX files)",
+        )
     return load_path(Path(text).expanduser(), opts, label_column)
 
 

@@ -18,14 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from descentlab.data.checks import check_features, check_labels, check_splits
+from descentlab.data.checks import check_features, check_labels, dataset_from_raw
 from descentlab.data.containers import (
     Dataset,
     LoadOptions,
-    RawSplits,
     Split,
     assemble_dataset,
-    split_from_arrays,
 )
 from descentlab.data.idx import read_idx
 from descentlab.data.preprocess import scale_images
@@ -241,23 +239,23 @@ def load_pickle_dataset(
             hint="fix: leave valid_fraction unset",
         )
     (xtr, ytr), (xva, yva), (xte, yte) = load_mnist_pkl(path)
-    raw: RawSplits = {"train": (xtr, ytr), "valid": (xva, yva), "test": (xte, yte)}
-    checked, n_classes = check_splits(raw, str(path), 10 if name == "mnist" else None)
-    splits = {}
-    for split, (x, y) in checked.items():
+
+    def prepare(x: np.ndarray) -> np.ndarray:
         x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x
         if x.ndim == 2 and x.shape[1] == 784:
             x = x.reshape(-1, 1, 28, 28)  # the tutorial stores flattened 28x28 images
-        splits[split] = split_from_arrays(x, y, opts.subset)
-    return assemble_dataset(
+        return x
+
+    return dataset_from_raw(
         name,
-        splits,
-        n_classes=n_classes,
-        class_names=class_names,
-        standardize_inputs=opts.standardize,
-        scale=255.0 if xtr.dtype == np.uint8 else None,
+        {"train": (xtr, ytr), "valid": (xva, yva), "test": (xte, yte)},
+        opts,
         source=str(path),
+        n_classes=10 if name == "mnist" else None,
+        class_names=class_names,
+        scale=255.0 if xtr.dtype == np.uint8 else None,
         info={"format": "pickle"},
+        prepare=prepare,
     )
 
 

@@ -10,13 +10,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from descentlab.data.checks import check_splits
+from descentlab.data.checks import dataset_from_raw
 from descentlab.data.containers import (
-    SPLITS,
     Dataset,
     LoadOptions,
-    assemble_dataset,
-    split_from_arrays,
 )
 from descentlab.data.splits import three_way_split
 
@@ -42,16 +39,15 @@ def sklearn_loader(
             x = (x / scale).reshape(-1, 1, image_side, image_side)
         y = np.asarray(bunch.target)
         raw = three_way_split(x, y, opts.valid_fraction, opts.seed)
-        checked, n_classes = check_splits(raw, name, len(bunch.target_names))
-        splits = {s: split_from_arrays(*checked[s], opts.subset) for s in SPLITS}
-        return assemble_dataset(
+        return dataset_from_raw(
             name,
-            splits,
-            n_classes=n_classes,
-            class_names=[str(c) for c in bunch.target_names],
-            standardize_inputs=opts.standardize,
-            scale=scale,
+            raw,
+            opts,
             source="scikit-learn",
+            where=name,
+            n_classes=len(bunch.target_names),
+            class_names=[str(c) for c in bunch.target_names],
+            scale=scale,
             info={"format": "sklearn", "seed": opts.seed},
         )
 

@@ -14,14 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from descentlab.data.checks import check_labels, check_splits
+from descentlab.data.checks import check_labels, dataset_from_raw
 from descentlab.data.containers import (
     SPLITS,
     Dataset,
     LoadOptions,
     RawSplits,
-    assemble_dataset,
-    split_from_arrays,
 )
 from descentlab.data.mnist_family import load_idx_dataset, load_pickle_dataset
 from descentlab.data.registry import DATASETS, canonical_name
@@ -40,8 +38,8 @@ _TRAIN_TEST = ("x_train", "y_train", "x_test", "y_test")
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """All arrays of a ``.npz`` (loaded with ``allow_pickle=False``), or :class:`DataError`."""
     hint = "fix: save numeric arrays with np.savez(path, x=..., y=...)"
-    _check_npz_sizes(path, hint)
     try:
+        _check_npz_sizes(path)
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             raise DataError(f"{path} is a .npy file holding one array, not named arrays", hint=hint)
@@ -57,7 +55,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         ) from exc
 
 
-def _check_npz_sizes(path: Path, hint: str) -> None:
+def _check_npz_sizes(path: Path) -> None:
     """Refuse an archive whose members declare (in zip and .npy headers) too many bytes.
 
     The zip directory's sizes bound what decompression can produce (zipfile stops at
@@ -66,33 +64,26 @@ def _check_npz_sizes(path: Path, hint: str) -> None:
     """
     if not zipfile.is_zipfile(path):
         return  # np.load says what it is (a .npy, or not an archive)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-            check_bytes(sum(m.file_size for m in members), f"{path} (decompressed members)")
-            declared = 0
-            for member in members:
-                if not member.filename.endswith(".npy"):
-                    continue
-                with archive.open(member) as fh:
-                    major, _minor = np.lib.format.read_magic(fh)
-                    read_header = (
-                        np.lib.format.read_array_header_1_0
-                        if major == 1
-                        else np.lib.format.read_array_header_2_0
-                    )
-                    shape, _order, dtype = read_header(fh, max_header_size=10_000)
-                count = 1
-                for d in shape:
-                    count *= int(d)
-                declared += count * dtype.itemsize
-            check_bytes(declared, f"{path} (arrays declared in its .npy headers)")
-    except DataError:
-        raise
-    except Exception as exc:
-        raise DataError(
-            f"{path} is not a readable .npz archive ({type(exc).__name__}: {exc})", hint=hint
-        ) from exc
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        check_bytes(sum(m.file_size for m in members), f"{path} (decompressed members)")
+        declared = 0
+        for member in members:
+            if not member.filename.endswith(".npy"):
+                continue
+            with archive.open(member) as fh:
+                major, _minor = np.lib.format.read_magic(fh)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if major == 1
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _order, dtype = read_header(fh, max_header_size=10_000)
+            count = 1
+            for d in shape:
+                count *= int(d)
+            declared += count * dtype.itemsize
+        check_bytes(declared, f"{path} (arrays declared in its .npy headers)")
 
 
 def _npz_raw(
@@ -238,16 +229,13 @@ def load_path(path: Path, opts: LoadOptions, label_column: str = "label") -> Dat
             f"don't know how to read {path.name}",
             hint="fix: use a .npz, .csv, mnist.pkl.gz or a folder of IDX files",
         )
-    checked, n_classes = check_splits(raw, str(path), len(class_names) if class_names else None)
-    splits = {s: split_from_arrays(*checked[s], opts.subset) for s in SPLITS}
-    return assemble_dataset(
+    return dataset_from_raw(
         name,
-        splits,
-        n_classes=n_classes,
-        class_names=class_names,
-        standardize_inputs=opts.standardize,
-        scale=None,
+        raw,
+        opts,
         source=str(path),
+        n_classes=len(class_names) if class_names else None,
+        class_names=class_names,
         info={"format": path.suffix.lower().lstrip("."), "seed": opts.seed},
     )
 

@@ -100,27 +100,22 @@ def _check_preset(preset: str) -> Published:
 
 
 def run_reproduction(
-    preset: str,
-    out: str | Path,
-    *,
-    threads: int | None = None,
-    resume: bool = False,
-    quiet: bool = False,
+    preset: str, out: str | Path, *, resume: bool = False, **options: Any
 ) -> tuple[FitResult, Path]:
-    """Train ``preset`` to the end in ``out`` (or continue it), then write the comparison."""
+    """Train ``preset`` to the end in ``out`` (or continue it), then write the comparison.
+
+    ``options`` are training options over the preset's (``threads=2``, ``quiet=True``;
+    None: not given); the console lines are always the tutorial's.
+    """
     _check_preset(preset)
     out = Path(out)
+    given = {"quiet": False, **{k: v for k, v in options.items() if v is not None}}
+    given.update({"out": str(out), "log_style": "tutorial"})
     if resume:
-        values = read_config_file(out / "config.toml")
-        values.update({"out": str(out), "quiet": quiet, "log_style": "tutorial"})
-        if threads is not None:
-            values["threads"] = threads
+        values = {**read_config_file(out / "config.toml"), **given}
         result = fit(config=resolve(overrides=values), resume=True)
     else:
-        overrides: dict[str, Any] = {"out": str(out), "log_style": "tutorial", "quiet": quiet}
-        if threads is not None:
-            overrides["threads"] = threads
-        result = fit(config=resolve(preset_name=preset, overrides=overrides))
+        result = fit(config=resolve(preset_name=preset, overrides=given))
     path = out / REPORT_FILE
     atomic_write_text(path, reproduction_markdown(preset, result.summary))
     return result, path

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from descentlab.errors import CheckpointError, ConfigError
+from descentlab.optim import _validate as check
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -34,7 +35,16 @@ def foreach_buckets(*lists: list[Any]) -> Iterator[tuple[list[Any], ...]]:
     ``torch._foreach_*`` ops need all their tensors on one device with one dtype; in the usual
     case (one model on one device) the lists are passed through unchanged.
     """
-    keys = [(t.device, t.dtype) for t in lists[0]]
+    first = lists[0]
+    if not first:
+        yield lists
+        return
+    # The usual case first, cheaply (t.device builds a new object per call).
+    dtype, on_cpu = first[0].dtype, first[0].is_cpu
+    if on_cpu and all(t.is_cpu and t.dtype is dtype for t in first):
+        yield lists
+        return
+    keys = [(t.device, t.dtype) for t in first]
     if len(set(keys)) <= 1:
         yield lists
         return
@@ -181,11 +191,35 @@ def rms_denom_into(
     return out
 
 
+# The options every chapter-8 optimizer takes, with torch.optim's names (AdaDelta has no
+# fused kernel, so no ``fused``: checks of options an optimizer lacks are skipped).
+_SHARED_CHECKS: dict[str, Callable[..., Any]] = {
+    "weight_decay": check.nonnegative,
+    "maximize": check.boolean,
+    "foreach": check.optional_boolean,
+    "fused": check.optional_boolean,
+    "differentiable": check.boolean,
+}
+
+
+def option_checks(**own: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
+    """An optimizer's :attr:`~BookOptimizer._checks`: ``lr``, its own hyperparameters
+    (name → check from :mod:`descentlab.optim._validate`), then the shared options."""
+    return {"lr": check.learning_rate, **own, **_SHARED_CHECKS}
+
+
+def options_of(args: dict[str, Any]) -> dict[str, Any]:
+    """An optimizer's ``__init__`` arguments, ``locals()`` at its start, as the defaults of
+    its param groups (everything but ``self``, ``params`` and ``__class__``)."""
+    return {k: v for k, v in args.items() if k not in ("self", "params", "__class__")}
+
+
 class BookOptimizer(torch.optim.Optimizer):
     """Base class of the chapter-8 optimizers (validation, closure, look-ahead, foreach).
 
     Subclasses set :attr:`_checks` (hyperparameter name → check from
-    :mod:`descentlab.optim._validate`), :attr:`_state_keys`, and implement
+    :mod:`descentlab.optim._validate`, built by :func:`option_checks`), pass their
+    ``__init__`` arguments as defaults (:func:`options_of`), set :attr:`_state_keys`, and implement
     :meth:`_update_group`; optionally :meth:`_check_group` for constraints between
     hyperparameters.
     """
@@ -195,12 +229,16 @@ class BookOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
         owner = type(self).__name__
-        for name, check in self._checks.items():
-            defaults[name] = check(name, defaults[name], owner=owner)
+        for name, check_option in self._checks.items():
+            if name in defaults:
+                defaults[name] = check_option(name, defaults[name], owner=owner)
         self._check_flags(defaults)
         self._check_group(defaults)
         # Scratch buffers live outside ``self.state`` so that they never reach a checkpoint.
         self._scratch: dict[tuple[Tensor, int], Tensor] = {}
+        # id(param group) -> the vector whose elements are its step counters (see
+        # _advance_steps); also outside the state.
+        self._step_vectors: dict[int, Tensor] = {}
         super().__init__(params, defaults)
 
     # ----------------------------------------------------------------- validation
@@ -231,9 +269,9 @@ class BookOptimizer(torch.optim.Optimizer):
         """Add a param group after validating its hyperparameters (see torch's docs)."""
         if isinstance(param_group, dict):
             owner = type(self).__name__
-            for name, check in self._checks.items():
+            for name, check_option in self._checks.items():
                 if name in param_group:
-                    param_group[name] = check(name, param_group[name], owner=owner)
+                    param_group[name] = check_option(name, param_group[name], owner=owner)
             self._check_flags({**self.defaults, **param_group})
             self._check_group({**self.defaults, **param_group})
             params = param_group.get("params")
@@ -266,6 +304,7 @@ class BookOptimizer(torch.optim.Optimizer):
                 )
         try:
             super().load_state_dict(state_dict)
+            self._scratch.clear()  # nothing computed before the load may leak past it
         except (ValueError, KeyError) as exc:
             raise CheckpointError(
                 f"cannot load {type(self).__name__} state: {exc}",
@@ -274,9 +313,9 @@ class BookOptimizer(torch.optim.Optimizer):
         # Re-validate what was loaded: a hand-edited checkpoint must not bypass the checks.
         owner = type(self).__name__
         for group in self.param_groups:
-            for name, check in self._checks.items():
+            for name, check_option in self._checks.items():
                 if name in group:
-                    group[name] = check(name, group[name], owner=owner)
+                    group[name] = check_option(name, group[name], owner=owner)
             self._check_flags(group)
             self._check_group(group)
         for state in self.state.values():
@@ -291,6 +330,7 @@ class BookOptimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("_scratch", {})
+        self.__dict__.setdefault("_step_vectors", {})
         # Groups saved before a flag existed step with the flag's default (torch does this
         # in each optimizer's __setstate__, which load_state_dict calls).
         for group in self.param_groups:
@@ -300,42 +340,47 @@ class BookOptimizer(torch.optim.Optimizer):
 
     # ----------------------------------------------------------------- helpers
     def _gather(
-        self, group: dict[str, Any], zeros: tuple[str, ...] = (), *, fill: float = 0.0
+        self,
+        group: dict[str, Any],
+        zeros: tuple[str, ...] = (),
+        *,
+        fill: float = 0.0,
+        path: str = "foreach",
     ) -> tuple[list[Tensor], list[Tensor], list[dict]]:
         """The parameters of ``group`` that have a gradient, their gradients and states.
 
         Each state gets a tensor shaped like its parameter, filled with ``fill``, for every
         key in ``zeros`` that it does not hold yet (the accumulators of the first step).
-        Without ``zeros`` no state entry is created (plain SGD keeps no state). The
-        gradients are negated for ``maximize=True`` groups (θ then ascends).
+        Without ``zeros`` no state entry is created and the list of states is empty
+        (plain SGD keeps no state). The
+        gradients are negated for ``maximize=True`` groups (θ then ascends), except on the
+        ``"fused"`` path (``path``), whose kernels negate them themselves.
         """
-        params: list[Tensor] = []
-        grads: list[Tensor] = []
+        # Comprehensions, not one loop with appends: this runs every step for every tensor.
+        params: list[Tensor] = [p for p in group["params"] if p.grad is not None]
+        grads: list[Tensor] = [p.grad for p in params]  # type: ignore[misc]
+        if any(g.is_sparse for g in grads):
+            raise ConfigError(
+                f"{type(self).__name__} does not support sparse gradients",
+                hint="use dense embeddings (sparse=False) or torch.SparseAdam",
+            )
         states: list[dict] = []
-        for p in group["params"]:
-            g = p.grad
-            if g is None:
-                continue
-            if g.is_sparse:
-                raise ConfigError(
-                    f"{type(self).__name__} does not support sparse gradients",
-                    hint="use dense embeddings (sparse=False) or torch.SparseAdam",
-                )
-            state = self.state[p] if zeros else {}
-            for key in zeros:
-                if key not in state:
-                    state[key] = torch.full_like(p, fill, memory_format=torch.preserve_format)
-            params.append(p)
-            grads.append(g)
-            states.append(state)
-        if group.get("maximize") and not group.get("fused") and grads:
+        if zeros:
+            states = [self.state[p] for p in params]
+            for p, state in zip(params, states):
+                for key in zeros:
+                    if key not in state:
+                        state[key] = torch.full_like(p, fill, memory_format=torch.preserve_format)
+        if group.get("maximize") and path != "fused" and grads:
             if group.get("differentiable"):
                 grads = [-g for g in grads]
             else:
                 grads = list(torch._foreach_neg(grads))
         return params, grads, states
 
-    def _scratch_like(self, params: list[Tensor], slot: int = 0) -> list[Tensor]:
+    def _scratch_like(
+        self, params: list[Tensor], slot: int = 0, *, zeros: bool = False
+    ) -> list[Tensor]:
         """Reusable buffers shaped like ``params`` for intermediate results (e.g. √r + δ).
 
         ``torch._foreach_sqrt`` and friends allocate a fresh parameter-sized result on every
@@ -343,6 +388,8 @@ class BookOptimizer(torch.optim.Optimizer):
         step pays the page faults again, which costs more than the arithmetic. Keeping one
         buffer per parameter (and slot) makes the steady-state step allocation-free. Peak
         memory is the same as torch.optim's foreach path, which needs the same temporaries.
+        ``zeros``: new buffers start at 0, for a kernel that reads its buffer before writing
+        it (see :func:`~descentlab.optim.rmsprop.fused_rmsprop_`).
         """
         out = []
         for p in params:
@@ -354,10 +401,47 @@ class BookOptimizer(torch.optim.Optimizer):
                 or buf.dtype != p.dtype
                 or buf.device != p.device
             ):
-                buf = torch.empty_like(p, memory_format=torch.preserve_format)
+                make = torch.zeros_like if zeros else torch.empty_like
+                buf = make(p, memory_format=torch.preserve_format)
                 self._scratch[key] = buf
             out.append(buf)
         return out
+
+    def _advance_steps(
+        self, group: dict[str, Any], states: list[dict[str, Any]]
+    ) -> tuple[list[Tensor], list[float]]:
+        """t ← t + 1 for the ``step`` counter of each state; returns the counters and their
+        new values.
+
+        Each counter stays a float32 scalar tensor of its own (torch.optim's schema), but
+        advancing fifty separate scalar tensors costs about 80 µs on a CPU (one dispatch
+        each) and reading them back one ``.item()`` each as much again, more than a fused
+        Adam step of a small model. So the counters of a group that steps as a whole are
+        made views of one vector, advanced by one ``add_`` and read by one ``tolist()``.
+        Counters in any other layout (loaded from a checkpoint, set by hand, a group of
+        which only some parameters stepped) are advanced one by one, then packed again.
+        """
+        steps: list[Tensor] = []
+        for state in states:
+            t = state.get("step")
+            if not isinstance(t, Tensor):  # new, or a Python number from an old checkpoint
+                t = state["step"] = torch.tensor(float(t or 0), dtype=torch.float32)
+            steps.append(t)
+        packed = self._step_vectors.get(id(group))
+        if (
+            packed is not None
+            and packed.numel() == len(steps)
+            and all(t._base is packed for t in steps)
+        ):
+            return steps, packed.add_(1.0).tolist()
+        torch._foreach_add_(steps, 1.0)
+        if not all(t.dim() == 0 and t.dtype == torch.float32 and not t.is_cuda for t in steps):
+            return steps, [t.item() for t in steps]
+        packed = self._step_vectors[id(group)] = torch.stack(steps)
+        steps = list(packed.unbind())
+        for state, t in zip(states, steps):
+            state["step"] = t
+        return steps, packed.tolist()
 
     def release_scratch(self) -> None:
         """Free the scratch buffers (they are re-created on the next foreach step)."""
@@ -441,8 +525,38 @@ class BookOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             # differentiable=True records the update in the autograd graph (torch's meaning).
             with torch.set_grad_enabled(bool(group.get("differentiable"))):
-                self._update_group(group, closure_given=closure is not None)
+                self._update_group(
+                    group, closure_given=closure is not None, path=update_path(group)
+                )
         return loss
 
-    def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
+    def _update_group(self, group: dict[str, Any], *, closure_given: bool, path: str) -> None:
+        """Apply the update to the parameters of ``group`` that have a gradient.
+
+        ``path`` is the implementation (:func:`update_path`); ``closure_given`` says whether
+        the gradient was taken at θ (Nesterov's closure form) or at the parameters as they are.
+        """
         raise NotImplementedError
+
+    # ----------------------------------------------------------------- fused, for fast paths
+    def _fusable(self, group: dict[str, Any]) -> bool:
+        """Whether the class's fused single-pass update covers ``group``'s options."""
+        return False
+
+    def fused_update_applies(self) -> bool:
+        """Whether :meth:`step_fused` can update every param group (see each class's
+        ``fused=True``: which options its kernel covers)."""
+        return all(not g["differentiable"] and self._fusable(g) for g in self.param_groups)
+
+    @torch.no_grad()
+    def step_fused(self) -> None:
+        """One update of every group by the fused single-pass kernel, as ``fused=True``.
+
+        The gradients are read from ``.grad``; there is no closure. For callers that
+        compute the gradients themselves inside a closure and want the fewest passes over
+        memory whatever the groups' ``foreach``/``fused`` flags say (the trainer's dense
+        fast path). Only when :meth:`fused_update_applies`; the state is the one schema of
+        every path.
+        """
+        for group in self.param_groups:
+            self._update_group(group, closure_given=True, path="fused")

@@ -61,23 +61,26 @@ def _as_float(name: str, value: Any, owner: str | None) -> float:
     return value
 
 
-def positive(name: str, value: Any, *, owner: str | None = None) -> float:
-    """A finite number > 0 (learning rates, δ)."""
+def _at_least(name: str, value: Any, owner: str | None, *, strict: bool, hint: str) -> float:
+    """A finite number > 0 (``strict``) or >= 0."""
     x = _as_float(name, value, owner)
-    if x <= 0.0:
+    if x < 0.0 or (strict and x == 0.0):
         raise ConfigError(
-            f"{_label(name, owner)} must be > 0, got {x!r}",
-            hint="typical values: lr 1e-3..1, eps 1e-8..1e-6",
+            f"{_label(name, owner)} must be {'>' if strict else '>='} 0, got {x!r}", hint=hint
         )
     return x
 
 
+def positive(name: str, value: Any, *, owner: str | None = None) -> float:
+    """A finite number > 0 (learning rates, δ)."""
+    return _at_least(
+        name, value, owner, strict=True, hint="typical values: lr 1e-3..1, eps 1e-8..1e-6"
+    )
+
+
 def nonnegative(name: str, value: Any, *, owner: str | None = None) -> float:
     """A finite number >= 0 (weight decay)."""
-    x = _as_float(name, value, owner)
-    if x < 0.0:
-        raise ConfigError(f"{_label(name, owner)} must be >= 0, got {x!r}", hint="use 0 to disable")
-    return x
+    return _at_least(name, value, owner, strict=False, hint="use 0 to disable")
 
 
 def learning_rate(name: str, value: Any, *, owner: str | None = None) -> float | torch.Tensor:

@@ -16,8 +16,9 @@ from descentlab.optim._base import (
     decay_,
     decay_foreach_,
     foreach_tiles,
+    option_checks,
+    options_of,
     scalar,
-    update_path,
 )
 
 
@@ -53,15 +54,9 @@ class AdaDelta(BookOptimizer):
     ρ = 0.95, ε = 1e-7 and lr = 0.001 by default.
     """
 
-    _checks: ClassVar[dict[str, Callable[..., Any]]] = {
-        "lr": check.learning_rate,
-        "rho": check.unit_interval,
-        "eps": check.positive,
-        "weight_decay": check.nonnegative,
-        "maximize": check.boolean,
-        "foreach": check.optional_boolean,
-        "differentiable": check.boolean,
-    }
+    _checks: ClassVar[dict[str, Callable[..., Any]]] = option_checks(
+        rho=check.unit_interval, eps=check.positive
+    )
     _state_keys: ClassVar[frozenset[str]] = frozenset({"square_avg", "acc_delta"})
 
     def __init__(
@@ -76,18 +71,16 @@ class AdaDelta(BookOptimizer):
         foreach: bool | None = None,
         differentiable: bool = False,
     ) -> None:
-        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, foreach=foreach)
-        defaults.update(maximize=maximize, differentiable=differentiable)
-        super().__init__(params, defaults)
+        super().__init__(params, options_of(locals()))
 
-    def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
-        params, grads, states = self._gather(group, zeros=("square_avg", "acc_delta"))
+    def _update_group(self, group: dict[str, Any], *, closure_given: bool, path: str) -> None:
+        params, grads, states = self._gather(group, ("square_avg", "acc_delta"), path=path)
         if not params:
             return
         squares = [state["square_avg"] for state in states]
         deltas = [state["acc_delta"] for state in states]
         h = _Hyper(scalar(group["lr"]), group["rho"], group["eps"], group["weight_decay"])
-        if update_path(group) == "foreach":
+        if path == "foreach":
             scratch0, scratch1 = self._scratch_like(params, 0), self._scratch_like(params, 1)
             for ps, gs, sq, ad, b0, b1 in foreach_tiles(
                 params, grads, squares, deltas, scratch0, scratch1

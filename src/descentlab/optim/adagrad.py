@@ -18,9 +18,10 @@ from descentlab.optim._base import (
     descend_,
     foreach_buckets,
     foreach_tiles,
+    option_checks,
+    options_of,
     rms_denom_into,
     scalar,
-    update_path,
 )
 
 
@@ -63,17 +64,11 @@ class AdaGrad(BookOptimizer):
     and defaults to ε = 0.001.
     """
 
-    _checks: ClassVar[dict[str, Callable[..., Any]]] = {
-        "lr": check.learning_rate,
-        "eps": check.positive,
-        "weight_decay": check.nonnegative,
-        "initial_accumulator_value": check.nonnegative,
-        "eps_inside_sqrt": check.boolean,
-        "maximize": check.boolean,
-        "foreach": check.optional_boolean,
-        "fused": check.optional_boolean,
-        "differentiable": check.boolean,
-    }
+    _checks: ClassVar[dict[str, Callable[..., Any]]] = option_checks(
+        eps=check.positive,
+        initial_accumulator_value=check.nonnegative,
+        eps_inside_sqrt=check.boolean,
+    )
     _state_keys: ClassVar[frozenset[str]] = frozenset({"sum_sq"})
 
     def __init__(
@@ -90,29 +85,21 @@ class AdaGrad(BookOptimizer):
         fused: bool | None = None,
         differentiable: bool = False,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "initial_accumulator_value": initial_accumulator_value,
-            "eps_inside_sqrt": eps_inside_sqrt,
-            "maximize": maximize,
-            "foreach": foreach,
-            "fused": fused,
-            "differentiable": differentiable,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, options_of(locals()))
+
+    def _fusable(self, group: dict[str, Any]) -> bool:
+        return not group["eps_inside_sqrt"]
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        if group.get("fused") and group.get("eps_inside_sqrt"):
+        if group.get("fused") and not self._fusable(group):
             raise ConfigError(
                 "AdaGrad: fused=True computes δ + √r, not √(δ + r)",
                 hint="drop fused=True or eps_inside_sqrt=True",
             )
 
-    def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
+    def _update_group(self, group: dict[str, Any], *, closure_given: bool, path: str) -> None:
         params, grads, states = self._gather(
-            group, ("sum_sq",), fill=group["initial_accumulator_value"]
+            group, ("sum_sq",), fill=group["initial_accumulator_value"], path=path
         )
         if not params:
             return
@@ -120,7 +107,6 @@ class AdaGrad(BookOptimizer):
         h = _Hyper(
             scalar(group["lr"]), group["eps"], group["weight_decay"], group["eps_inside_sqrt"]
         )
-        path = update_path(group)
         if path == "fused":
             for ps, gs, rs in foreach_buckets(params, grads, sums):
                 fused_adagrad_(

@@ -18,10 +18,11 @@ from descentlab.optim._base import (
     descend_,
     foreach_buckets,
     foreach_tiles,
+    option_checks,
+    options_of,
     scalar,
     sqrt_into,
     step_counter,
-    update_path,
 )
 
 
@@ -72,17 +73,9 @@ class Adam(BookOptimizer):
     correction, i.e. its δ equals our δ·√(1 − ρ2^t).
     """
 
-    _checks: ClassVar[dict[str, Callable[..., Any]]] = {
-        "lr": check.learning_rate,
-        "betas": check.betas,
-        "eps": check.positive,
-        "weight_decay": check.nonnegative,
-        "amsgrad": check.boolean,
-        "maximize": check.boolean,
-        "foreach": check.optional_boolean,
-        "fused": check.optional_boolean,
-        "differentiable": check.boolean,
-    }
+    _checks: ClassVar[dict[str, Callable[..., Any]]] = option_checks(
+        betas=check.betas, eps=check.positive, amsgrad=check.boolean
+    )
     _state_keys: ClassVar[frozenset[str]] = frozenset(
         {"step", "first_moment", "second_moment", "max_second_moment"}
     )
@@ -101,38 +94,40 @@ class Adam(BookOptimizer):
         fused: bool | None = None,
         differentiable: bool = False,
     ) -> None:
-        defaults: dict[str, Any] = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-        defaults.update(amsgrad=amsgrad)
-        defaults.update(
-            maximize=maximize, foreach=foreach, fused=fused, differentiable=differentiable
-        )
-        super().__init__(params, defaults)
+        super().__init__(params, options_of(locals()))
+
+    def _fusable(self, group: dict[str, Any]) -> bool:
+        return True  # the kernel covers weight decay, amsgrad and maximize
 
     def _upgrade_state(self, state: dict[str, Any]) -> None:
         # Older versions (and torch's own tests) may hold t as a Python number.
         if "step" in state and not isinstance(state["step"], Tensor):
             state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
 
-    def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
+    def _update_group(self, group: dict[str, Any], *, closure_given: bool, path: str) -> None:
         zeros = ["first_moment", "second_moment"]
         if group["amsgrad"]:
             zeros.append("max_second_moment")
-        params, grads, states = self._gather(group, tuple(zeros))
+        params, grads, states = self._gather(group, tuple(zeros), path=path)
         if not params:
             return
-        for state in states:
-            self._upgrade_state(state)
-            if "step" not in state:
-                state["step"] = step_counter()
-        steps = [state["step"] for state in states]
         firsts = [state["first_moment"] for state in states]
         seconds = [state["second_moment"] for state in states]
         maxes = [state["max_second_moment"] for state in states] if group["amsgrad"] else None
         beta1, beta2 = group["betas"]
         h = _Hyper(scalar(group["lr"]), beta1, beta2, group["eps"], group["weight_decay"])
-        path = update_path(group)
-        if path == "fused":
-            torch._foreach_add_(steps, 1.0)  # t ← t + 1 (the kernel reads it)
+        if path == "single":  # also under torch.compile: t stays a tensor in the graph
+            for state in states:
+                self._upgrade_state(state)
+                if "step" not in state:
+                    state["step"] = step_counter()
+            steps = [state["step"] for state in states]
+            for t in steps:
+                t.add_(1.0)  # t ← t + 1
+            counts: list[Any] = [scalar(t) for t in steps]
+        else:
+            steps, counts = self._advance_steps(group, states)  # t ← t + 1
+        if path == "fused":  # the kernel reads t from the step tensors
             for ps, gs, ss, rs, ts, ms in foreach_buckets(
                 params, grads, firsts, seconds, steps, maxes or [None] * len(params)
             ):
@@ -142,9 +137,6 @@ class Adam(BookOptimizer):
                     maximize=group["maximize"],
                 )  # fmt: skip
             return
-        for t in steps:
-            t.add_(1.0)  # t ← t + 1
-        counts = [scalar(t) for t in steps]
         if path == "single":
             for i, (p, g, s, r, t) in enumerate(zip(params, grads, firsts, seconds, counts)):
                 _adam_single(p, g, s, r, None if maxes is None else maxes[i], t, h)

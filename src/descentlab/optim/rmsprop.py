@@ -18,9 +18,10 @@ from descentlab.optim._base import (
     descend_,
     foreach_buckets,
     foreach_tiles,
+    option_checks,
+    options_of,
     rms_denom_into,
     scalar,
-    update_path,
 )
 
 
@@ -88,20 +89,14 @@ class RMSProp(BookOptimizer):
     puts δ inside the square root (default 1e-7) and keeps the book's velocity form.
     """
 
-    _checks: ClassVar[dict[str, Callable[..., Any]]] = {
-        "lr": check.learning_rate,
-        "rho": check.unit_interval,
-        "eps": check.positive,
-        "momentum": check.unit_interval,
-        "nesterov": check.boolean,
-        "eps_inside_sqrt": check.boolean,
-        "centered": check.boolean,
-        "weight_decay": check.nonnegative,
-        "maximize": check.boolean,
-        "foreach": check.optional_boolean,
-        "fused": check.optional_boolean,
-        "differentiable": check.boolean,
-    }
+    _checks: ClassVar[dict[str, Callable[..., Any]]] = option_checks(
+        rho=check.unit_interval,
+        eps=check.positive,
+        momentum=check.unit_interval,
+        nesterov=check.boolean,
+        eps_inside_sqrt=check.boolean,
+        centered=check.boolean,
+    )
     _state_keys: ClassVar[frozenset[str]] = frozenset({"square_avg", "velocity", "grad_avg"})
     _legacy_state_keys: ClassVar[frozenset[str]] = frozenset({"square_avg_scale"})
 
@@ -122,21 +117,17 @@ class RMSProp(BookOptimizer):
         fused: bool | None = None,
         differentiable: bool = False,
     ) -> None:
-        defaults: dict[str, Any] = dict(lr=lr, rho=rho, eps=eps, momentum=momentum)
-        defaults.update(nesterov=nesterov)
-        defaults.update(eps_inside_sqrt=eps_inside_sqrt, weight_decay=weight_decay)
-        defaults.update(centered=centered, maximize=maximize, foreach=foreach, fused=fused)
-        defaults.update(differentiable=differentiable)
-        super().__init__(params, defaults)
+        super().__init__(params, options_of(locals()))
+
+    def _fusable(self, group: dict[str, Any]) -> bool:
+        return not (group["momentum"] or group.get("centered") or group["eps_inside_sqrt"])
 
     def _check_group(self, group: dict[str, Any]) -> None:
         if group["nesterov"] and group["momentum"] == 0.0:
             raise ConfigError(
                 "RMSProp: nesterov=True needs momentum (α) > 0", hint="e.g. momentum=0.9"
             )
-        if group.get("fused") and (
-            group["momentum"] or group.get("centered") or group["eps_inside_sqrt"]
-        ):
+        if group.get("fused") and not self._fusable(group):
             raise ConfigError(
                 "RMSProp: fused=True covers plain RMSProp only (no momentum, centered or "
                 "eps_inside_sqrt)",
@@ -148,14 +139,14 @@ class RMSProp(BookOptimizer):
         if "square_avg_scale" in state:
             state["square_avg"].mul_(state.pop("square_avg_scale"))
 
-    def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
+    def _update_group(self, group: dict[str, Any], *, closure_given: bool, path: str) -> None:
         use_momentum = group["momentum"] != 0.0
         zeros = ["square_avg"]
         if use_momentum:
             zeros.append("velocity")
         if group["centered"]:
             zeros.append("grad_avg")
-        params, grads, states = self._gather(group, tuple(zeros))
+        params, grads, states = self._gather(group, tuple(zeros), path=path)
         if not params:
             return
         squares = [state["square_avg"] for state in states]
@@ -173,9 +164,8 @@ class RMSProp(BookOptimizer):
             group["weight_decay"],
             lookahead,
         )
-        path = update_path(group)
         if path == "fused":
-            firsts = self._scratch_like(params, slot=1)
+            firsts = self._scratch_like(params, slot=1, zeros=True)
             for ps, gs, rs, ss in foreach_buckets(params, grads, squares, firsts):
                 fused_rmsprop_(
                     ps, gs, rs, ss, lr=h.lr, rho=h.rho, eps=h.eps,
@@ -257,7 +247,8 @@ def fused_rmsprop_(
     With ρ1 = 0 and t = 2¹⁰⁰ the kernel's first moment is g itself, its bias corrections
     are 1 and its second moment is r ← ρr + (1 − ρ)g ⊙ g, so it computes
     θ ← (1 − ελ)θ − ε g/(√r + δ). ``squares`` are the r tensors (``state[p]["square_avg"]``);
-    ``scratch`` (tensors shaped like the parameters) receives g.
+    ``scratch`` (tensors shaped like the parameters) receives g; it must hold finite
+    numbers (the kernel computes s + 1·(g − s), which is g only for a finite s).
     """
     torch._fused_adamw_(
         params,

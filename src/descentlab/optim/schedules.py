@@ -39,6 +39,21 @@ def _check_interval(interval: Any) -> str:
     return interval
 
 
+def _whole(what: str, value: Any, hint: str | None = None) -> int:
+    """``value`` if it is an integer >= 1 (a count of steps or epochs); ``what`` names it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{what} must be an integer >= 1, got {value!r}", hint=hint)
+    return value
+
+
+def _decay_factor(what: str, gamma: Any) -> float:
+    """γ as a float in (0, 1] (a multiplicative decay); ``what`` names the schedule."""
+    g = float(gamma)
+    if not (0.0 < g <= 1.0):
+        raise ConfigError(f"{what} gamma must be in (0, 1], got {gamma!r}")
+    return g
+
+
 def _positive(name: str, value: Any) -> float:
     x = float(value)
     if not (math.isfinite(x) and x > 0):
@@ -96,11 +111,7 @@ class LinearDecay(_ClosedFormSchedule):
         interval: str = "step",
         last_epoch: int = -1,
     ) -> None:
-        if isinstance(tau, bool) or not isinstance(tau, int) or tau < 1:
-            raise ConfigError(
-                f"LinearDecay tau (τ) must be a whole number of steps >= 1, got {tau!r}",
-                hint="e.g. tau=10000, or tau_epochs=... in a schedule spec",
-            )
+        _whole("LinearDecay tau (τ)", tau, "e.g. tau=10000, or tau_epochs=... in a schedule spec")
         ratio = float(final_ratio)
         if not (math.isfinite(ratio) and ratio >= 0):
             raise ConfigError(
@@ -132,10 +143,7 @@ class ExponentialDecay(_ClosedFormSchedule):
         interval: str = "epoch",
         last_epoch: int = -1,
     ) -> None:
-        g = float(gamma)
-        if not (0.0 < g <= 1.0):
-            raise ConfigError(f"exponential decay gamma must be in (0, 1], got {gamma!r}")
-        self.gamma = g
+        self.gamma = _decay_factor("exponential decay", gamma)
         super().__init__(optimizer, interval, last_epoch)
 
     def factor(self, k: int) -> float:
@@ -153,13 +161,8 @@ class StepDecay(_ClosedFormSchedule):
         interval: str = "epoch",
         last_epoch: int = -1,
     ) -> None:
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
-            raise ConfigError(f"step decay step_size must be an integer >= 1, got {step_size!r}")
-        g = float(gamma)
-        if not (0.0 < g <= 1.0):
-            raise ConfigError(f"step decay gamma must be in (0, 1], got {gamma!r}")
-        self.step_size = step_size
-        self.gamma = g
+        self.step_size = _whole("step decay step_size", step_size)
+        self.gamma = _decay_factor("step decay", gamma)
         super().__init__(optimizer, interval, last_epoch)
 
     def factor(self, k: int) -> float:
@@ -334,10 +337,7 @@ def build_schedule(
     per validation). ``steps_per_epoch`` converts ``tau_epochs`` into iterations. The
     result has ``.interval`` and ``.needs_metric``.
     """
-    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int):
-        raise ConfigError(f"steps_per_epoch must be an integer >= 1, got {steps_per_epoch!r}")
-    if steps_per_epoch < 1:
-        raise ConfigError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    _whole("steps_per_epoch", steps_per_epoch)
     name, opts = parse_schedule_spec(spec)
     if name == "constant":
         return Constant(optimizer)

@@ -20,9 +20,10 @@ from descentlab.optim._base import (
     ParamsT,
     foreach_buckets,
     foreach_tiles,
+    option_checks,
+    options_of,
     scalar,
     step_along_,
-    update_path,
 )
 
 __all__ = ["SGD", "sgd_update_"]
@@ -39,7 +40,8 @@ class SGD(BookOptimizer):
     * ``nesterov`` — Nesterov momentum (Algorithm 8.3); needs ``momentum > 0``.
     * ``weight_decay`` [λ] — *decoupled* weight decay θ ← θ − ελθ, applied before the
       update (see docs/optimizers.md for how it relates to an L2 penalty in the loss).
-    * ``foreach`` — multi-tensor update (default, also for ``None``) or the plain
+    * ``foreach`` — multi-tensor update (default, also for ``None``: torch's fused SGD
+      kernel, one pass over θ, g and v, the same as ``fused=True``) or the plain
       per-tensor reference (``False``).
     * ``maximize`` — ascend instead of descend (g → −g), as torch.
     * ``differentiable`` — record the update in the autograd graph (per-tensor path).
@@ -93,16 +95,9 @@ class SGD(BookOptimizer):
     units) and, for Nesterov, the same reformulation as PyTorch.
     """
 
-    _checks: ClassVar[dict[str, Callable[..., Any]]] = {
-        "lr": check.learning_rate,
-        "momentum": check.unit_interval,
-        "nesterov": check.boolean,
-        "weight_decay": check.nonnegative,
-        "foreach": check.optional_boolean,
-        "fused": check.optional_boolean,
-        "maximize": check.boolean,
-        "differentiable": check.boolean,
-    }
+    _checks: ClassVar[dict[str, Callable[..., Any]]] = option_checks(
+        momentum=check.unit_interval, nesterov=check.boolean
+    )
     _state_keys: ClassVar[frozenset[str]] = frozenset({"velocity"})
     _legacy_state_keys: ClassVar[frozenset[str]] = frozenset({"momentum_avg", "velocity_scale"})
 
@@ -124,17 +119,7 @@ class SGD(BookOptimizer):
                 "SGD needs a learning rate: pass lr (the book's ε)",
                 hint="e.g. lr=0.1; the tutorial's logistic regression uses 0.13",
             )
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "nesterov": nesterov,
-            "weight_decay": weight_decay,
-            "foreach": foreach,
-            "fused": fused,
-            "maximize": maximize,
-            "differentiable": differentiable,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, options_of(locals()))
 
     def _check_group(self, group: dict[str, Any]) -> None:
         if group["nesterov"] and group["momentum"] == 0.0:
@@ -145,9 +130,9 @@ class SGD(BookOptimizer):
         if "momentum_avg" in state:
             state["velocity"] = state.pop("momentum_avg").mul_(state.pop("velocity_scale"))
 
-    def _update_group(self, group: dict[str, Any], *, closure_given: bool) -> None:
+    def _update_group(self, group: dict[str, Any], *, closure_given: bool, path: str) -> None:
         alpha = group["momentum"]
-        params, grads, states = self._gather(group, ("velocity",) if alpha else ())
+        params, grads, states = self._gather(group, ("velocity",) if alpha else (), path=path)
         if not params:
             return
         kw = {
@@ -158,23 +143,19 @@ class SGD(BookOptimizer):
             "params_at_lookahead": group["nesterov"] and not closure_given,
         }
         vs = [state["velocity"] for state in states] if alpha else None
-        path = update_path(group)
-        if path == "fused" and not kw["params_at_lookahead"]:
-            for ps, gs, us in foreach_buckets(params, grads, vs or [None] * len(params)):
-                fused_sgd_(
-                    ps, gs, us if vs else None, lr=kw["lr"], momentum=alpha,
-                    weight_decay=kw["weight_decay"], maximize=group["maximize"],
-                )  # fmt: skip
-        elif path == "single":
+        if path == "single":
             for i, (p, g) in enumerate(zip(params, grads)):
                 _sgd_single(p, g, None if vs is None else vs[i], **kw)
-        elif vs is None:
-            # One pass over θ (two with weight decay): nothing to gain from cache tiles.
-            for ps, gs in foreach_buckets(params, grads):
-                _sgd_foreach(ps, gs, None, **kw)
         else:
-            for ps, gs, us in foreach_tiles(params, grads, vs):
-                _sgd_foreach(ps, gs, us, **kw)
+            # foreach and fused alike run torch's fused SGD kernel: one pass over θ, g (and
+            # v) where the foreach ops make three with momentum, and less dispatch per
+            # tensor than _foreach_add_ without (whose result it equals bit for bit).
+            # _gather negated g already unless the group is fused.
+            maximize = path == "fused" and group["maximize"]
+            # One pass needs no cache tiles; the look-ahead form's second pass re-reads g.
+            split = foreach_tiles if kw["params_at_lookahead"] else foreach_buckets
+            for ps, gs, us in split(params, grads, vs or [None] * len(params)):
+                fused_sgd_(ps, gs, us if vs else None, maximize=maximize, **kw)
 
 
 def _sgd_single(
@@ -243,16 +224,17 @@ def fused_sgd_(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     maximize: bool = False,
+    params_at_lookahead: bool = False,
 ) -> None:
-    """Algorithms 8.1/8.2 in one pass over θ, g and v with torch's fused SGD kernel.
+    """Algorithms 8.1–8.3 in one pass over θ, g and v with torch's fused SGD kernel.
 
     The kernel computes ``b ← μb + (1 − d)g; θ ← θ − lr·b``. With μ = α, d = 1 + ε and
     lr = −1 that is exactly the book's ``v ← αv − εg; θ ← θ + v`` on the stored v (checked
     in the tests against the per-tensor update). Its weight decay would be an L2 term
     entering v, so the decoupled decay is applied first. ``velocities`` are the v tensors
     (``state[p]["velocity"]``), or ``None`` for plain SGD. Nesterov's closure-less
-    look-ahead form (φ ← φ + αv − εg) is not this kernel's rule: :class:`SGD` runs it on
-    the foreach path.
+    look-ahead form ``φ ← φ + αv_new − εg`` (``params_at_lookahead``) is the kernel with
+    lr = −α followed by one more pass, φ ← φ − εg. All lists on one device, one dtype.
     """
     if weight_decay != 0.0:
         torch._foreach_mul_(params, 1.0 - lr * weight_decay)  # θ ← θ − ελθ
@@ -261,33 +243,11 @@ def fused_sgd_(
             params, grads, [], weight_decay=0.0, momentum=0.0, lr=lr, dampening=0.0,
             nesterov=False, maximize=maximize, is_first_step=False,
         )  # fmt: skip
-    else:
-        torch._fused_sgd_(
-            params, grads, velocities, weight_decay=0.0, momentum=momentum, lr=-1.0,
-            dampening=1.0 + lr, nesterov=False, maximize=maximize, is_first_step=False,
-        )  # fmt: skip
-
-
-def _sgd_foreach(
-    params: list[Tensor],
-    grads: list[Tensor],
-    velocities: list[Tensor] | None,
-    *,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    params_at_lookahead: bool,
-) -> None:
-    """Algorithms 8.1/8.2/8.3 over all tensors at once: the lines of :func:`_sgd_single`."""
-    if weight_decay != 0.0:
-        torch._foreach_mul_(params, 1.0 - lr * weight_decay)  # θ ← θ − ελθ
-    if velocities is None:
-        torch._foreach_add_(params, grads, alpha=-lr)  # θ ← θ − εg
         return
-    torch._foreach_mul_(velocities, momentum)  # v ← αv − εg
-    torch._foreach_add_(velocities, grads, alpha=-lr)
-    if params_at_lookahead:  # φ ← φ + αv_new − εg
-        torch._foreach_add_(params, velocities, alpha=momentum)
-        torch._foreach_add_(params, grads, alpha=-lr)
-    else:  # θ ← θ + v
-        torch._foreach_add_(params, velocities)
+    step = -momentum if params_at_lookahead else -1.0  # θ ← θ + v  |  φ ← φ + αv
+    torch._fused_sgd_(
+        params, grads, velocities, weight_decay=0.0, momentum=momentum, lr=step,
+        dampening=1.0 + lr, nesterov=False, maximize=maximize, is_first_step=False,
+    )  # fmt: skip
+    if params_at_lookahead:
+        torch._foreach_add_(params, grads, alpha=lr if maximize else -lr)  # φ ← φ − εg

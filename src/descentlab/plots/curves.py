@@ -150,6 +150,60 @@ def plot_curves(
     return save_figure(curves_figure(series, x_key, y_key, group_key, **options), path, formats)
 
 
+def _group_runs(
+    series: Iterable[Mapping[str, Any]],
+    x_key: str,
+    y_key: str,
+    group_key: str,
+    history_key: str,
+    style_key: str | None,
+    percent: bool,
+) -> tuple[dict[Any, list[tuple[np.ndarray, np.ndarray]]], dict[Any, Any]]:
+    """Each group's ``(x, y)`` curves (one per run), and the optimizer naming its style."""
+    groups: dict[Any, list[tuple[np.ndarray, np.ndarray]]] = {}
+    optimizer_of: dict[Any, Any] = {}
+    for run in series:
+        if group_key not in run or history_key not in run:
+            missing = group_key if group_key not in run else history_key
+            raise ConfigError(
+                f"run has no key {missing!r}", hint=did_you_mean(missing, list(run.keys()))
+            )
+        name = run[group_key]
+        x, y = _xy(run[history_key], x_key, y_key)
+        if x_key == "iteration":  # a 0-based counter; a person counts the first step as 1
+            x = x + 1
+        groups.setdefault(name, []).append((x, 100 * y if percent else y))
+        optimizer_of.setdefault(name, run.get(style_key, name) if style_key else name)
+    return groups, optimizer_of
+
+
+def _draw_mean_curves(
+    ax: Any,
+    groups: dict[Any, list[tuple[np.ndarray, np.ndarray]]],
+    styles: list[Any],
+    band: str | None,
+) -> tuple[int, bool]:
+    """Each group's mean curve (and band); how many were drawn, and whether one had seeds."""
+    drawn, several = 0, False
+    for (name, runs), style in zip(groups.items(), styles, strict=True):
+        agg = mean_over_runs(runs, band)
+        if not agg["x"].size:
+            continue
+        n_runs = len(runs)
+        several |= n_runs > 1
+        label = f"{name} ({n_runs} seeds)" if n_runs > 1 else str(name)
+        # Few points: mark each.  A dense grid: markers evenly spaced along the drawn
+        # line (8% of the axes apart), however short or long its x range is.
+        every = None if agg["x"].size <= 30 else 0.08
+        ax.plot(
+            agg["x"], agg["mean"], label=label, lw=1.7, ms=4.5, markevery=every, **style.kwargs()
+        )
+        if band is not None and n_runs > 1:
+            ax.fill_between(agg["x"], agg["low"], agg["high"], color=style.color, alpha=0.15, lw=0)
+        drawn += 1
+    return drawn, several
+
+
 def curves_figure(
     series: Iterable[Mapping[str, Any]],
     x_key: str,
@@ -190,40 +244,13 @@ def curves_figure(
     """
     if band not in _BANDS:
         raise ConfigError(f"band must be 'minmax', 'std' or None, got {band!r}")
-    groups: dict[Any, list[tuple[np.ndarray, np.ndarray]]] = {}
-    optimizer_of: dict[Any, Any] = {}
-    for run in series:
-        if group_key not in run or history_key not in run:
-            missing = group_key if group_key not in run else history_key
-            raise ConfigError(
-                f"run has no key {missing!r}", hint=did_you_mean(missing, list(run.keys()))
-            )
-        name = run[group_key]
-        x, y = _xy(run[history_key], x_key, y_key)
-        if x_key == "iteration":  # a 0-based counter; a person counts the first step as 1
-            x = x + 1
-        groups.setdefault(name, []).append((x, 100 * y if percent else y))
-        optimizer_of.setdefault(name, run.get(style_key, name) if style_key else name)
+    groups, optimizer_of = _group_runs(
+        series, x_key, y_key, group_key, history_key, style_key, percent
+    )
     styles = line_styles(list(groups), [optimizer_of[g] for g in groups])
 
     fig, (ax,) = new_figure(7.4, 4.6)
-    drawn, several = 0, False
-    for (name, runs), style in zip(groups.items(), styles, strict=True):
-        agg = mean_over_runs(runs, band)
-        if not agg["x"].size:
-            continue
-        n_runs = len(runs)
-        several |= n_runs > 1
-        label = f"{name} ({n_runs} seeds)" if n_runs > 1 else str(name)
-        # Few points: mark each.  A dense grid: markers evenly spaced along the drawn
-        # line (8% of the axes apart), however short or long its x range is.
-        every = None if agg["x"].size <= 30 else 0.08
-        ax.plot(
-            agg["x"], agg["mean"], label=label, lw=1.7, ms=4.5, markevery=every, **style.kwargs()
-        )
-        if band is not None and n_runs > 1:
-            ax.fill_between(agg["x"], agg["low"], agg["high"], color=style.color, alpha=0.15, lw=0)
-        drawn += 1
+    drawn, several = _draw_mean_curves(ax, groups, styles, band)
     if not drawn:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     if logx and drawn:
@@ -258,6 +285,42 @@ def plot_lr_sensitivity(
 ) -> list[Path]:
     """:func:`lr_sensitivity_figure` written to ``path`` once per format; returns the paths."""
     return save_figure(lr_sensitivity_figure(rows, **options), path, formats)
+
+
+def _draw_lr_line(ax: Any, name: Any, by_lr: dict[float, list[float]], style: Any) -> bool:
+    """One group's mean metric per learning rate, with min–max bars; whether one diverged.
+
+    A learning rate whose every run diverged is an ``x`` on the top edge of the axes.
+    """
+    lrs = np.array(sorted(by_lr))
+    means, lows, highs = (np.array(v) for v in zip(*(spread(by_lr[lr]) for lr in lrs)))
+    n_seeds = max(len(v) for v in by_lr.values())
+    label = f"{name} ({n_seeds} seeds)" if n_seeds > 1 else str(name)
+    ok = np.isfinite(means)
+    ax.errorbar(
+        lrs[ok],
+        means[ok],
+        yerr=[lows[ok], highs[ok]],
+        label=label,
+        ms=5,
+        lw=1.6,
+        capsize=3,
+        **style.kwargs(),
+    )
+    dead = lrs[~ok]
+    if dead.size:
+        # x in data coordinates, y pinned to the top edge of the axes.
+        ax.plot(
+            dead,
+            [1.0] * dead.size,
+            "x",
+            color=style.color,
+            ms=9,
+            mew=2,
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+        )
+    return bool(dead.size)
 
 
 def lr_sensitivity_figure(
@@ -297,35 +360,7 @@ def lr_sensitivity_figure(
     fig, (ax,) = new_figure(7.4, 4.6)
     diverged_seen = False
     for (name, by_lr), style in zip(cells.items(), styles, strict=True):
-        lrs = np.array(sorted(by_lr))
-        means, lows, highs = (np.array(v) for v in zip(*(spread(by_lr[lr]) for lr in lrs)))
-        n_seeds = max(len(v) for v in by_lr.values())
-        label = f"{name} ({n_seeds} seeds)" if n_seeds > 1 else str(name)
-        ok = np.isfinite(means)
-        ax.errorbar(
-            lrs[ok],
-            means[ok],
-            yerr=[lows[ok], highs[ok]],
-            label=label,
-            ms=5,
-            lw=1.6,
-            capsize=3,
-            **style.kwargs(),
-        )
-        dead = lrs[~ok]
-        if dead.size:
-            diverged_seen = True
-            # x in data coordinates, y pinned to the top edge of the axes.
-            ax.plot(
-                dead,
-                [1.0] * dead.size,
-                "x",
-                color=style.color,
-                ms=9,
-                mew=2,
-                transform=ax.get_xaxis_transform(),
-                clip_on=False,
-            )
+        diverged_seen |= _draw_lr_line(ax, name, by_lr, style)
     if cells:
         ax.set_xscale("log")
         notes = ["bars: min–max over seeds"]

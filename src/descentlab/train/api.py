@@ -14,18 +14,9 @@ from torch import nn
 from descentlab.data import Dataset
 from descentlab.errors import ConfigError
 from descentlab.fsio import WriterLock
-from descentlab.train.callbacks import (
-    Callback,
-    Checkpointer,
-    ConsoleLogger,
-    MetricsFiles,
-    ProgressBar,
-    RunDirectory,
-    TensorBoardLogger,
-    TutorialLogger,
-)
+from descentlab.train.callbacks import Callback, default_callbacks
 from descentlab.train.config import TrainConfig, from_mapping
-from descentlab.train.distributed import barrier, env_is_main, shutdown
+from descentlab.train.distributed import barrier, shutdown
 from descentlab.train.early_stopping import EarlyStopping
 from descentlab.train.records import FitResult
 from descentlab.train.run_dir import (
@@ -66,31 +57,6 @@ def option_callbacks(cfg: TrainConfig, given: Sequence[Callback] = ()) -> list[C
     return out
 
 
-def default_callbacks(cfg: TrainConfig, run_dir: Path | None) -> list[Callback]:
-    """Console lines and progress bar (unless quiet), run files and checkpoints (with a run dir).
-
-    In a data-parallel job only rank 0 prints and writes files; the other ranks keep the
-    checkpointer, whose saves they skip, so that every rank reaches the same points.
-    """
-    if not env_is_main():
-        return [Checkpointer(every_iterations=cfg.checkpoint_every)] if run_dir else []
-    callbacks: list[Callback] = []
-    if not cfg.quiet:
-        if cfg.log_style == "tutorial":
-            callbacks.append(TutorialLogger.for_model(cfg.model))
-        else:
-            callbacks += [ConsoleLogger(), ProgressBar()]
-    if run_dir is not None:
-        callbacks += [
-            MetricsFiles(run_dir),
-            RunDirectory(run_dir),
-            Checkpointer(every_iterations=cfg.checkpoint_every),
-        ]
-        if cfg.tensorboard:
-            callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
-    return callbacks
-
-
 def _check_arguments(model: Any, data: Any, optimizer: Any, config: Any) -> None:
     """Refuse arguments of the wrong kind with one line (not an AttributeError later)."""
     checks = (
@@ -117,6 +83,32 @@ def _check_arguments(model: Any, data: Any, optimizer: Any, config: Any) -> None
             f"callable, got {type(optimizer).__name__}",
             hint="e.g. optimizer='adam'",
         )
+
+
+def _named_arguments(
+    model: Any, data: Any, optimizer: Any, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """The options that record what ``fit``'s model, data and optimizer arguments were."""
+    values: dict[str, Any] = {}
+    if isinstance(model, str):
+        values["model"] = model
+    elif model is not None:
+        values["model"] = type(model).__name__
+    if isinstance(data, str):
+        values["dataset"] = data
+    elif data is not None:
+        values["dataset"] = data.name
+        # the name alone cannot rebuild this data: a resume must be given the object again
+        values["extra"] = {**extra, "in_memory_dataset": True}
+    if isinstance(optimizer, str):
+        values["optimizer"] = optimizer
+    elif optimizer is not None:
+        values["optimizer"] = (
+            type(optimizer).__name__
+            if isinstance(optimizer, torch.optim.Optimizer)
+            else getattr(optimizer, "__name__", "custom")
+        )
+    return values
 
 
 def fit(
@@ -151,24 +143,7 @@ def fit(
     if isinstance(data, os.PathLike):
         data = os.fspath(data)
     values = config.to_dict() if config is not None else {}
-    if isinstance(model, str):
-        values["model"] = model
-    elif model is not None:
-        values["model"] = type(model).__name__
-    if isinstance(data, str):
-        values["dataset"] = data
-    elif data is not None:
-        values["dataset"] = data.name
-        # the name alone cannot rebuild this data: a resume must be given the object again
-        values["extra"] = {**values.get("extra", {}), "in_memory_dataset": True}
-    if isinstance(optimizer, str):
-        values["optimizer"] = optimizer
-    elif optimizer is not None:
-        values["optimizer"] = (
-            type(optimizer).__name__
-            if isinstance(optimizer, torch.optim.Optimizer)
-            else getattr(optimizer, "__name__", "custom")
-        )
+    values.update(_named_arguments(model, data, optimizer, values.get("extra", {})))
     values.update(options)
     cfg = from_mapping(values)
     if resume and cfg.out and unfinished_without_checkpoint(Path(cfg.out)):

@@ -14,8 +14,6 @@ the ``descentlab train`` flags and ``docs/cli.md`` are all generated from them.
 from __future__ import annotations
 
 import dataclasses
-import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from descentlab.errors import ConfigError, did_you_mean
 from descentlab.fsio import atomic_write_text
 from descentlab.optim import default_lr
 from descentlab.optim.registry import default_lr_text
+from descentlab.train.config_files import read_options_table
 from descentlab.train.options import (
     CLOSED_UNIT,
     NON_NEGATIVE,
@@ -530,23 +529,6 @@ def from_mapping(values: dict[str, Any], *, where: str = "the options") -> Train
     return TrainConfig(**clean)
 
 
-def _load_file(path: Path) -> Any:
-    text = path.read_bytes()
-    try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
-        return tomllib.loads(text.decode("utf-8"))
-    except RecursionError:
-        raise ConfigError(
-            f"config file {str(path)!r} is nested too deeply",
-            hint="a config file is a flat table of options",
-        ) from None
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"cannot parse config file {str(path)!r}: {exc}", hint="fix the file's syntax"
-        ) from None
-
-
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML or JSON config file into a flat mapping of options.
 
@@ -554,16 +536,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     a ``preset = "..."`` key starts from that preset.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"config file {str(path)!r} does not exist", hint="check the --config path"
-        )
-    data = _load_file(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a table of options")
-    if "train" in data and isinstance(data["train"], dict):
-        rest = {k: v for k, v in data.items() if k != "train"}
-        data = {**rest, **data["train"]}
+    data = read_options_table(path)
     out: dict[str, Any] = {}
     if "preset" in data:
         out.update(preset(str(data.pop("preset"))))

@@ -31,7 +31,11 @@ equal autograd's up to the rounding of the matrix products.  What it saves, per 
   :meth:`DenseFastPath.backward_sgd_` hands the weight gradient to the optimizer's own
   update, :func:`descentlab.optim.sgd.sgd_update_`, as the factors of ``δaᵀh``, which then
   computes ``W ← (1 − 2ελ2 − ελ_wd) W − ε δaᵀh`` inside the product, so neither the
-  gradient nor the update makes a separate pass over ``W``.
+  gradient nor the update makes a separate pass over ``W``;
+* with Adam, AdaGrad and RMSProp (plain), the update's extra passes:
+  :meth:`DenseFastPath.backward_fused_` has the optimizer apply its own ``fused=True``
+  update (:meth:`~descentlab.optim.Adam.step_fused`, on its own state), one pass over each
+  tensor where the foreach updates make several.
 
 Dropout masks are drawn by ``torch.native_dropout``, the kernel behind ``F.dropout``: it
 consumes the same random numbers, so the fast and the plain path stay on the same
@@ -48,7 +52,8 @@ then uses the plain autograd path, and ``fast_path=False`` forces the plain path
 optimizer is still called as ``optimizer.step(closure)`` with a :class:`FastClosure` (the
 same interface as :class:`~descentlab.objective.Closure`), so Nesterov's look-ahead,
 clipping, schedules and averaging work as before.  Only for plain SGD
-(:meth:`DenseFastPath.sgd_rates`), and only when nothing reads ``.grad`` between the
+(:meth:`DenseFastPath.sgd_rates`) and the optimizers above
+(:meth:`DenseFastPath.fused_optimizer`), and only when nothing reads ``.grad`` between the
 backward pass and the update (no clipping, no gradient logging, no step callback that
 declares ``reads_gradients``: the trainer's step decides), does the closure apply the
 update itself; the optimizer's step then finds no ``.grad`` and has nothing left to do.
@@ -67,11 +72,16 @@ from torch.nn.modules import module as _module_globals
 
 from descentlab.losses import LossFn
 from descentlab.models import MLP, LogisticRegression
-from descentlab.objective import NonFiniteCost, Objective
-from descentlab.optim.adam import Adam, fused_adam_
-from descentlab.optim.sgd import SGD, sgd_update_
+from descentlab.objective import Closure, NonFiniteCost, Objective
+from descentlab.optim import SGD, AdaGrad, Adam, RMSProp
+from descentlab.optim.sgd import sgd_update_
 
 __all__ = ["DenseFastPath", "FastClosure", "fast_path_for"]
+
+# Optimizers whose fused update the closure may apply (exact types: see fused_optimizer).
+# (Momentum SGD's own step already runs its fused kernel: nothing to gain there.)
+_FUSED_OPTIMIZERS = (Adam, AdaGrad, RMSProp)
+_Fusable = Adam | AdaGrad | RMSProp
 
 _aten = torch.ops.aten
 _NLL_MEAN = 1  # ATen's Reduction::Mean
@@ -219,7 +229,7 @@ class DenseFastPath:
         self._masks: list[Tensor | None] = []
         self._dropped: list[Tensor] = []  # inputs of the next layer (after dropout)
         self._total_weight: Tensor | None = None
-        self._adam_grads: list[Tensor] = []  # gradients for the fused Adam update
+        self._fused_grads: list[Tensor] = []  # gradients for the fused updates
 
     def still_valid(self) -> bool:
         """The model still has the parameters and no hooks (checked once per epoch)."""
@@ -330,79 +340,52 @@ class DenseFastPath:
             rates.append((float(gw["lr"]), float(gw["weight_decay"])))
         return rates
 
-    def adam_groups(self, optimizer: torch.optim.Optimizer) -> list[dict[str, Any]] | None:
-        """The param groups if ``optimizer`` is descentlab's :class:`Adam` on these parameters.
+    def fused_optimizer(self, optimizer: torch.optim.Optimizer) -> _Fusable | None:
+        """``optimizer`` if it can apply its fused single-pass update inside the closure.
 
-        None when its update cannot be fused: another optimizer (a subclass may change
-        the rule), AMSGrad-like extensions, parameters it does not hold, or parameters
-        whose step counts differ (one missed a step); then the optimizer applies it.
+        That is descentlab's :class:`~descentlab.optim.Adam`, :class:`~descentlab.optim.AdaGrad`
+        or :class:`~descentlab.optim.RMSProp` holding these parameters, when every
+        group's options are ones its fused kernel covers
+        (:meth:`~descentlab.optim.Adam.fused_update_applies`); not for subclasses
+        (they may change the rule). Otherwise ``None``: the optimizer's own step applies
+        the update.
         """
-        if type(optimizer) is not Adam:
+        if not isinstance(optimizer, _FUSED_OPTIMIZERS) or type(optimizer) not in _FUSED_OPTIMIZERS:
             return None
-        if any(_unfusable(g) or g.get("amsgrad") for g in optimizer.param_groups):
+        if not optimizer.fused_update_applies():
             return None
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        if any(id(p) not in held for p in self.params):
-            return None
-        steps = {float(optimizer.state[p].get("step", 0)) for p in self.params}
-        if len(steps) != 1:
-            return None
-        return [g for g in optimizer.param_groups if g["params"]]
+        return optimizer if all(id(p) in held for p in self.params) else None
 
     @torch.no_grad()
-    def backward_adam_(
-        self, optimizer: torch.optim.Optimizer, groups: list[dict[str, Any]]
-    ) -> None:
-        """Backward pass, then Algorithm 8.7 in one pass over each tensor.
+    def backward_fused_(self, optimizer: _Fusable) -> None:
+        """Backward pass, then the optimizer's update in one pass over each tensor.
 
-        The gradients go to buffers of the fast path (not ``.grad``: nothing reads them in
-        between, the caller checks), then ``torch._fused_adamw_`` applies, per element,
-        exactly the rule of :class:`~descentlab.optim.Adam` on its own state (``s`` =
-        ``first_moment``, ``r`` = ``second_moment``, ``t`` = ``step``)::
-
-            θ ← θ − ελθ;  s ← ρ1 s + (1 − ρ1) g;  r ← ρ2 r + (1 − ρ2) g²
-            θ ← θ − (ε / (1 − ρ1^t)) · s / (√r / √(1 − ρ2^t) + δ)
-
-        where the foreach path makes six passes over parameter-sized memory.  The
-        optimizer's own step then finds no ``.grad`` and does nothing.
+        The gradients go to buffers of the fast path, lent to ``.grad`` for the update
+        only, and the optimizer applies its ``fused=True`` update on its own state
+        (:meth:`~descentlab.optim.Adam.step_fused`): Adam (Algorithm 8.7)
+        ``θ ← θ − ελθ; s ← ρ1 s + (1 − ρ1) g; r ← ρ2 r + (1 − ρ2) g²;
+        θ ← θ − (ε / (1 − ρ1^t)) · s / (√r / √(1 − ρ2^t) + δ)``, AdaGrad (8.4)
+        ``r ← r + g²; θ ← θ − ε g / (δ + √r)``, RMSProp (8.5)
+        ``r ← ρr + (1 − ρ) g²; θ ← θ − ε g / (δ + √r)``, each element read and written
+        once where the foreach updates make four to six passes. The ``.grad`` tensors are
+        released afterwards: the optimizer's own step then finds nothing left to apply.
+        Call only with what :meth:`fused_optimizer` returned, and when nothing reads
+        ``.grad`` in between.
         """
-        grads = self._adam_grads
+        grads = self._fused_grads
         if len(grads) != len(self.params):
             grads[:] = [
                 torch.empty_like(p, memory_format=torch.contiguous_format) for p in self.params
             ]
+        for p, g in zip(self.params, grads):
+            p.grad = g
+        self._backward(None)
+        optimizer.step_fused()
         for p in self.params:
             p.grad = None
-        self._backward(None, grads)
-        index = {id(p): i for i, p in enumerate(self.params)}
-        for group in groups:
-            params = [p for p in group["params"] if id(p) in index]
-            states = [optimizer.state[p] for p in params]
-            for p, state in zip(params, states):
-                if "first_moment" not in state:
-                    state["first_moment"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["second_moment"] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format
-                    )
-                if not isinstance(state.get("step"), Tensor):
-                    state["step"] = torch.tensor(float(state.get("step", 0)), dtype=torch.float32)
-            steps = [s["step"] for s in states]
-            torch._foreach_add_(steps, 1.0)  # t ← t + 1, in the optimizer's own state
-            fused_adam_(
-                params,
-                [grads[index[id(p)]] for p in params],
-                [s["first_moment"] for s in states],
-                [s["second_moment"] for s in states],
-                steps,
-                lr=float(group["lr"]),
-                betas=(float(group["betas"][0]), float(group["betas"][1])),
-                eps=float(group["eps"]),
-                weight_decay=float(group["weight_decay"]),
-            )
 
-    def _backward(
-        self, rates: list[tuple[float, float]] | None, grads: list[Tensor] | None = None
-    ) -> None:
+    def _backward(self, rates: list[tuple[float, float]] | None) -> None:
         buf = self._buf
         assert buf is not None and self._x is not None and self._y is not None, "forward() first"
         g = _aten.nll_loss_backward.default(
@@ -426,10 +409,8 @@ class DenseFastPath:
                 # δh⁽ⁱ⁾ = δa⁽ⁱ⁺¹⁾ W⁽ⁱ⁺¹⁾, with W before this step's update.
                 dh = torch.mm(delta_t.t(), layer.weight, out=buf.grad_hidden[i - 1])
             if rates is None:
-                gw = grads[2 * i] if grads is not None else _grad_buffer(layer.weight)
-                gb = grads[2 * i + 1] if grads is not None else _grad_buffer(layer.bias)
-                self._weight_grad(layer.weight, delta_t, inputs[i], gw)
-                torch.sum(delta_t, 1, out=gb)
+                self._weight_grad(layer.weight, delta_t, inputs[i], _grad_buffer(layer.weight))
+                torch.sum(delta_t, 1, out=_grad_buffer(layer.bias))
             else:
                 self._sgd_update(layer, delta_t, inputs[i], *rates[i])
             if dh is None:
@@ -483,15 +464,17 @@ def _grad_buffer(p: Tensor) -> Tensor:
     return g
 
 
-class FastClosure:
-    """The fast path as ``optimizer.step``'s closure (the interface of ``objective.Closure``).
+class FastClosure(Closure):
+    """The fast path as ``optimizer.step``'s closure: :class:`~descentlab.objective.Closure`
+    (same options, same ``bind``) with the cost and gradients computed by hand.
 
-    ``fuse_sgd`` lets the closure apply plain SGD's update itself when the optimizer is
-    plain SGD (:meth:`DenseFastPath.sgd_rates`); the caller turns it on only when nothing
+    ``fuse_sgd`` lets the closure apply the update itself: plain SGD's inside the
+    gradient's product (:meth:`DenseFastPath.sgd_rates`), the others' fused kernel
+    (:meth:`DenseFastPath.fused_optimizer`); the caller turns it on only when nothing
     reads ``.grad`` between the backward pass and the update.
     """
 
-    __slots__ = ("after_backward", "check_finite", "fast", "fuse_sgd", "optimizer", "x", "y")
+    __slots__ = ("fast", "fuse_sgd")
 
     def __init__(
         self,
@@ -502,17 +485,15 @@ class FastClosure:
         after_backward: Callable[[], None] | None = None,
         fuse_sgd: bool = False,
     ) -> None:
+        super().__init__(
+            fast.objective,
+            fast.model,
+            optimizer,
+            check_finite=check_finite,
+            after_backward=after_backward,
+        )
         self.fast = fast
-        self.optimizer = optimizer
-        self.check_finite = check_finite
-        self.after_backward = after_backward
         self.fuse_sgd = fuse_sgd
-        self.x: Tensor | None = None
-        self.y: Tensor | None = None
-
-    def bind(self, x: Tensor, y: Tensor) -> FastClosure:
-        self.x, self.y = x, y
-        return self
 
     def __call__(self) -> Tensor:
         assert self.x is not None and self.y is not None, "bind(x, y) first"
@@ -526,9 +507,9 @@ class FastClosure:
         if rates is not None:
             fast.backward_sgd_(rates)  # θ ← θ − ε∇ done here; opt.step finds no .grad
             return cost
-        adam = fast.adam_groups(self.optimizer) if self.fuse_sgd else None
-        if adam is not None:
-            fast.backward_adam_(self.optimizer, adam)  # one pass per tensor; no .grad left
+        fused = fast.fused_optimizer(self.optimizer) if self.fuse_sgd else None
+        if fused is not None:
+            fast.backward_fused_(fused)  # one pass per tensor; no .grad left
             return cost
         fast.backward()
         if self.after_backward is not None:

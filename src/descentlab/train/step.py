@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from typing import Any
 
 import torch
@@ -67,25 +68,17 @@ def grads_finite(model: nn.Module) -> bool:
     return not flags or bool(torch.stack(flags).all())
 
 
+@dataclass(eq=False)
 class GradientHook:
     """Runs between the backward pass and the update: finiteness, clipping, norm logging."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        progress: Progress,
-        *,
-        check_finite: bool,
-        clip_norm: float | None,
-        clip_value: float | None,
-        log_norm: bool,
-    ) -> None:
-        self.model = model
-        self.progress = progress
-        self.check_finite = check_finite
-        self.clip_norm = clip_norm
-        self.clip_value = clip_value
-        self.log_norm = log_norm
+    model: nn.Module
+    progress: Progress
+    _: KW_ONLY
+    check_finite: bool
+    clip_norm: float | None
+    clip_value: float | None
+    log_norm: bool
 
     @property
     def needed(self) -> bool:
@@ -183,52 +176,45 @@ class NanPolicy:
         optimizer.zero_grad(set_to_none=True)
 
 
+@dataclass(eq=False)
 class TrainStep:
-    """``step(x, y)``: one minibatch of training (see the module docstring); returns its cost."""
+    """``step(x, y)``: one minibatch of training (see the module docstring); returns its cost.
 
-    def __init__(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        objective: Objective,
-        progress: Progress,
-        nan_policy: NanPolicy,
-        gradient_hook: GradientHook,
-        *,
-        check_finite: bool,
-        fast_path: DenseFastPath | None,
-        fast_path_reason: str,
-        schedule: Any = None,
-        averager: Any = None,
-        gradient_sync: GradientSync | None = None,
-    ) -> None:
-        self.model = model
-        self.optimizer = optimizer
-        self.progress = progress
-        self.nan_policy = nan_policy
-        self.gradient_hook = gradient_hook
+    Data-parallel (``gradient_sync``): the all-reduce comes first after the backward
+    pass, so clipping, the finiteness check and the update all see the global gradient,
+    identically on every rank.  The loss is not checked before the backward pass then
+    (one rank alone must not skip the all-reduce): a non-finite loss shows in the gradient.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    objective: InitVar[Objective]
+    progress: Progress
+    nan_policy: NanPolicy
+    gradient_hook: GradientHook
+    _: KW_ONLY
+    check_finite: InitVar[bool]
+    fast_path: DenseFastPath | None
+    fast_path_reason: str
+    schedule: Any = None
+    averager: Any = None
+    gradient_sync: GradientSync | None = None
+    fused_sgd: bool = field(default=False, init=False)
+
+    def __post_init__(self, objective: Objective, check_finite: bool) -> None:
+        schedule = self.schedule
         self.schedule_per_step = schedule if getattr(schedule, "interval", None) == "step" else None
-        self.schedule = schedule
-        self.averager = averager
-        self.fast_path = fast_path
-        self.fast_path_reason = fast_path_reason
-        self.fused_sgd = False
-        # Data-parallel: the all-reduce comes first after the backward pass, so clipping,
-        # the finiteness check and the update all see the global gradient, identically on
-        # every rank.  The loss is not checked before the backward pass then (one rank
-        # alone must not skip the all-reduce): a non-finite loss shows in the gradient.
-        self.gradient_sync = gradient_sync
-        if gradient_sync is not None:
-            gradient_hook.check_finite = gradient_hook.check_finite or check_finite
+        if self.gradient_sync is not None:
+            self.gradient_hook.check_finite = self.gradient_hook.check_finite or check_finite
             check_finite = False
-        hook = chain(gradient_sync, gradient_hook if gradient_hook.needed else None)
+        hook = chain(self.gradient_sync, self.gradient_hook if self.gradient_hook.needed else None)
         self.autograd_closure = objective.closure(
-            model, optimizer, check_finite=check_finite, after_backward=hook
+            self.model, self.optimizer, check_finite=check_finite, after_backward=hook
         )
         self.closure: Closure | FastClosure = self.autograd_closure
-        if fast_path is not None:
+        if self.fast_path is not None:
             self.closure = FastClosure(
-                fast_path, optimizer, check_finite=check_finite, after_backward=hook
+                self.fast_path, self.optimizer, check_finite=check_finite, after_backward=hook
             )
 
     def start_epoch(self, step_callbacks: Sequence[Any]) -> None:

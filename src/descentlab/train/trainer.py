@@ -124,6 +124,11 @@ class Trainer:
         self.epoch_rng_state = self.generator.get_state()  # the shuffle at this epoch's start
         self.interrupts = Interrupts()
         self.last_checkpoint: int | None = None  # iterations done at the newest checkpoint
+        self.train_step = self._build_step(parts.fast_path, parts.fast_path_reason)
+
+    def _build_step(self, fast_path: DenseFastPath | None, fast_path_reason: str) -> TrainStep:
+        """The step of one minibatch, with the NaN policy and the gradient hook of the config."""
+        cfg = self.config
         nan_policy = NanPolicy(
             cfg.on_nan,
             self.progress.faults,
@@ -138,7 +143,7 @@ class Trainer:
             clip_value=cfg.clip_value,
             log_norm=cfg.log_grad_norm,
         )
-        self.train_step = TrainStep(
+        return TrainStep(
             self.model,
             self.optimizer,
             self.objective,
@@ -147,8 +152,8 @@ class Trainer:
             gradient_hook,
             # A per-step host sync is free on the CPU; on a GPU the check moves to validation.
             check_finite=self.device.type == "cpu" or cfg.on_nan != "stop",
-            fast_path=parts.fast_path,
-            fast_path_reason=parts.fast_path_reason,
+            fast_path=fast_path,
+            fast_path_reason=fast_path_reason,
             schedule=self.schedule,
             averager=self.averager,
             gradient_sync=GradientSync(list(self.model.parameters()))

@@ -18,6 +18,7 @@ from descentlab.experiments.studies.common import (
     lr_grid,
     mean_curve,
     study_plan,
+    study_report,
 )
 
 __all__ = ["BATCH_SIZES", "STUDY", "batch_size_analysis", "build_plan", "report_sections"]
@@ -211,17 +212,17 @@ def _smallest_is_fastest(entry: Mapping[str, Any]) -> bool:
     return times[0] <= min(times)
 
 
-def report_sections(ctx: ReportContext) -> list[Section]:
-    sec = Section("On-line vs minibatch vs full-batch training")
-    sec.text(
-        "Wilson & Martinez (2003), 'The general inefficiency of batch training for gradient "
-        "descent learning', report that on-line training (B = 1) reaches a given accuracy "
-        "in fewer epochs than full-batch training, the more so on larger datasets. Every "
-        "batch size here trains the same MLP with plain SGD for the same number of epochs, "
-        "at its own learning rate (chosen on the validation error). Accuracies are "
-        "validation accuracies of the best model so far within each budget, mean over "
-        "seeds; '–' means some seed had not finished an epoch within that budget."
-    )
+@study_report(
+    "On-line vs minibatch vs full-batch training",
+    "Wilson & Martinez (2003), 'The general inefficiency of batch training for gradient "
+    "descent learning', report that on-line training (B = 1) reaches a given accuracy "
+    "in fewer epochs than full-batch training, the more so on larger datasets. Every "
+    "batch size here trains the same MLP with plain SGD for the same number of epochs, "
+    "at its own learning rate (chosen on the validation error). Accuracies are "
+    "validation accuracies of the best model so far within each budget, mean over "
+    "seeds; '–' means some seed had not finished an epoch within that budget.",
+)
+def report_sections(ctx: ReportContext, sec: Section) -> None:
     analysis = batch_size_analysis(ctx)
     verdicts = []
     fastest_small = 0
@@ -289,7 +290,6 @@ def report_sections(ctx: ReportContext) -> list[Section]:
         )
     else:
         sec.text("Not enough finished runs to compare batch sizes.")
-    return [sec]
 
 
 STUDY = Study(

@@ -8,6 +8,7 @@ changes and nothing else.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +33,7 @@ __all__ = [
     "mean_finite",
     "seed_count",
     "study_plan",
+    "study_report",
 ]
 
 #: The small MLP setting of the fast studies (digits: seconds per run) and the
@@ -71,6 +73,33 @@ class Study:
     plan: Callable[[StudySettings], SweepPlan]
     sections: Callable[[ReportContext], list[Section]]
     split_by: str | None = None
+
+
+Findings = Callable[[ReportContext, Section], None]
+
+
+def study_report(
+    heading: str, method: str | None = None
+) -> Callable[[Findings], Callable[[ReportContext], list[Section]]]:
+    """Make ``findings(ctx, sec)`` a study's ``report_sections(ctx)``.
+
+    Every study reports in one section: titled ``heading``, opened by the ``method``
+    paragraph (how the study was run, when it says so up front), then what the
+    decorated function finds in the runs.
+    """
+
+    def decorate(findings: Findings) -> Callable[[ReportContext], list[Section]]:
+        @functools.wraps(findings)
+        def report_sections(ctx: ReportContext) -> list[Section]:
+            sec = Section(heading)
+            if method is not None:
+                sec.text(method)
+            findings(ctx, sec)
+            return [sec]
+
+        return report_sections
+
+    return decorate
 
 
 #: Learning rates known to work for an MLP on MNIST with minibatches of ~64 (each

@@ -25,7 +25,7 @@ from typing import Any
 
 from descentlab.experiments.plan import SweepPlan
 from descentlab.experiments.report import ReportContext, Section, Table
-from descentlab.experiments.studies.common import Study, StudySettings, study_plan
+from descentlab.experiments.studies.common import Study, StudySettings, study_plan, study_report
 from descentlab.plots import color_for, new_figure, save_figure
 
 __all__ = ["STUDY", "build_plan", "report_sections", "sharpness_summary"]
@@ -111,9 +111,9 @@ def _figure(ctx: ReportContext, runs: list[dict[str, Any]]) -> Any:
     return fig
 
 
-def report_sections(ctx: ReportContext) -> list[Section]:
+@study_report("Sharpness under full-batch gradient descent")
+def report_sections(ctx: ReportContext, sec: Section) -> None:
     """λmax against 2/ε per learning rate, and a table of how close each run came."""
-    sec = Section("Sharpness under full-batch gradient descent")
     runs = sorted(ctx.ok_final, key=lambda r: (float(r["lr"]), r.get("seed", 0)))
     rows = []
     for row in runs:
@@ -126,7 +126,7 @@ def report_sections(ctx: ReportContext) -> list[Section]:
         )  # fmt: skip
     if not rows:
         sec.text("No run recorded λmax (were they trained with --diagnostics?).")
-        return [sec]
+        return
     paths = save_figure(_figure(ctx, runs), ctx.figures_dir / "edge_of_stability")
     sec.figure(paths[0])
     columns = ["ε", "2/ε", "λmax/(2/ε) at start", "peak", "mean over last third",
@@ -138,7 +138,6 @@ def report_sections(ctx: ReportContext) -> list[Section]:
         "third of training (the edge of stability); a run whose ratio stays well below 1 "
         "did not sharpen enough in its steps to reach the limit."
     )
-    return [sec]
 
 
 STUDY = Study(

@@ -18,6 +18,7 @@ from descentlab.experiments.studies.common import (
     StudySettings,
     lr_grid,
     study_plan,
+    study_report,
 )
 
 __all__ = ["STUDY", "build_plan", "report_sections"]
@@ -37,15 +38,15 @@ def build_plan(settings: StudySettings) -> SweepPlan:
     )  # fmt: skip
 
 
-def report_sections(ctx: ReportContext) -> list[Section]:
+@study_report(
+    "Cross-entropy or squared error?",
+    "The worked example of the practical notes, computed by descentlab.losses: two "
+    "models with the same classification error (1/3) that the average cross-entropy "
+    "and the average squared error tell apart.",
+)
+def report_sections(ctx: ReportContext, sec: Section) -> None:
     """The notes' worked example, then the two losses' errors side by side."""
-    sec = Section("Cross-entropy or squared error?")
     columns, rows = losses_table()
-    sec.text(
-        "The worked example of the practical notes, computed by descentlab.losses: two "
-        "models with the same classification error (1/3) that the average cross-entropy "
-        "and the average squared error tell apart."
-    )
     sec.table(Table(columns, rows))
     summaries = {s.label: s for s in configuration_summaries(ctx) if s.ok}
     ce, mse = summaries.get("nll"), summaries.get("mse")
@@ -66,7 +67,6 @@ def report_sections(ctx: ReportContext) -> list[Section]:
             f"{mse.best_epoch.mean:.1f} epochs): {verdict}. See the "
             "McNemar test below for whether the difference is more than noise."
         )
-    return [sec]
 
 
 STUDY = Study("losses", "cross-entropy vs MSE on the same model", build_plan, report_sections)

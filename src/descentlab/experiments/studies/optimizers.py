@@ -17,6 +17,7 @@ from descentlab.experiments.studies.common import (
     group_rows,
     lr_grid,
     study_plan,
+    study_report,
 )
 from descentlab.experiments.tuning import selection_group_name
 
@@ -50,14 +51,14 @@ def build_plan(settings: StudySettings) -> SweepPlan:
     )  # fmt: skip
 
 
-def report_sections(ctx: ReportContext) -> list[Section]:
+@study_report(
+    "What the optimizers study found",
+    "Each optimizer got its own learning rate, chosen on the validation error of one "
+    "seed from a log grid (1–3–10 steps) around its usual value; the chosen "
+    "rate was then run with every seed. Rankings below are by mean validation error.",
+)
+def report_sections(ctx: ReportContext, sec: Section) -> None:
     """Per model: the optimizers ranked by validation error, and lrs at the grid's edge."""
-    sec = Section("What the optimizers study found")
-    sec.text(
-        "Each optimizer got its own learning rate, chosen on the validation error of one "
-        "seed from a log grid (1–3–10 steps) around its usual value; the chosen "
-        "rate was then run with every seed. Rankings below are by mean validation error."
-    )
     for model in group_rows(ctx.final, "model"):
         sub = ctx.subset("model", model)
         summaries = [s for s in configuration_summaries(sub) if s.ok]
@@ -101,7 +102,6 @@ def report_sections(ctx: ReportContext) -> list[Section]:
             )
             + ". Their optimum may lie outside the grid; the full setting uses a wider one."
         )
-    return [sec]
 
 
 STUDY = Study(

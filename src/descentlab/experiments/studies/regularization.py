@@ -14,7 +14,13 @@ from descentlab.experiments.report import (
     fmt_ci,
     fmt_pct,
 )
-from descentlab.experiments.studies.common import Study, StudySettings, mean_finite, study_plan
+from descentlab.experiments.studies.common import (
+    Study,
+    StudySettings,
+    mean_finite,
+    study_plan,
+    study_report,
+)
 
 __all__ = ["STUDY", "build_plan", "report_sections"]
 
@@ -56,18 +62,18 @@ def build_plan(settings: StudySettings) -> SweepPlan:
     )  # fmt: skip
 
 
-def report_sections(ctx: ReportContext) -> list[Section]:
+@study_report(
+    "Regularization: errors of the returned model and the train–valid gap",
+    "'none', L1, L2 and dropout train for every epoch and are scored with their final "
+    "parameters; 'early stopping' keeps the parameters of the best validation point. "
+    "The strength of L1, L2 and dropout was chosen on the validation error of the "
+    "final model (one seed), then run with every seed. The gap is validation error "
+    "minus training error of the same model. (The 'best valid error' of the general "
+    "table below is the best point along each run — for the variants without early "
+    "stopping that is not the model they return.)",
+)
+def report_sections(ctx: ReportContext, sec: Section) -> None:
     """The returned model's errors per variant, and which variant narrowed the gap."""
-    sec = Section("Regularization: errors of the returned model and the train–valid gap")
-    sec.text(
-        "'none', L1, L2 and dropout train for every epoch and are scored with their final "
-        "parameters; 'early stopping' keeps the parameters of the best validation point. "
-        "The strength of L1, L2 and dropout was chosen on the validation error of the "
-        "final model (one seed), then run with every seed. The gap is validation error "
-        "minus training error of the same model. (The 'best valid error' of the general "
-        "table below is the best point along each run — for the variants without early "
-        "stopping that is not the model they return.)"
-    )
     rows = []
     stats: list[tuple[str, float, float, float]] = []
     for s in configuration_summaries(ctx):
@@ -125,7 +131,6 @@ def report_sections(ctx: ReportContext) -> list[Section]:
                 )
             )
         sec.text(text)
-    return [sec]
 
 
 STUDY = Study(

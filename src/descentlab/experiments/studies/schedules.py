@@ -13,6 +13,7 @@ from descentlab.experiments.studies.common import (
     StudySettings,
     lr_grid,
     study_plan,
+    study_report,
 )
 from descentlab.plots import plot_curves
 
@@ -45,14 +46,14 @@ def build_plan(settings: StudySettings) -> SweepPlan:
     )
 
 
-def report_sections(ctx: ReportContext) -> list[Section]:
+@study_report(
+    "Learning-rate schedules",
+    "Constant ε; the book's linear decay to 1% of ε₀ over the run; exponential decay "
+    "per epoch; and 1/t decay ε₀/(1 + k/t₀) per step (Σε = ∞, Σε² < ∞). ε₀ was tuned "
+    "per schedule on the validation error.",
+)
+def report_sections(ctx: ReportContext, sec: Section) -> None:
     """The learning rate along the runs, and the schedules ranked by validation error."""
-    sec = Section("Learning-rate schedules")
-    sec.text(
-        "Constant ε; the book's linear decay to 1% of ε₀ over the run; exponential decay "
-        "per epoch; and 1/t decay ε₀/(1 + k/t₀) per step (Σε = ∞, Σε² < ∞). ε₀ was tuned "
-        "per schedule on the validation error."
-    )
     series = [
         {"group": ctx.label(r), "history": ctx.history(r)} for r in ctx.ok_final if ctx.history(r)
     ]
@@ -83,7 +84,6 @@ def report_sections(ctx: ReportContext) -> list[Section]:
             )
             + "."
         )
-    return [sec]
 
 
 STUDY = Study(

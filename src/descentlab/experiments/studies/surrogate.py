@@ -18,6 +18,7 @@ from descentlab.experiments.studies.common import (
     epoch_ranges,
     mean_curve,
     study_plan,
+    study_report,
 )
 from descentlab.plots import new_figure, save_figure
 
@@ -99,13 +100,14 @@ def _figure(
     return fig
 
 
-def report_sections(ctx: ReportContext) -> list[Section]:
+@study_report("Surrogate loss vs true metric")
+def report_sections(ctx: ReportContext, sec: Section) -> None:
     """The mean curves of the surrogate and the metrics, and where they disagree."""
-    sec = Section("Surrogate loss vs true metric")
     hists = [ctx.history(r) for r in ctx.ok_final]
     hists = [h for h in hists if h]
     if not hists:
-        return [sec.text("No run finished.")]
+        sec.text("No run finished.")
+        return
     nll = mean_curve(hists, "valid_nll")
     err = mean_curve(hists, "valid_error")
     f1 = mean_curve(hists, "valid_f1")
@@ -159,7 +161,6 @@ def report_sections(ctx: ReportContext) -> list[Section]:
         "This is why the trainer early-stops on the validation *error* (the metric we care "
         "about), not on the loss it minimizes."
     )
-    return [sec]
 
 
 STUDY = Study(

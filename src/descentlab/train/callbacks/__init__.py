@@ -5,6 +5,7 @@ checkpoints, the run directory and the tutorial scripts' console lines (see
 from descentlab.train.callbacks.base import Callback, overrides
 from descentlab.train.callbacks.checkpointer import Checkpointer
 from descentlab.train.callbacks.console import ConsoleLogger, ProgressBar, RunHeader
+from descentlab.train.callbacks.defaults import default_callbacks
 from descentlab.train.callbacks.files import MetricsFiles, TensorBoardLogger
 from descentlab.train.callbacks.run_directory import RunDirectory
 from descentlab.train.callbacks.tutorial_log import LeNetTutorialLogger, TutorialLogger
@@ -20,5 +21,6 @@ __all__ = [
     "RunHeader",
     "TensorBoardLogger",
     "TutorialLogger",
+    "default_callbacks",
     "overrides",
 ]
