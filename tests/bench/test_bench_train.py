@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -61,13 +62,44 @@ def test_train_bench_rows_are_sane():
     assert "GFLOP/s" in table
 
 
+def test_two_thread_counts_are_measured_in_the_same_rounds():
+    rows = run_train_bench(
+        workloads=["logreg"],
+        contenders=["descentlab", "torch loop", "naive loop"],
+        dataset="digits",
+        repeats=2,
+        warmup=0,
+        threads=[1, 2],
+    )
+    assert [(r["threads"], r["contender"]) for r in rows] == [
+        (n, c) for n in (1, 2) for c in ("descentlab", "torch loop", "naive loop")
+    ]
+    for n in (1, 2):
+        group = [r for r in rows if r["threads"] == n]
+        best = min(r["median_s"] for r in group if r["contender"] != "descentlab")
+        for r in group:  # each count against its own best baseline and its own floor
+            assert r["speedup"] == pytest.approx(best / r["median_s"])
+            assert r["floor_fraction"] == pytest.approx(r["floor_s"] / r["median_s"])
+    # Both counts were timed between the same load readings: one interleaved run.
+    assert len({json.dumps(r["load_average"]) for r in rows}) == 1
+    table = format_train_table(rows)
+    assert "s/epoch 1t" in table and "s/epoch 2t" in table
+    assert "1 thread: measured" in table and "2 threads: measured" in table
+    with pytest.raises(ConfigError, match="threads"):
+        run_train_bench(workloads=["logreg"], dataset="digits", threads=[1, 0])
+
+
 def test_a_baseline_that_cannot_be_built_is_skipped_with_a_note(monkeypatch):
     import torch
 
+    caches: list[str | None] = []
+
     def broken(*args, **kwargs):
+        caches.append(os.environ.get("TORCHINDUCTOR_CACHE_DIR"))
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     rows = run_train_bench(
         workloads=["logreg"],
         contenders=["descentlab train-only", "torch.compile loop"],
@@ -80,6 +112,9 @@ def test_a_baseline_that_cannot_be_built_is_skipped_with_a_note(monkeypatch):
     assert rows[0]["speedup"] is None
     assert "torch.compile loop skipped: RuntimeError: no C++ compiler" in rows[0]["notes"]
     assert "skipped" in format_train_table(rows)
+    # Compiled in a cache of the benchmark's own, not the one other processes share.
+    assert caches and caches[0] is not None and "torchinductor" not in caches[0]
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
 
 
 def test_gemm_shapes_count_every_product_of_a_step():
@@ -158,6 +193,11 @@ def test_time_to_target_in_process():
     )
     assert result["reached"] is True
     assert 0 < result["seconds_to_target"] <= result["train_seconds"]
+    assert 0 < result["startup_seconds"] < result["wall_seconds"]
+    assert result["wall_to_target_seconds"] == pytest.approx(
+        result["startup_seconds"] + result["seconds_to_target"]
+    )
+    assert result["wall_to_target_seconds"] <= result["wall_seconds"]
     assert result["epoch_at_target"] in (1, 2)
     assert result["test_error"] <= 0.7
     assert result["fast_path"] is True
@@ -250,3 +290,20 @@ def test_cli_bench_optim_wraps_the_optimizer_bench(capsys):
         ("adam", 2000, 4),
     ]
     assert all(r["ours_ms"] > 0 and r["threads"] == 1 for r in rows)
+
+
+def test_cli_bench_overhead_times_each_part_of_an_epoch(capsys):
+    code = main(
+        ["bench", "overhead", "--preset", "dlt-mlp", "--subset", "200", "--repeats", "1",
+         "--warmup", "0", "--threads", "1", "--json"]
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    parts = result["parts"]
+    assert list(parts) == ["end to end", "training only", "validation", "test set", "checkpoint"]
+    assert parts["training only"]["share"] == pytest.approx(1.0)
+    assert all(p["median_s"] > 0 for p in parts.values())
+    assert result["overhead"] == pytest.approx(
+        parts["end to end"]["median_s"] / parts["training only"]["median_s"] - 1
+    )
+    assert result["threads"] == 1 and result["eval_batch_size"] == 1000

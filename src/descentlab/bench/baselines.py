@@ -104,6 +104,10 @@ class TorchLoop:
             (x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch])
             for i in range(x.shape[0] // batch)
         ]
+        self.prepare()
+
+    def prepare(self) -> None:
+        """What a variant sets up after the model, optimizer and minibatches exist."""
 
     def _optimizer(self, spec: BaselineSpec) -> torch.optim.Optimizer:
         return _strong_optimizer(self.model, spec)
@@ -137,10 +141,7 @@ class CompiledLoop(TorchLoop):
     name = "torch.compile loop"
     detail = "torch.compile(model), fused torch.optim"
 
-    def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, n_classes: int, spec: BaselineSpec
-    ) -> None:
-        super().__init__(x, y, n_classes, spec)
+    def prepare(self) -> None:
         self.eager = self.model
         self.model = torch.compile(self.eager)
         # The first step compiles (forward and backward graphs); timed apart from epochs.
@@ -184,11 +185,10 @@ class DataLoaderLoop(NaiveLoop):
     name = "DataLoader loop"
     detail = "DataLoader, L2 in the loss"
 
-    def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, n_classes: int, spec: BaselineSpec
-    ) -> None:
-        super().__init__(x, y, n_classes, spec)
-        self.loader = DataLoader(TensorDataset(x, y), batch_size=spec.batch_size, drop_last=True)
+    def prepare(self) -> None:
+        self.loader = DataLoader(
+            TensorDataset(self.x, self.y), batch_size=self.spec.batch_size, drop_last=True
+        )
 
     def train_epoch(self) -> None:
         for xb, yb in self.loader:

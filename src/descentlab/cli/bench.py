@@ -1,4 +1,4 @@
-"""``descentlab bench optim | train | time-to-target | sweep``: timings next to their baselines."""
+"""``descentlab bench optim | train | time-to-target | overhead | sweep``: timings, baselines."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from descentlab.bench.optim import format_optim_table, run_optim_bench
+from descentlab.bench.overhead import format_overhead, run_overhead_bench
 from descentlab.bench.sweep import format_sweep_bench, run_sweep_bench, sweep_grid
 from descentlab.bench.timing import thread_limit
 from descentlab.bench.train import (
@@ -72,29 +73,23 @@ def _thread_counts(text: str) -> list[int]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train each workload with every contender one epoch at a time, interleaved, and
-    print the median s/epoch, the range, the speedup over the best baseline, the
-    fraction of the compute floor (matrix products at this machine's measured rate) and
-    the test error after the timed epochs."""
-    rows: list[dict[str, Any]] = []
-    for threads in args.threads or [None]:  # each thread count in turn, one process
-        done = run_train_bench(
-            workloads=args.workloads,
-            contenders=args.contenders,
-            repeats=args.repeats,
-            warmup=args.warmup,
-            threads=threads,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            subset=args.subset,
-            device=args.device,
-            progress=_progress(args.quiet or args.json),
-        )
-        rows += done
-        if not args.json:  # each thread count's tables as soon as they are measured
-            print(format_train_table(done) + "\n", flush=True)
-    if args.json:
-        print(json.dumps(rows, indent=2))
+    """Train each workload with every contender one epoch at a time, interleaved (with
+    --threads 1,2 both counts in the same rounds), and print the median s/epoch, the
+    speedup over the best baseline, the fraction of the compute floor (matrix products at
+    this machine's measured rate) and the test error after the timed epochs."""
+    rows = run_train_bench(
+        workloads=args.workloads,
+        contenders=args.contenders,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,  # 1,2: both counts interleaved in the same rounds
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        subset=args.subset,
+        device=args.device,
+        progress=_progress(args.quiet or args.json),
+    )
+    print(json.dumps(rows, indent=2) if args.json else format_train_table(rows))
     return 0
 
 
@@ -111,17 +106,27 @@ def cmd_time_to_target(args: argparse.Namespace) -> int:
         overrides["max_epochs"] = args.max_epochs
     if args.device is not None:
         overrides["device"] = args.device
-    result = run_time_to_target(
-        args.target,
-        preset=args.preset,
-        threads=args.threads,
-        data_dir=args.data_dir,
-        **overrides,
+    results = []
+    for threads in args.threads or [None]:  # each count in its own child, in turn
+        result = run_time_to_target(
+            args.target, preset=args.preset, threads=threads, data_dir=args.data_dir, **overrides
+        )
+        results.append(result)
+        if not args.json:
+            print(format_time_to_target(result), flush=True)
+    if args.json:  # one object for one thread count (as before), else a list
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2, default=str))
+    return 0
+
+
+def cmd_overhead(args: argparse.Namespace) -> int:
+    """Time, interleaved, an epoch end to end, the same epoch training only, scoring the
+    validation and test sets, and writing the checkpoint."""
+    overrides = {k: getattr(args, k) for k in ("data_dir", "subset") if getattr(args, k)}
+    result = run_overhead_bench(
+        args.preset, repeats=args.repeats, warmup=args.warmup, threads=args.threads, **overrides
     )
-    if args.json:
-        print(json.dumps(result, indent=2, default=str))
-    else:
-        print(format_time_to_target(result))
+    print(json.dumps(result, indent=2) if args.json else format_overhead(result))
     return 0
 
 
@@ -198,7 +203,7 @@ def _register_train(bench: Any) -> None:
         "--threads",
         threads={
             "type": _thread_counts,
-            "help": "CPU threads for every contender; 1,2 runs each count in turn",
+            "help": "CPU threads for every contender; 1,2: both counts, interleaved in one run",
         },
     )
     q.add_argument("--dataset", default="mnist", help="dataset name or path (default %(default)s)")
@@ -214,7 +219,14 @@ def _register_time_to_target(bench: Any) -> None:
     )
     q.add_argument("--target", type=float, default=0.0165, help="test error (default %(default)s)")
     q.add_argument("--preset", default="fast-mnist", help="preset to train (default %(default)s)")
-    add_flags(q, "--threads")
+    add_flags(
+        q,
+        "--threads",
+        threads={
+            "type": _thread_counts,
+            "help": "torch CPU threads; 1,2 runs each count in turn (default: chosen)",
+        },
+    )
     q.add_argument("--dataset", default=None, help="override the preset's dataset")
     add_flags(q, "--data-dir", "--subset")
     q.add_argument("--max-epochs", type=int, default=None, help="override the preset's epochs")
@@ -224,6 +236,18 @@ def _register_time_to_target(bench: Any) -> None:
         "--json",
         device={"default": None, "help": "cpu, cuda or auto (default: the preset's)"},
     )
+
+
+def _register_overhead(bench: Any) -> None:
+    q = add_command(
+        bench,
+        "overhead",
+        cmd_overhead,
+        "what an epoch of descentlab train spends besides training",
+    )
+    q.add_argument("--preset", default="dlt-mlp", help="preset to time (default %(default)s)")
+    _add_repeats(q, repeats=3, warmup=1, unit="rounds", per="part")
+    add_flags(q, "--threads", "--data-dir", "--subset", "--json")
 
 
 def _register_sweep(bench: Any) -> None:
@@ -263,5 +287,11 @@ def register(sub: Any) -> None:
     p = add_command(sub, "bench", cmd_bench, "benchmarks next to their plainly-written baselines")
     p.set_defaults(bench_parser=p)
     bench = p.add_subparsers(dest="bench_command", metavar="BENCH")
-    for add in (_register_optim, _register_train, _register_time_to_target, _register_sweep):
+    for add in (
+        _register_optim,
+        _register_train,
+        _register_time_to_target,
+        _register_overhead,
+        _register_sweep,
+    ):
         add(bench)

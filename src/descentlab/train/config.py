@@ -382,8 +382,10 @@ class TrainConfig:
         flag="--no-fast-path",
         help="train dense models by autograd instead of the hand-written backward",
     )
+    # Chunks of 1000: each layer's output stays in the CPU's cache (the 784-500 MLP scores
+    # 10,000 examples in 0.10 s instead of 0.15 s with one chunk), bitwise the same logits.
     eval_batch_size: int = option(
-        10000, group=R, constraint=POSITIVE, help="examples per chunk when evaluating"
+        1000, group=R, constraint=POSITIVE, help="examples per chunk when evaluating"
     )
     checkpoint_every: int | None = option(
         None,

@@ -1,7 +1,9 @@
 """Scoring a model on a whole split: NLL, zero-one error, macro-F1, predictions.
 
-Evaluation runs under ``torch.inference_mode`` in large chunks (no autograd
-bookkeeping, few kernel launches) and syncs with the host once per split.
+Evaluation runs under ``torch.inference_mode`` in chunks of 1000 examples by default:
+large enough for efficient matrix products, small enough that each layer's output stays
+in the CPU's cache (one chunk of 10,000 was a third slower for the 784-500-10 MLP), no
+autograd bookkeeping, and one host sync per split.
 
 Data-parallel (``world`` of W > 1 ranks): rank r scores only its contiguous share of
 the split (every example exactly once, no padding), then one all-reduce sums the NLL,
@@ -42,7 +44,7 @@ def evaluate(
     split: Split,
     *,
     n_classes: int,
-    batch_size: int = 10000,
+    batch_size: int = 1000,
     world: World = SINGLE,
 ) -> Evaluation:
     """Mean NLL, error rate and macro-F1 of ``model`` on ``split`` (model put in eval mode)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -26,18 +27,19 @@ import torch
 from descentlab._version import __version__
 from descentlab.data import Split
 from descentlab.errors import DivergenceError
-from descentlab.train.distributed import broadcast_buffers
+from descentlab.train.distributed import SINGLE, broadcast_buffers
 from descentlab.train.evaluate import Evaluation, evaluate
 from descentlab.train.interrupt import TrainingInterrupted
 from descentlab.train.progress import BestPoint, TargetReached
 from descentlab.train.records import FitResult, RunSummary, ValidationRecord
 from descentlab.train.step import first_non_finite
-from descentlab.train.tutorial_eval import evaluate_tutorial
+from descentlab.train.threads import evaluation_threads
+from descentlab.train.tutorial_eval import tutorial_scored
 
 if TYPE_CHECKING:
     from descentlab.train.trainer import Trainer
 
-__all__ = ["finish", "fit", "run_epoch", "summarize", "validate"]
+__all__ = ["finish", "fit", "run_epoch", "score_split", "summarize", "validate"]
 
 
 def fit(trainer: Trainer) -> FitResult:
@@ -125,26 +127,39 @@ def _averaged(trainer: Trainer) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-def _evaluate(trainer: Trainer, split: Split) -> Evaluation:
+@contextlib.contextmanager
+def _evaluation_threads(trainer: Trainer) -> Iterator[None]:
+    """Score on the free cores when the thread count was chosen, not given (threads.py)."""
+    cfg, training = trainer.config, torch.get_num_threads()
+    if cfg.threads or trainer.device.type != "cpu" or trainer.world.distributed:
+        yield
+        return
+    n = evaluation_threads(training)
+    if n != training:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != training:
+            torch.set_num_threads(training)
+
+
+def score_split(trainer: Trainer, split: Split) -> Evaluation:
+    """``split`` scored as a validation scores it (the run's ``eval_style``, chunks, threads)."""
     cfg = trainer.config
-    if cfg.eval_style == "tutorial":  # the mean of per-minibatch errors (tutorial_eval.py)
-        # (every rank scores the whole split: the same numbers on each, as one process)
-        return evaluate_tutorial(
+    tutorial = cfg.eval_style == "tutorial"  # the mean of per-minibatch errors (tutorial_eval.py)
+    # Data-parallel: each rank scores its share and the sums are all-reduced, so every
+    # rank sees the same numbers and takes the same early-stopping decision.  The
+    # tutorial's rule needs every prediction: each rank scores the whole split.
+    with _evaluation_threads(trainer):
+        full = evaluate(
             trainer.model,
             split,
             n_classes=trainer.data.n_classes,
-            batch_size=cfg.batch_size,
-            eval_batch_size=cfg.eval_batch_size,
+            batch_size=cfg.eval_batch_size,
+            world=SINGLE if tutorial else trainer.world,
         )
-    # Data-parallel: each rank scores its share and the sums are all-reduced, so every
-    # rank sees the same numbers and takes the same early-stopping decision.
-    return evaluate(
-        trainer.model,
-        split,
-        n_classes=trainer.data.n_classes,
-        batch_size=cfg.eval_batch_size,
-        world=trainer.world,
-    )
+    return tutorial_scored(full, split.y, cfg.batch_size) if tutorial else full
 
 
 def validate(trainer: Trainer, epoch: int) -> ValidationRecord:
@@ -162,7 +177,7 @@ def validate(trainer: Trainer, epoch: int) -> ValidationRecord:
     if trainer.world.distributed:
         broadcast_buffers(trainer.model)  # rank 0's batch-norm statistics (CPU: per rank)
     with _averaged(trainer):
-        valid = _evaluate(trainer, trainer.data.valid)
+        valid = score_split(trainer, trainer.data.valid)
         monitored = {
             "valid_error": valid.error,
             "valid_nll": valid.nll,
@@ -172,7 +187,7 @@ def validate(trainer: Trainer, epoch: int) -> ValidationRecord:
         test: Evaluation | None = None
         if improved:
             # The test set is scored only at a new best validation point.
-            test = _evaluate(trainer, trainer.data.test)
+            test = score_split(trainer, trainer.data.test)
             progress.best_state = {
                 k: v.detach().clone() for k, v in trainer.model.state_dict().items()
             }

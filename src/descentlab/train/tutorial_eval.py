@@ -31,7 +31,7 @@ from descentlab.data import Split
 from descentlab.errors import ConfigError
 from descentlab.train.evaluate import Evaluation, evaluate
 
-__all__ = ["evaluate_tutorial", "tutorial_error"]
+__all__ = ["evaluate_tutorial", "tutorial_error", "tutorial_scored"]
 
 
 def tutorial_error(predictions: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
@@ -51,15 +51,21 @@ def tutorial_error(predictions: torch.Tensor, y: torch.Tensor, batch_size: int) 
     return total / n_batches
 
 
-def evaluate_tutorial(
-    model: nn.Module, split: Split, *, n_classes: int, batch_size: int, eval_batch_size: int
-) -> Evaluation:
-    """:func:`evaluate`, with ``error`` (and ``n``) replaced by the tutorial's rule.
+def tutorial_scored(full: Evaluation, y: torch.Tensor, batch_size: int) -> Evaluation:
+    """``full`` (an :func:`evaluate` of the whole split) with ``error`` and ``n`` replaced
+    by the tutorial's rule over the whole minibatches of ``batch_size``.
 
     NLL, F1 and the predictions still cover the whole split (the predictions are saved
     with the run and must line up with the split's labels).
     """
-    full = evaluate(model, split, n_classes=n_classes, batch_size=eval_batch_size)
-    error = tutorial_error(full.predictions, split.y.cpu(), batch_size)
-    n_scored = (int(split.y.shape[0]) // batch_size) * batch_size
+    error = tutorial_error(full.predictions, y.cpu(), batch_size)
+    n_scored = (int(y.shape[0]) // batch_size) * batch_size
     return replace(full, error=error, n=n_scored)
+
+
+def evaluate_tutorial(
+    model: nn.Module, split: Split, *, n_classes: int, batch_size: int, eval_batch_size: int
+) -> Evaluation:
+    """:func:`evaluate` scored by the tutorial's rule (:func:`tutorial_scored`)."""
+    full = evaluate(model, split, n_classes=n_classes, batch_size=eval_batch_size)
+    return tutorial_scored(full, split.y, batch_size)
