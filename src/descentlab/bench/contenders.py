@@ -75,13 +75,9 @@ class Workload:
         return self.hidden if self.model == "mlp" else ()
 
     def baseline_spec(self) -> BaselineSpec:
+        """The same numbers as the plain loops take them (the fields in BaselineSpec's order)."""
         return BaselineSpec(
-            hidden=self.layers,
-            activation=self.activation,
-            optimizer=self.optimizer,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            l2=self.l2,
+            self.layers, self.activation, self.optimizer, self.lr, self.batch_size, self.l2
         )
 
 

@@ -35,8 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from descentlab.errors import DescentlabError
-from descentlab.experiments.runs import RunTask, execute_run, failure, run_extras
+from descentlab.experiments.runs import (
+    RunTask,
+    execute_run,
+    failure,
+    record_result,
+    record_status,
+)
 from descentlab.experiments.store import RUN_STATUS, write_json
 from descentlab.train.build import load_data
 from descentlab.train.callbacks import Callback, MetricsFiles, RunDirectory
@@ -173,27 +178,14 @@ def _record(task: RunTask, outcome: Any, cfg: TrainConfig, seconds: float) -> di
     run_dir = Path(task.run_dir)
     status: dict[str, Any] = {"status": "ok", "error": None, "resumed": False}
     if isinstance(outcome, FitResult):
-        status.update(run_extras(outcome, cfg))
-        if outcome.data is not None:
-            y = outcome.data.test.y.cpu().numpy()
-            np.save(run_dir / "test_labels.npy", y.astype(np.int16 if y.max() < 2**15 else y.dtype))
+        record_result(status, run_dir, outcome, cfg)
     elif isinstance(outcome, TrainingInterrupted):
         status.update(status="interrupted", error=str(outcome))
     else:
         status.update(
             status="failed", error=" ".join(str(outcome).split()), error_type=type(outcome).__name__
         )
-    status["wall_seconds"] = seconds
-    try:
-        write_json(run_dir / RUN_STATUS, status)
-    except (OSError, DescentlabError) as exc:
-        status.update(status="failed", error=f"cannot write {run_dir / RUN_STATUS}: {exc}")
-    return {
-        "name": task.name,
-        "status": status["status"],
-        "error": status.get("error"),
-        "wall_seconds": seconds,
-    }
+    return record_status(task, status, seconds)
 
 
 def execute_fused(unit: FusedTask) -> dict[str, Any]:

@@ -28,7 +28,15 @@ from descentlab.train.records import RunSummary
 from descentlab.train.run_dir import RunDirectory
 from descentlab.train.trainer import TrainingInterrupted
 
-__all__ = ["RunTask", "execute_run", "failure", "run_extras", "sweep_callbacks"]
+__all__ = [
+    "RunTask",
+    "execute_run",
+    "failure",
+    "record_result",
+    "record_status",
+    "run_extras",
+    "sweep_callbacks",
+]
 
 
 @dataclass
@@ -148,10 +156,7 @@ def execute_run(task: RunTask) -> dict[str, Any]:
             shutil.rmtree(run_dir, ignore_errors=True)
             status["resumed"] = False
             result = fit(config=cfg, callbacks=sweep_callbacks(run_dir), default_callbacks_=False)
-        status.update(run_extras(result, cfg))
-        if result.data is not None:
-            y = result.data.test.y.cpu().numpy()
-            np.save(run_dir / "test_labels.npy", y.astype(np.int16 if y.max() < 2**15 else y.dtype))
+        record_result(status, run_dir, result, cfg)
     except TrainingInterrupted as exc:
         status.update(status="interrupted", error=str(exc))
     except KeyboardInterrupt:
@@ -163,7 +168,25 @@ def execute_run(task: RunTask) -> dict[str, Any]:
         status.update(
             status="failed", error=" ".join(message.split()), error_type=type(exc).__name__
         )
-    status["wall_seconds"] = time.perf_counter() - t0
+    return record_status(task, status, time.perf_counter() - t0)
+
+
+def record_result(status: dict[str, Any], run_dir: Path, result: Any, cfg: TrainConfig) -> None:
+    """Add a finished run's figures to ``status``; keep its test labels for McNemar pairing."""
+    status.update(run_extras(result, cfg))
+    if result.data is not None:
+        y = result.data.test.y.cpu().numpy()
+        np.save(run_dir / "test_labels.npy", y.astype(np.int16 if y.max() < 2**15 else y.dtype))
+
+
+def record_status(task: RunTask, status: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """Write ``status`` as the run's ``sweep_run.json``; the outcome the executor collects.
+
+    A status file that cannot be written turns the run into a failure (the sweep must not
+    later read it as finished).
+    """
+    run_dir = Path(task.run_dir)
+    status["wall_seconds"] = seconds
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / RUN_STATUS, status)
@@ -173,7 +196,7 @@ def execute_run(task: RunTask) -> dict[str, Any]:
         "name": task.name,
         "status": status["status"],
         "error": status.get("error"),
-        "wall_seconds": status["wall_seconds"],
+        "wall_seconds": seconds,
     }
 
 

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from tqdm.auto import tqdm
 
@@ -59,7 +59,26 @@ from descentlab.fsio import WriterLock, check_out, make_folder
 from descentlab.train.build import check_names, data_use_warnings, load_data, seeds_can_differ
 from descentlab.train.config import from_mapping
 
-__all__ = ["SweepInterrupted", "SweepResult", "execute_sweep", "preflight"]
+__all__ = [
+    "SweepInterrupted",
+    "SweepOptions",
+    "SweepResult",
+    "execute_sweep",
+    "preflight",
+]
+
+
+class SweepOptions(TypedDict, total=False):
+    """How :func:`execute_sweep` runs a plan: the keywords ``run_sweep`` passes through."""
+
+    jobs: int | None
+    progress: bool
+    stream: Any
+    command: Sequence[str] | None
+    runner: Runner
+    executor: Executor | None
+    scheduler: str | None
+    fuse: bool
 
 
 @dataclass

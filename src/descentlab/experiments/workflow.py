@@ -11,15 +11,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from descentlab.experiments import report as report_
-from descentlab.experiments.executor import Executor, Runner
 from descentlab.experiments.plan import SweepPlan
 from descentlab.experiments.report import ReportContext, Section
-from descentlab.experiments.runs import execute_run
 from descentlab.experiments.studies import STUDIES, StudySettings, get_study
-from descentlab.experiments.sweep import SweepResult, execute_sweep
+from descentlab.experiments.sweep import SweepOptions, SweepResult, execute_sweep
 
 __all__ = ["build_report", "run_study", "run_sweep"]
 
@@ -42,38 +40,22 @@ def run_sweep(
     plan: SweepPlan,
     out: str | Path,
     *,
-    jobs: int | None = None,
-    progress: bool = True,
     report: bool = True,
-    stream: Any = None,
-    command: Sequence[str] | None = None,
-    runner: Runner = execute_run,
-    executor: Executor | None = None,
-    scheduler: str | None = None,
-    fuse: bool = True,
+    **options: Unpack[SweepOptions],
 ) -> SweepResult:
     """Run (or resume) every run of ``plan`` into ``out``; write results.csv and the report.
 
-    See :func:`~descentlab.experiments.sweep.execute_sweep` for ``jobs``, ``runner``,
-    ``executor``, ``scheduler`` (a Dask cluster) and ``fuse`` (train the runs that allow
-    it as fused groups); ``report=False`` skips the report.
+    ``options`` are :func:`~descentlab.experiments.sweep.execute_sweep`'s (``jobs``,
+    ``progress``, ``stream``, ``runner``, ``executor``, ``scheduler`` for a Dask cluster,
+    ``fuse`` to train the runs that allow it as fused groups); ``report=False`` skips the
+    report.
     """
-    result = execute_sweep(
-        plan,
-        out,
-        jobs=jobs,
-        progress=progress,
-        stream=stream,
-        command=command,
-        runner=runner,
-        executor=executor,
-        scheduler=scheduler,
-        fuse=fuse,
-    )
+    result = execute_sweep(plan, out, **options)
     if report:
         result.report = build_report(result.path)
-        if progress:
-            print(f"report: {result.report[0]}", file=stream or sys.stdout, flush=True)
+        if options.get("progress", True):
+            stream = options.get("stream") or sys.stdout
+            print(f"report: {result.report[0]}", file=stream, flush=True)
     return result
 
 
