@@ -69,7 +69,7 @@ def test_constraints_keep_the_old_messages(name, value, message):
 def test_every_field_is_declared_with_help_and_group():
     # 54 before issue 11 added pixel_scale, eval_style and log_style;
     # 57 before issue 17 added nproc, backend and dist_timeout; 60 before issue 18's diagnostics
-    assert len(OPTIONS) == len(dataclasses.fields(TrainConfig)) == 61
+    assert len(OPTIONS) == len(dataclasses.fields(TrainConfig)) == 62
     for opt in OPTIONS:
         assert opt.spec.help and isinstance(opt.spec.group, Group), opt.name
         if opt.default is None:

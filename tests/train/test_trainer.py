@@ -130,3 +130,24 @@ def test_target_error_is_recorded():
     result = small_fit(target_error=0.5, max_epochs=3)
     assert result.summary["iterations_to_target"] is not None
     assert result.summary["seconds_to_target"] > 0
+
+
+def test_stop_at_target_stops_at_the_validation_that_reached_it():
+    # Same seed and options: the run that stops is the run that goes on, cut short.
+    full = small_fit(target_error=0.5, max_epochs=3, validation_frequency=5)
+    cut = small_fit(target_error=0.5, max_epochs=3, validation_frequency=5, stop_at_target=True)
+    reached = full.summary["iterations_to_target"]
+    assert reached is not None and reached < full.summary["iterations"] - 1
+    assert cut.summary["stopped_because"] == "target_reached"
+    assert cut.summary["iterations_to_target"] == reached
+    assert cut.history[-1]["iteration"] == reached
+
+    def untimed(rows):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+    assert untimed(cut.history) == untimed(full.history[: len(cut.history)])
+
+
+def test_stop_at_target_without_a_target_is_refused():
+    with pytest.raises(dl.ConfigError, match="needs a target_error"):
+        dl.TrainConfig(stop_at_target=True)

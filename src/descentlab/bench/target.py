@@ -61,8 +61,10 @@ def run_time_to_target(
 ) -> dict[str, Any]:
     """Train ``preset`` with ``target_error=target`` and report how long the target took.
 
-    The run happens in a child process (``subprocess=False``: in this one) so that its
-    peak resident memory can be measured alone (``resource.getrusage``).  Returns the
+    Training stops at the validation that reaches the target (``stop_at_target``; pass
+    ``stop_at_target=False`` to train on to the preset's end).  The run happens in a child
+    process (``subprocess=False``: in this one) so that its peak resident memory can be
+    measured alone (``resource.getrusage``).  Returns the
     trainer's summary plus ``reached`` (bool), ``seconds_to_target`` (from the start of
     training to the validation at which the test error at the best validation point first
     was ``<= target``; None if never), ``epoch_at_target``, ``wall_seconds`` (everything:
@@ -77,6 +79,7 @@ def run_time_to_target(
     options: dict[str, Any] = {
         "preset": preset,
         "target_error": float(target),
+        "stop_at_target": True,  # as time-to-target benchmarks do; overridable
         "quiet": True,
         "out": None,
         **overrides,

@@ -314,6 +314,7 @@ class TrainConfig:
         help="record when the test error at the best validation point reaches this",
         default_text="no target",
     )
+    stop_at_target: bool = option(False, group=S, help="stop once target_error is reached")
     # --------------------------------------------------------------------- faults
     on_nan: str = option(
         "stop", group=S, constraint=OneOf(ON_NAN), help="what a non-finite loss does"
@@ -438,6 +439,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+        if self.stop_at_target and self.target_error is None:
+            raise ConfigError(
+                "stop_at_target needs a target_error to stop at",
+                hint="fix: add --target-error RATE (e.g. 0.0165) or drop --stop-at-target",
+            )
         if self.lr is None:
             self.lr = optimizer_default_lr(self.optimizer)
 

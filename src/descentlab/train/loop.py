@@ -85,6 +85,9 @@ def run_epoch(trainer: Trainer) -> None:
         if counters.iteration >= stopper.stop_iteration:
             progress.stopped_because = "early_stopping"
             break
+        if progress.target is not None and trainer.config.stop_at_target:
+            progress.stopped_because = "target_reached"
+            break
         if interrupts.pending is not None:
             _handle_interrupt(trainer)
     else:

@@ -54,6 +54,7 @@ def fuse_problem(cfg: TrainConfig) -> str:
         (not cfg.tensorboard, "TensorBoard logging"),
         (not cfg.diagnostics, "diagnostics"),
         (cfg.nproc == 1, "data-parallel training"),
+        (not cfg.stop_at_target, "stop at target"),
         (not cfg.extra, "extra options"),
     )
     return next((why for ok, why in checks if not ok), "")
