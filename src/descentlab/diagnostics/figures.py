@@ -17,8 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from descentlab.plots import new_figure, save_figure
-
 __all__ = ["plot_diagnostics"]
 
 
@@ -31,6 +29,9 @@ def _column(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
 def plot_diagnostics(rows: Sequence[Mapping[str, Any]], path: str | Path) -> list[Path]:
     """Draw the rows of ``metrics.jsonl`` that carry diagnostics into ``path`` (PNG)."""
     measured = [r for r in rows if r.get("lambda_max") is not None]
+    # matplotlib is loaded when a figure is drawn, not by every command that imports this.
+    from descentlab.plots import new_figure, save_figure
+
     fig, (ax_l, ax_g) = new_figure(9.0, 3.4, ncols=2)
     it = _column(measured, "iteration") + 1
     lam = _column(measured, "lambda_max")

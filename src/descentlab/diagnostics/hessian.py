@@ -32,10 +32,10 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import Tensor, nn
 
 from descentlab.diagnostics.cost import (
@@ -48,6 +48,13 @@ from descentlab.diagnostics.cost import (
     sample_rows,
 )
 from descentlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from scipy.sparse.linalg import LinearOperator
+
+# scipy.sparse.linalg is imported where the Lanczos solver runs: it takes a fifth of a
+# second to load, and every `descentlab` command loads this module (the --diagnostics
+# option's callback is registered from it).
 
 __all__ = [
     "EigenResult",
@@ -185,6 +192,8 @@ class HessianOperator:
 
     def linear_operator(self) -> LinearOperator:
         """The Hessian as a SciPy :class:`~scipy.sparse.linalg.LinearOperator`."""
+        from scipy.sparse.linalg import LinearOperator
+
         return LinearOperator((self.dim, self.dim), matvec=self.matvec, dtype=np.float64)
 
     def dense(self) -> Tensor:
@@ -222,6 +231,8 @@ def _lanczos(
             f"k must be between 1 and {op.dim - 1} for a {op.dim}-parameter model, got {k}",
             hint="ARPACK needs k < number of parameters; use dense() for tiny models",
         )
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
     start, before = time.perf_counter(), op.matvecs
     converged = True
     linop = op.linear_operator()

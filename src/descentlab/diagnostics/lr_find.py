@@ -41,7 +41,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter1d
 from torch import Tensor, nn
 
 from descentlab.diagnostics.cost import CostFn, check_data
@@ -169,6 +168,8 @@ def _summarize(
             hint="lower lr_min, or check the model and data",
         )
     ok = raw[:n_ok]
+    from scipy.ndimage import gaussian_filter1d  # loaded on use: see diagnostics/hessian.py
+
     s = gaussian_filter1d(ok, window, mode="nearest") if window > 0 else ok
     i_min = int(np.argmin(s))
     if i_min < 2:  # too few points below the minimum to take a slope
