@@ -39,7 +39,18 @@ from descentlab.train.tutorial_eval import tutorial_scored
 if TYPE_CHECKING:
     from descentlab.train.trainer import Trainer
 
-__all__ = ["finish", "fit", "run_epoch", "score_split", "summarize", "validate"]
+__all__ = [
+    "finish",
+    "fit",
+    "judge_validation",
+    "record_validation",
+    "run_epoch",
+    "score_split",
+    "scoring_threads",
+    "summarize",
+    "take_training_cost",
+    "validate",
+]
 
 
 def fit(trainer: Trainer) -> FitResult:
@@ -131,7 +142,7 @@ def _averaged(trainer: Trainer) -> contextlib.AbstractContextManager[Any]:
 
 
 @contextlib.contextmanager
-def _evaluation_threads(trainer: Trainer) -> Iterator[None]:
+def scoring_threads(trainer: Trainer) -> Iterator[None]:
     """Score on the free cores when the thread count was chosen, not given (threads.py)."""
     cfg, training = trainer.config, torch.get_num_threads()
     if cfg.threads or trainer.device.type != "cpu" or trainer.world.distributed:
@@ -154,7 +165,7 @@ def score_split(trainer: Trainer, split: Split) -> Evaluation:
     # Data-parallel: each rank scores its share and the sums are all-reduced, so every
     # rank sees the same numbers and takes the same early-stopping decision.  The
     # tutorial's rule needs every prediction: each rank scores the whole split.
-    with _evaluation_threads(trainer):
+    with scoring_threads(trainer):
         full = evaluate(
             trainer.model,
             split,
@@ -166,38 +177,73 @@ def score_split(trainer: Trainer, split: Split) -> Evaluation:
 
 
 def validate(trainer: Trainer, epoch: int) -> ValidationRecord:
-    """Score the validation set (and, at a new best, the test set); record and emit a row."""
-    cfg, progress = trainer.config, trainer.progress
-    iteration = progress.counters.iteration
-    train_nll, grad_max = progress.interval.take()
-    if not math.isfinite(train_nll) and cfg.on_nan == "stop":
-        where = first_non_finite(trainer.model)
-        raise DivergenceError(
-            f"non-finite training loss before iteration {iteration + 1}"
-            f"{'; ' + where if where else ''}",
-            hint="lower --lr or add --clip-norm",
-        )
+    """Score the validation set (and, at a new best, the test set); record and emit a row.
+
+    The scoring is here; what is done with the scores is :func:`judge_validation` and
+    :func:`record_validation`, which a fused group (train/fused) calls with its own.
+    """
+    interval = take_training_cost(trainer)
     if trainer.world.distributed:
         broadcast_buffers(trainer.model)  # rank 0's batch-norm statistics (CPU: per rank)
     with _averaged(trainer):
         valid = score_split(trainer, trainer.data.valid)
-        monitored = {
-            "valid_error": valid.error,
-            "valid_nll": valid.nll,
-            "valid_f1": 1.0 - valid.f1,
-        }[cfg.monitor]
-        improved = trainer.stopper.update(iteration, monitored)
-        test: Evaluation | None = None
-        if improved:
-            # The test set is scored only at a new best validation point.
-            test = score_split(trainer, trainer.data.test)
+        improved = judge_validation(trainer, valid)
+        # The test set is scored only at a new best validation point.
+        test = score_split(trainer, trainer.data.test) if improved else None
+    return record_validation(trainer, epoch, interval, valid, test)
+
+
+def take_training_cost(trainer: Trainer) -> tuple[float, float]:
+    """The mean training cost and largest gradient norm since the last validation.
+
+    Raises :class:`DivergenceError` when the cost is not finite and ``on_nan`` is "stop".
+    """
+    train_nll, grad_max = trainer.progress.interval.take()
+    if not math.isfinite(train_nll) and trainer.config.on_nan == "stop":
+        where = first_non_finite(trainer.model)
+        raise DivergenceError(
+            f"non-finite training loss before iteration {trainer.progress.counters.iteration + 1}"
+            f"{'; ' + where if where else ''}",
+            hint="lower --lr or add --clip-norm",
+        )
+    return train_nll, grad_max
+
+
+def judge_validation(trainer: Trainer, valid: Evaluation) -> bool:
+    """Hand the monitored score to early stopping; True at a new best (score the test set)."""
+    monitored = {
+        "valid_error": valid.error,
+        "valid_nll": valid.nll,
+        "valid_f1": 1.0 - valid.f1,
+    }[trainer.config.monitor]
+    return trainer.stopper.update(trainer.progress.counters.iteration, monitored)
+
+
+def record_validation(
+    trainer: Trainer,
+    epoch: int,
+    interval: tuple[float, float],
+    valid: Evaluation,
+    test: Evaluation | None,
+) -> ValidationRecord:
+    """Record a judged validation: best point and state (``test`` given: a new best), target,
+    the :class:`ValidationRecord` row in the history, and the ``on_validation`` event.
+
+    ``interval`` is :func:`take_training_cost`'s; the model holds the scored parameters.
+    """
+    cfg, progress = trainer.config, trainer.progress
+    iteration = progress.counters.iteration
+    train_nll, grad_max = interval
+    improved = test is not None
+    if test is not None:
+        with _averaged(trainer):  # the parameters that were scored
             progress.best_state = {
                 k: v.detach().clone() for k, v in trainer.model.state_dict().items()
             }
-            progress.best = BestPoint(
-                epoch, iteration, valid.error, valid.nll, valid.f1,
-                test.error, test.nll, test.f1, test.predictions,
-            )  # fmt: skip
+        progress.best = BestPoint(
+            epoch, iteration, valid.error, valid.nll, valid.f1,
+            test.error, test.nll, test.f1, test.predictions,
+        )  # fmt: skip
     seconds = progress.clock.seconds()
     target = cfg.target_error
     if test is not None and target is not None and progress.target is None and test.error <= target:

@@ -3,9 +3,12 @@
 Every member *is* a :class:`~descentlab.train.Trainer`, built exactly as a separate run
 builds it (same seeding, so the same initial parameters; its own shuffling generator,
 so its own minibatch order; its own schedule, early-stopping rule, callbacks and run
-directory).  The group only replaces the training step: validation is the trainer's
-own :func:`~descentlab.train.loop.validate` on the member's model (its row of the
-stacked parameters copied in), and the end of a run the trainer's own
+directory).  The group replaces the training step, and the scoring of the members
+validated at the same iteration: one batched forward per split (:mod:`.scoring`;
+``eval_style`` "tutorial" members are scored by the trainer's own
+:func:`~descentlab.train.loop.validate`).  What is done with the scores is the trainer's
+own :func:`~descentlab.train.loop.judge_validation` and
+:func:`~descentlab.train.loop.record_validation`, and the end of a run its own
 :func:`~descentlab.train.loop.finish`, so ``metrics.jsonl``, ``summary.json``,
 ``model.safetensors`` and ``test_predictions.npy`` are those of a separate run.
 
@@ -33,10 +36,19 @@ from descentlab.optim.schedules import Constant
 from descentlab.train.build import load_data
 from descentlab.train.callbacks import Callback, MetricsFiles, RunDirectory
 from descentlab.train.config import TrainConfig
+from descentlab.train.evaluate import Evaluation
 from descentlab.train.fused.group import FusedGroup
 from descentlab.train.fused.rules import fuse_problem, group_key
+from descentlab.train.fused.scoring import score_members
 from descentlab.train.interrupt import TrainingInterrupted
-from descentlab.train.loop import finish, validate
+from descentlab.train.loop import (
+    finish,
+    judge_validation,
+    record_validation,
+    scoring_threads,
+    take_training_cost,
+    validate,
+)
 from descentlab.train.records import FitResult
 from descentlab.train.run_dir import check_run_dir, prepare_run_dir
 from descentlab.train.trainer import Trainer
@@ -87,6 +99,13 @@ def _same_split(a: Any, b: Any) -> bool:
     if a.x.data_ptr() == b.x.data_ptr() and a.y.data_ptr() == b.y.data_ptr():
         return True
     return a.x.shape == b.x.shape and torch.equal(a.y, b.y) and torch.equal(a.x, b.x)
+
+
+def _scoring_key(t: Trainer) -> tuple[Any, ...]:
+    """Members with equal keys are scored together: the same validation and test tensors."""
+    valid, test = t.data.valid, t.data.test
+    splits = (valid.x.data_ptr(), valid.y.data_ptr(), test.x.data_ptr(), test.y.data_ptr())
+    return (*splits, t.config.threads)
 
 
 def _check_group(configs: Sequence[TrainConfig]) -> None:
@@ -229,16 +248,25 @@ class _FusedLoop:
         b, last = self.batch_size, self.n_batches - 1
         for k in range(self.n_batches):
             self._step(self.order_rows[:, k * b : (k + 1) * b], epoch)
+            due = []
             for row, m in enumerate(self.active):
                 if row in self.leaving:
                     continue
-                t = self.trainers[m]
-                counters = t.progress.counters
+                counters = self.trainers[m].progress.counters
                 counters.iteration += 1
                 counters.batch_in_epoch += 1
-                if t.stopper.validation_due(counters.iteration, counters.batch_in_epoch > last):
-                    self._validate(row, m, epoch)
-                if row not in self.leaving and counters.iteration >= t.stopper.stop_iteration:
+                if self.trainers[m].stopper.validation_due(
+                    counters.iteration, counters.batch_in_epoch > last
+                ):
+                    due.append(row)
+            if due:
+                self._validate(due, epoch)
+            for row, m in enumerate(self.active):
+                t = self.trainers[m]
+                if (
+                    row not in self.leaving
+                    and t.progress.counters.iteration >= t.stopper.stop_iteration
+                ):
                     self.leaving[row] = "early_stopping"
             if interrupts.pending is not None:
                 self._interrupted(interrupts)
@@ -315,16 +343,64 @@ class _FusedLoop:
         interval.loss_sum.fill_(float(self.loss_sums[m]))
         interval.loss_count = self.loss_counts[m]
 
-    def _validate(self, row: int, m: int, epoch: int) -> None:
-        t = self.trainers[m]
-        self.group.write_member(row, t)
-        self._take_interval(m)
-        self.loss_sums[m] = 0.0
-        self.loss_counts[m] = 0
+    def _validate(self, rows: list[int], epoch: int) -> None:
+        """Validate the members at ``rows``: scored together where they can be (batched)."""
+        batches: dict[tuple[Any, ...], list[tuple[int, tuple[float, float]]]] = {}
+        for row in rows:
+            m = self.active[row]
+            t = self.trainers[m]
+            self.group.write_member(row, t)  # callbacks, best state, near ties read it
+            self._take_interval(m)
+            self.loss_sums[m] = 0.0
+            self.loss_counts[m] = 0
+            if t.config.eval_style == "tutorial":  # its own rule over minibatches
+                self._validate_alone(row, t, epoch)
+                continue
+            try:
+                interval = take_training_cost(t)
+            except DescentlabError as exc:
+                self.leaving[row] = exc
+                continue
+            batches.setdefault(_scoring_key(t), []).append((row, interval))
+        for batch in batches.values():
+            self._validate_batch(batch, epoch)
+
+    def _validate_alone(self, row: int, t: Trainer, epoch: int) -> None:
         try:
             validate(t, epoch)
         except DescentlabError as exc:
             self.leaving[row] = exc
+
+    def _validate_batch(self, batch: list[tuple[int, tuple[float, float]]], epoch: int) -> None:
+        """Members sharing their validation and test sets: one batched scoring per split."""
+        rows = [row for row, _ in batch]
+        trainers = [self.trainers[self.active[row]] for row in rows]
+        valids = self._score(rows, trainers, "valid")
+        improved = [judge_validation(t, v) for t, v in zip(trainers, valids)]
+        better = [i for i, up in enumerate(improved) if up]
+        tests: list[Evaluation | None] = [None] * len(rows)
+        if better:
+            scored = self._score([rows[i] for i in better], [trainers[i] for i in better], "test")
+            for i, scores in zip(better, scored):
+                tests[i] = scores
+        for (row, interval), t, valid, at_best in zip(batch, trainers, valids, tests):
+            try:
+                record_validation(t, epoch, interval, valid, at_best)
+            except DescentlabError as exc:
+                self.leaving[row] = exc
+
+    def _score(self, rows: list[int], trainers: list[Trainer], split: str) -> list[Evaluation]:
+        first = trainers[0]
+        index = torch.tensor(rows, device=self.device)
+        with scoring_threads(first):
+            return score_members(
+                [p.detach().index_select(0, index) for p in self.group.params],
+                [t.model for t in trainers],
+                getattr(first.data, split),
+                n_classes=first.data.n_classes,
+                batch_size=first.config.eval_batch_size,
+                activation=self.group.activation,
+            )
 
     def _diverged(self, row: int, epoch: int) -> None:
         """Member ``row``'s cost is not finite: what its own NaN policy does (on_nan stop)."""
