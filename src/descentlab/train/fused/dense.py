@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["BACKWARD", "DenseBatch"]
+__all__ = ["BACKWARD", "DenseBatch", "stacked_linear"]
 
 _aten = torch.ops.aten
 
@@ -43,6 +43,19 @@ _FORWARD: dict[str, Callable[[Tensor], Tensor]] = {
     "sigmoid": torch.sigmoid_,
     "relu": torch.relu_,
 }
+
+
+def stacked_linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Every member's ``h Wᵀ + b`` (K, n, out) for stacked ``w`` (K, out, in), ``b`` (K, out).
+
+    ``h`` is (n, in), one input shared by all the members — then one wide product serves
+    them all — or (K, n, in), one per member (a batched product).
+    """
+    k, out = w.shape[0], w.shape[1]
+    if h.dim() == 2:
+        a = torch.addmm(b.reshape(-1), h, w.reshape(k * out, -1).t())
+        return a.view(-1, k, out).transpose(0, 1)
+    return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
 
 
 class DenseBatch:
@@ -70,13 +83,7 @@ class DenseBatch:
         self._inputs = [h]
         n_layers = len(params) // 2
         for i in range(n_layers):
-            w, b = params[2 * i], params[2 * i + 1]
-            if h.dim() == 2:  # the members' shared minibatch: one product for all
-                out = w.shape[1]
-                a = torch.addmm(b.reshape(-1), h, w.reshape(k * out, -1).t())
-                a = a.view(-1, k, out).transpose(0, 1)
-            else:
-                a = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            a = stacked_linear(h, params[2 * i], params[2 * i + 1])
             if i < n_layers - 1:
                 assert self.activation is not None
                 h = _FORWARD[self.activation](a)

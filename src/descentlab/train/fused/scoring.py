@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from descentlab.data import Split
 from descentlab.metrics import precision_recall_f1
 from descentlab.train.evaluate import Evaluation
+from descentlab.train.fused.dense import stacked_linear
 
 __all__ = ["TIE_TOLERANCE", "score_members"]
 
@@ -41,17 +42,10 @@ def _logits(
     params: Sequence[Tensor], x: Tensor, activation: Callable[[Tensor], Tensor] | None
 ) -> Tensor:
     """The members' logits (K, n, classes) for one chunk ``x`` (n, ...) shared by all."""
-    k = params[0].shape[0]
     h = x.flatten(1)
     n_layers = len(params) // 2
     for i in range(n_layers):
-        w, b = params[2 * i], params[2 * i + 1]
-        if h.dim() == 2:  # the shared input: one wide product for every member
-            out = w.shape[1]
-            a = torch.addmm(b.reshape(-1), h, w.reshape(k * out, -1).t())
-            h = a.view(-1, k, out).transpose(0, 1)
-        else:
-            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+        h = stacked_linear(h, params[2 * i], params[2 * i + 1])
         if i < n_layers - 1:
             assert activation is not None
             h = activation(h)
