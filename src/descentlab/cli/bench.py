@@ -20,7 +20,7 @@ from descentlab.bench.train import (
     run_time_to_target,
     run_train_bench,
 )
-from descentlab.cli.common import add_command, add_flags
+from descentlab.cli.common import add_command, add_flags, arguments_for
 
 
 def _names(text: str) -> list[str]:
@@ -51,14 +51,7 @@ def _progress(quiet: bool) -> Any:
 
 def cmd_optim(args: argparse.Namespace) -> int:
     with thread_limit(args.threads):
-        rows = run_optim_bench(
-            sizes=args.sizes,
-            n_tensors=args.tensors,
-            repeats=args.repeats,
-            warmup=args.warmup,
-            optimizers=args.optimizers,
-            device=args.device,
-        )
+        rows = run_optim_bench(**arguments_for(run_optim_bench, args))
     print(json.dumps(rows, indent=2) if args.json else format_optim_table(rows))
     return 0
 
@@ -77,18 +70,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     --threads 1,2 both counts in the same rounds), and print the median s/epoch, the
     speedup over the best baseline, the fraction of the compute floor (matrix products at
     this machine's measured rate) and the test error after the timed epochs."""
-    rows = run_train_bench(
-        workloads=args.workloads,
-        contenders=args.contenders,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        threads=args.threads,  # 1,2: both counts interleaved in the same rounds
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        subset=args.subset,
-        device=args.device,
-        progress=_progress(args.quiet or args.json),
-    )
+    # --threads 1,2: both counts interleaved in the same rounds
+    progress = _progress(args.quiet or args.json)
+    rows = run_train_bench(**arguments_for(run_train_bench, args, progress=progress))
     print(json.dumps(rows, indent=2) if args.json else format_train_table(rows))
     return 0
 
@@ -178,7 +162,12 @@ def _register_optim(bench: Any) -> None:
     q = add_command(bench, "optim", cmd_optim, "optimizer step time vs torch.optim")
     q.add_argument("--sizes", type=_sizes, default=[1_000_000, 25_000_000], help="e.g. 1M,25M")
     q.add_argument(
-        "--tensors", type=int, default=50, help="parameter tensors (default %(default)s)"
+        "--tensors",
+        dest="n_tensors",
+        metavar="TENSORS",
+        type=int,
+        default=50,
+        help="parameter tensors (default %(default)s)",
     )
     q.add_argument("--optimizers", type=_names, default=None, help="e.g. sgd,adam (default all)")
     _add_repeats(q, repeats=30, warmup=5, unit="steps", per="optimizer")

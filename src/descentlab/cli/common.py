@@ -74,3 +74,13 @@ def add_flags(p: Any, *flags: str, **reworded: Any) -> None:
         if isinstance(change, str):
             change = {"help": change}
         p.add_argument(flag, **{**SHARED_FLAGS[flag], **change})
+
+
+def arguments_for(fn: Callable[..., Any], args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    """``fn``'s keyword arguments: the parsed flags named like its parameters, and ``extra``.
+
+    The commands' flags carry the Python API's parameter names (``--data-dir`` is
+    ``data_dir``), so a command hands them over by name instead of one line per flag.
+    """
+    params = inspect.signature(fn).parameters
+    return {**{k: v for k, v in vars(args).items() if k in params}, **extra}
