@@ -300,3 +300,34 @@ def test_state_of_the_older_layouts_is_converted_on_load():
     adam2 = Adam(b.params)
     adam2.load_state_dict(old)
     assert all(isinstance(adam2.state[p]["step"], torch.Tensor) for p in b.params)
+
+
+def test_an_optimizer_does_not_import_dynamo_until_something_else_does():
+    # torch's wrappers of add_param_group/state_dict/zero_grad import torch._dynamo on
+    # first use (about a second of start-up); ours call the wrapped functions until
+    # dynamo is loaded, then the wrappers.  Checked in a fresh interpreter.
+    import subprocess
+    import sys
+
+    code = """
+import sys, torch
+from descentlab.optim import build_optimizer
+p = torch.nn.Parameter(torch.ones(3))
+for name in ("sgd", "momentum", "adam", "adagrad", "rmsprop", "adadelta"):
+    opt = build_optimizer(name, [p], lr=0.1)
+    p.grad = torch.ones(3)
+    opt.step()
+    opt.zero_grad()
+    state = opt.state_dict()
+    opt.load_state_dict(state)
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))]})
+assert "torch._dynamo" not in sys.modules, "dynamo was imported"
+import torch._dynamo
+opt = build_optimizer("adam", [p], lr=0.1)
+opt.load_state_dict(opt.state_dict())
+opt.zero_grad()
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

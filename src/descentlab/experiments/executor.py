@@ -143,8 +143,8 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
         # Workers fork from a server that has torch and the trainer imported already,
-        # so each starts in milliseconds rather than re-importing torch.
-        # (torch._dynamo is what torch.optim imports on first use: seconds on a busy CPU.
+        # so each starts in milliseconds rather than re-importing torch.  (Not
+        # torch._dynamo: descentlab's optimizers never import it, see optim/_base.py.
         # A module that fails to import is skipped by the forkserver.)
         ctx.set_forkserver_preload(
             [
@@ -154,7 +154,6 @@ def _mp_context() -> multiprocessing.context.BaseContext:
                 # Registers the callback of the `diagnostics` option (by name: the
                 # executor does not depend on the diagnostics, the workers just have it).
                 "descentlab.diagnostics",
-                "torch._dynamo",
                 "sklearn.datasets",
             ]
         )

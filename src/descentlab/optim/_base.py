@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
@@ -214,6 +215,23 @@ def options_of(args: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in args.items() if k not in ("self", "params", "__class__")}
 
 
+def _torch_method(name: str) -> Callable[..., Any]:
+    """``torch.optim.Optimizer.<name>``, without the import of ``torch._dynamo`` it does
+    on first use while nothing has imported dynamo yet.
+
+    torch wraps ``add_param_group``, ``state_dict``, ``load_state_dict`` and
+    ``zero_grad`` so that dynamo does not trace them, and the wrapper imports
+    ``torch._dynamo`` the first time it runs: about one second of every process that
+    builds an optimizer (half of ``descentlab train``'s start-up).  Without dynamo
+    imported, nothing can be tracing the call, so the wrapped function itself is what
+    the wrapper would run; once dynamo is loaded (``torch.compile``), the wrapper is used.
+    """
+    method = getattr(torch.optim.Optimizer, name)
+    if "torch._dynamo" in sys.modules:
+        return method  # type: ignore[no-any-return]
+    return getattr(method, "__wrapped__", method)  # type: ignore[no-any-return]
+
+
 class BookOptimizer(torch.optim.Optimizer):
     """Base class of the chapter-8 optimizers (validation, closure, look-ahead, foreach).
 
@@ -285,7 +303,7 @@ class BookOptimizer(torch.optim.Optimizer):
                         f"{owner} does not support complex parameters",
                         hint="split them into real and imaginary parts (torch.view_as_real)",
                     )
-        super().add_param_group(param_group)
+        _torch_method("add_param_group")(self, param_group)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state saved by :meth:`state_dict`; refuse state from another optimizer.
@@ -303,7 +321,7 @@ class BookOptimizer(torch.optim.Optimizer):
                     "resume with the same --optimizer",
                 )
         try:
-            super().load_state_dict(state_dict)
+            _torch_method("load_state_dict")(self, state_dict)
             self._scratch.clear()  # nothing computed before the load may leak past it
         except (ValueError, KeyError) as exc:
             raise CheckpointError(
@@ -320,6 +338,14 @@ class BookOptimizer(torch.optim.Optimizer):
             self._check_group(group)
         for state in self.state.values():
             self._upgrade_state(state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state and groups, as torch's ``state_dict`` (see its docs)."""
+        return _torch_method("state_dict")(self)  # type: ignore[no-any-return]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients, as torch's ``zero_grad`` (see its docs)."""
+        _torch_method("zero_grad")(self, set_to_none)
 
     #: State keys earlier versions wrote; :meth:`_upgrade_state` converts them.
     _legacy_state_keys: ClassVar[frozenset[str]] = frozenset()
