@@ -176,6 +176,16 @@ def test_tiny_regularization_study(tmp_path):
                 (tmp_path / row["run_dir"] / "metrics.jsonl").read_text().splitlines()[-1]
             )
             assert row["model_valid_error"] == pytest.approx(last["valid_error"])
+        else:  # the best validation point's parameters, scored again: the same errors
+            from descentlab.train.build import load_data
+            from descentlab.train.evaluate import evaluate
+            from descentlab.train.run_dir import load_run
+
+            run = load_run(tmp_path / row["run_dir"])
+            data = load_data(run.config)
+            for split in ("valid", "test"):
+                again = evaluate(run.model, getattr(data, split), n_classes=data.n_classes).error
+                assert row[f"model_{split}_error"] == pytest.approx(again, abs=1e-12)
     text = result.report[1].read_text(encoding="utf-8")
     assert "train–valid gap" in text and "Smallest train–valid gap" in text
 

@@ -101,8 +101,16 @@ def run_extras(result: Any, cfg: TrainConfig) -> dict[str, Any]:
     ):
         extras[f"{split}_errors"] = round(rate * n) if rate is not None and n else None
     data = result.data
+    known: dict[str, float | None] = {}
+    if cfg.restore_best and cfg.eval_style == "full" and result.best_state is not None:
+        # The returned model is the best validation point's parameters, scored there
+        # already: its valid and test errors are the summary's (no second pass).
+        known = {"valid": s.best_valid_error, "test": s.test_error}
     if data is not None:
         for split in ("train", "valid", "test"):
+            if known.get(split) is not None:
+                extras[f"model_{split}_error"] = known[split]
+                continue
             ev = evaluate(
                 result.model,
                 getattr(data, split),
