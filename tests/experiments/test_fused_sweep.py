@@ -41,9 +41,10 @@ def _table(path):
 def test_compare_fused_equals_no_fuse(tmp_path, capsys):
     assert main([*ARGV, "--jobs", "1", "--out", str(tmp_path / "fused")]) == 0
     printed = capsys.readouterr().out
-    # stage 1: sgd x 2 lrs and adam x 2 lrs form two groups; stage 2: the second seeds
-    assert "(4 runs in 2 fused groups + 0 separate)" in printed
-    assert "(2 runs in 0 fused groups + 2 separate)" in printed
+    # stage 1: sgd x 2 lrs and adam x 2 lrs form one group (each optimizer updates its
+    # own rows); stage 2: the two second seeds, sgd and adam, another
+    assert "(4 runs in 1 fused group + 0 separate)" in printed
+    assert "(2 runs in 1 fused group + 0 separate)" in printed
     assert main([*ARGV, "--jobs", "1", "--no-fuse", "--out", str(tmp_path / "alone")]) == 0
     assert "fused groups" not in capsys.readouterr().out
     fused, alone = _table(tmp_path / "fused"), _table(tmp_path / "alone")

@@ -127,13 +127,12 @@ def test_what_does_not_fuse_is_refused():
     assert "torch.Adam" in fuse_problem(torch_adam)
     with pytest.raises(ConfigError, match="cannot fuse"):
         fit_fused([torch_adam])
-    # different optimizer algorithms never share a group; sgd and momentum do
+    # the optimizer is a member's own choice: every one of them shares the group
     by_name = {
         name: group_key(from_mapping({**BASE, "model": "logreg", "optimizer": name}))
         for name in ("sgd", "momentum", "nesterov", "adam", "rmsprop", "rmsprop-nesterov")
     }
-    assert by_name["sgd"] == by_name["momentum"]
-    assert len(set(by_name.values())) == 5
+    assert len(set(by_name.values())) == 1
     a = from_mapping({**BASE, "model": "logreg", "lr": 0.1})
     b = from_mapping({**BASE, "model": "logreg", "lr": 0.1, "batch_size": 50})
     assert group_key(a) != group_key(b)
@@ -163,6 +162,43 @@ def test_every_optimizer_fuses_exactly(optimizer, model):
     data = load_data(configs[0])
     for cfg, result in zip(configs, fit_fused(configs, data=data)):
         _check_same(result, fit(config=cfg, data=data))
+
+
+# Interleaved on purpose: the group puts each algorithm's members on adjacent rows.
+MIXED = [
+    {"optimizer": "adam", "lr": 1e-3, "seed": 1, "max_epochs": 3},
+    {"optimizer": "sgd", "lr": 0.1, "seed": 2, "max_epochs": 1},
+    {"optimizer": "nesterov", "lr": 0.01, "momentum": 0.9, "seed": 3, "max_epochs": 2},
+    {"optimizer": "adam", "lr": 3e-3, "seed": 4, "max_epochs": 1},
+    {"optimizer": "rmsprop-nesterov", "lr": 3e-4, "seed": 5, "max_epochs": 3},
+    {"optimizer": "momentum", "lr": 0.05, "momentum": 0.5, "seed": 6, "max_epochs": 2},
+    {"optimizer": "adadelta", "lr": 1.0, "seed": 7, "max_epochs": 3},
+    {"optimizer": "adagrad", "lr": 0.03, "seed": 1, "max_epochs": 2},
+]
+
+
+@pytest.mark.parametrize("model", ["logreg", "mlp"])
+def test_members_with_different_optimizers_share_one_group(model):
+    # members leave after 1, 2 and 3 epochs: every algorithm's block shrinks and shifts
+    configs = _configs(model, MIXED, early_stopping="none", shuffle=True, init="normal")
+    assert len({group_key(c) for c in configs}) == 1
+    data = load_data(configs[0])
+    for cfg, result in zip(configs, fit_fused(configs, data=data)):
+        _check_same(result, fit(config=cfg, data=data))
+
+
+def test_a_mixed_group_needs_each_algorithm_on_adjacent_rows():
+    from descentlab.train.fused.updates import MixedUpdate, batched_update
+
+    configs = _configs("logreg", MIXED[:3])
+    models = [torch.nn.Linear(4, 3) for _ in configs]
+    from descentlab.optim import build_optimizer
+
+    opts = [build_optimizer(c.optimizer, m.parameters(), lr=c.lr) for c, m in zip(configs, models)]
+    params = [torch.stack([m.weight.detach() for m in models])]
+    assert isinstance(batched_update(opts, params), MixedUpdate)
+    with pytest.raises(ConfigError, match="adjacent"):
+        batched_update([opts[0], opts[1], opts[0]], [torch.stack([params[0][0]] * 3)])
 
 
 def test_each_member_follows_its_own_schedule():

@@ -45,8 +45,8 @@ SHARED_FLAGS: dict[str, dict[str, Any]] = {
     },
     "--no-fuse": {
         "action": "store_true",
-        "help": "one run per worker at a time (default: runs that differ only in seed, lr, "
-        "optimizer hyperparameters, schedule or L1/L2 train together as one fused model)",
+        "help": "one run per worker at a time (default: runs that differ only in seed, optimizer, "
+        "lr, optimizer hyperparameters, schedule or L1/L2 train together as one fused model)",
     },
 }
 

@@ -2,11 +2,11 @@
 
 :func:`plan_units` turns a stage's :class:`~descentlab.experiments.runs.RunTask` list
 into *units*: a :class:`FusedTask` for each group of runs that can train as one batched
-model (:mod:`descentlab.train.fused`: same model, data, batch size and optimizer
-algorithm; members differ in seed, lr, schedule, optimizer hyperparameters, L1/L2 and
-stopping), a plain ``RunTask`` for every other run.  A run the fused trainer cannot
-handle (LeNet, dropout, clipping, a resume from a checkpoint, ...) runs separately, as
-with ``--no-fuse``.
+model (:mod:`descentlab.train.fused`: same model, data and batch size; members differ
+in seed, optimizer, lr, schedule, optimizer hyperparameters, L1/L2 and stopping), a
+plain ``RunTask`` for every other run.  A run the fused trainer cannot handle (LeNet,
+dropout, clipping, a resume from a checkpoint, ...) runs separately, as with
+``--no-fuse``.
 
 Group size: at most :func:`~descentlab.train.fused.max_group_size` members (half the
 free memory shared by the workers), and no more than a worker's share of the stage's

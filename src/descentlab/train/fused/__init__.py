@@ -16,9 +16,11 @@ members are stacked along a leading dimension and trained together::
   dropout or batch norm, the NLL, every optimizer of :mod:`descentlab.optim` (not
   ``torch.*``), any schedule, no averaging, clipping or gradient logging,
   ``on_nan = "stop"``.  Which runs share a group (:func:`group_key`): equal model, data,
-  batch size and optimizer *algorithm* (sgd and momentum are one); members differ in
-  seed, lr, schedule, optimizer hyperparameters, L1/L2 and stopping.  How many members
-  fit (:func:`max_group_size`): ``⌊0.5 · free memory / (workers · bytes per member)⌋``.
+  batch size and other options; members differ in seed, optimizer, lr, schedule,
+  optimizer hyperparameters, L1/L2 and stopping.  The forward and backward passes do
+  not depend on the optimizer: each optimizer algorithm updates its own block of rows.
+  How many members fit (:func:`max_group_size`):
+  ``⌊0.5 · free memory / (workers · bytes per member)⌋``.
 * :mod:`.updates` — the optimizers' updates with per-member hyperparameter vectors.
 * :mod:`.group` — the stacked parameters, the batched cost and step.
 * :mod:`.loop` — the training loop (:func:`fit_group`, :func:`fit_fused`): each member

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from descentlab.models import ACTIVATIONS, MLP, LogisticRegression
 from descentlab.train.fused.dense import BACKWARD, DenseBatch
-from descentlab.train.fused.updates import BatchedUpdate, batched_update
+from descentlab.train.fused.updates import BatchedUpdate, MixedUpdate, batched_update
 from descentlab.train.trainer import Trainer
 
 __all__ = ["FusedGroup", "dense_layers"]
@@ -53,7 +53,9 @@ class FusedGroup:
         device, dtype = self.params[0].device, self.params[0].dtype
         self.l1 = torch.tensor([tr.objective.l1 for tr in trainers], dtype=dtype, device=device)
         self.l2 = torch.tensor([tr.objective.l2 for tr in trainers], dtype=dtype, device=device)
-        self.optim: BatchedUpdate = batched_update([tr.optimizer for tr in trainers], self.params)
+        self.optim: BatchedUpdate | MixedUpdate = batched_update(
+            [tr.optimizer for tr in trainers], self.params
+        )
         self._at: list[Tensor] = self.params  # where the last cost was taken
 
     @property

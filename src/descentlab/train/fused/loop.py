@@ -40,6 +40,7 @@ from descentlab.train.evaluate import Evaluation
 from descentlab.train.fused.group import FusedGroup
 from descentlab.train.fused.rules import fuse_problem, group_key
 from descentlab.train.fused.scoring import score_members
+from descentlab.train.fused.updates import algorithm_key
 from descentlab.train.interrupt import TrainingInterrupted
 from descentlab.train.loop import (
     finish,
@@ -186,8 +187,12 @@ class _FusedLoop:
         self.trainers = trainers
         self.checkpoint_seconds = checkpoint_seconds
         self.last_checkpoint = time.monotonic()
-        self.group = FusedGroup(trainers)
-        self.active = list(range(len(trainers)))  # member index of each stacked row
+        # Member index of each stacked row: each optimizer algorithm's members adjacent,
+        # so that its update runs on one block of rows (MixedUpdate).
+        self.active = sorted(
+            range(len(trainers)), key=lambda m: algorithm_key(trainers[m].optimizer)
+        )
+        self.group = FusedGroup([trainers[m] for m in self.active])
         self.outcomes: list[Outcome | None] = [None] * len(trainers)
         first = trainers[0]
         # Distinct training sets, stacked (M, N, ...) when members train on different ones.

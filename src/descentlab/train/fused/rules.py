@@ -35,9 +35,6 @@ PER_MEMBER = frozenset(
 #: for the allocator, the evaluation batches and whatever else runs on the machine).
 MEMORY_FRACTION = 0.5
 
-# Optimizers whose updates are the same algorithm: momentum 0 is plain SGD.
-_ALGORITHM = {"sgd": "sgd", "momentum": "sgd", "nesterov": "nesterov"}
-
 
 def fuse_problem(cfg: TrainConfig) -> str:
     """Why ``cfg`` cannot be trained in a fused group ("" when it can)."""
@@ -63,16 +60,14 @@ def fuse_problem(cfg: TrainConfig) -> str:
 def group_key(cfg: TrainConfig) -> tuple[Any, ...]:
     """Configurations with equal keys can share one fused group.
 
-    Equal: everything but :data:`PER_MEMBER`, and the optimizer's algorithm ("sgd" and
-    "momentum" are one; Nesterov, AdaGrad, RMSProp, ... each their own).
+    Equal: everything but :data:`PER_MEMBER` and the optimizer.  Members with different
+    optimizers share the forward and backward passes; each optimizer algorithm updates
+    its own rows (:class:`~descentlab.train.fused.updates.MixedUpdate`).
     """
-    algorithm = _ALGORITHM.get(cfg.optimizer, cfg.optimizer)
-    nesterov = bool(cfg.nesterov) or cfg.optimizer in ("nesterov", "rmsprop-nesterov")
-    shared = tuple(
+    return tuple(
         (name, repr(value)) for name, value in sorted(cfg.to_dict().items())
         if name not in PER_MEMBER and name not in ("optimizer", "nesterov")
     )  # fmt: skip
-    return (algorithm, nesterov, *shared)
 
 
 def member_bytes(cfg: TrainConfig, n_inputs: int, n_classes: int) -> int:

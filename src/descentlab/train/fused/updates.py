@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -57,7 +58,7 @@ from descentlab.optim import (
 )
 from descentlab.optim.sgd import SGD
 
-__all__ = ["BatchedUpdate", "batched_update"]
+__all__ = ["BatchedUpdate", "MixedUpdate", "algorithm_key", "batched_update"]
 
 # Options that change the algorithm: one value per group.
 _FLAGS = ("nesterov", "amsgrad", "centered", "eps_inside_sqrt", "maximize", "differentiable")
@@ -398,14 +399,95 @@ _UPDATES: dict[type, type[BatchedUpdate]] = {
 }
 
 
+def algorithm_key(optimizer: torch.optim.Optimizer) -> tuple[Any, ...]:
+    """What decides an optimizer's update rule: its class and its algorithm flags.
+
+    Members with equal keys share one :class:`BatchedUpdate` (SGD with and without
+    momentum are one rule; Nesterov's is another).
+    """
+    group = optimizer.param_groups[0] if optimizer.param_groups else {}
+    return (type(optimizer).__name__, *(bool(group.get(flag, False)) for flag in _FLAGS))
+
+
+class MixedUpdate:
+    """Members with different optimizers in one group: one :class:`BatchedUpdate` per
+    algorithm, each on its own contiguous rows of the stacked tensors.
+
+    The forward and backward passes do not depend on the optimizer, so members with
+    different algorithms still share them; only the update is split.  Rows ``[a, b)``
+    of a stack ``(K, ...)`` are a view of it, so each part updates its rows in place.
+    """
+
+    def __init__(self, parts: list[tuple[int, BatchedUpdate]], size: int) -> None:
+        self.parts = parts  # (first row, update); a part ends where the next begins
+        self.size = size
+
+    def _ranges(self) -> list[tuple[int, int, BatchedUpdate]]:
+        starts = [start for start, _ in self.parts] + [self.size]
+        return [(a, b, u) for (a, u), b in zip(self.parts, starts[1:])]
+
+    def lookahead(self, params: list[Tensor]) -> list[Tensor] | None:
+        pieces = [(a, b, u.lookahead([p[a:b] for p in params])) for a, b, u in self._ranges()]
+        if all(at is None for _, _, at in pieces):
+            return None
+        out = []
+        for i, p in enumerate(params):
+            rows = [at[i].detach() if at is not None else p[a:b].detach() for a, b, at in pieces]
+            out.append(torch.cat(rows).requires_grad_(True))
+        return out
+
+    def apply(self, params: list[Tensor], grads: Sequence[Tensor]) -> None:
+        for a, b, update in self._ranges():
+            update.apply([p[a:b] for p in params], [g[a:b] for g in grads])
+
+    def set_lr(self, values: Sequence[float]) -> None:
+        for a, b, update in self._ranges():
+            update.set_lr(values[a:b])
+
+    def keep(self, rows: Tensor) -> None:
+        kept = rows.tolist()
+        parts = []
+        for a, b, update in self._ranges():
+            mine = [r - a for r in kept if a <= r < b]
+            if mine:
+                parts.append((len([r for r in kept if r < a]), update))
+                update.keep(torch.tensor(mine, device=rows.device))
+        self.parts, self.size = parts, len(kept)
+
+    def export(self, row: int, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
+        for a, b, update in self._ranges():
+            if a <= row < b:
+                update.export(row - a, optimizer, params)
+                return
+        raise IndexError(f"no member at row {row}")
+
+
 def batched_update(
     optimizers: Sequence[torch.optim.Optimizer], params: list[Tensor]
-) -> BatchedUpdate:
-    """The batched form of the members' optimizer (all of one class) over ``params``."""
-    classes = {type(o) for o in optimizers}
-    if len(classes) != 1 or next(iter(classes)) not in _UPDATES:
-        names = ", ".join(sorted(c.__name__ for c in classes))
+) -> BatchedUpdate | MixedUpdate:
+    """The batched form of the members' optimizers over ``params``.
+
+    One :class:`BatchedUpdate` when they share an algorithm (:func:`algorithm_key`);
+    else a :class:`MixedUpdate`, which needs each algorithm's members on adjacent rows.
+    """
+    unknown = sorted({type(o).__name__ for o in optimizers if type(o) not in _UPDATES})
+    if unknown:
         raise ConfigError(
-            f"no fused update for the optimizers {names}", hint="train them separately"
+            f"no fused update for the optimizers {', '.join(unknown)}",
+            hint="train them separately",
         )
-    return _UPDATES[next(iter(classes))](optimizers, params)
+    keys = [algorithm_key(o) for o in optimizers]
+    starts = [i for i in range(len(keys)) if i == 0 or keys[i] != keys[i - 1]]
+    if len(starts) != len(set(keys)):
+        raise ConfigError(
+            "the members of one optimizer algorithm must be on adjacent rows",
+            hint="order the members by descentlab.train.fused.updates.algorithm_key",
+        )
+    ends = [*starts[1:], len(keys)]
+    parts = [
+        (a, _UPDATES[type(optimizers[a])](optimizers[a:b], [p[a:b] for p in params]))
+        for a, b in zip(starts, ends)
+    ]
+    if len(parts) == 1:
+        return parts[0][1]
+    return MixedUpdate(parts, len(keys))
