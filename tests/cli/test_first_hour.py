@@ -76,6 +76,32 @@ def test_a_misspelt_flag_suggests_the_flag_its_alias_names(capsys):
     assert "did you mean --lr?" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "says", "never"),
+    [
+        # a flag of other commands: say whose it is, never suggest the flag itself
+        (["study", "optimizers", "--threads", "1"],
+         "--threads is an option of descentlab train", "did you mean --threads"),
+        (["bench", "train", "--no-fuse"],
+         "--no-fuse is an option of descentlab compare, descentlab study, not of "
+         "'descentlab bench train'", "did you mean"),
+        (["study", "optimizers", "--thread", "1"], "--threads is an option of", "--help?"),
+        # matched against the flags of the command run, not of every command
+        (["train", "--threds", "2"], "did you mean --threads?", "option of"),
+        (["bench", "optim", "--treads", "1"], "did you mean --threads?", "option of"),
+        (["train", "--scheduler", "x"], "did you mean --schedule?", "Traceback"),
+        (["train", "--foo", "1"], "see 'descentlab train --help'", "did you mean"),
+    ],
+)  # fmt: skip
+def test_an_unknown_flag_is_matched_against_the_command_that_was_run(capsys, argv, says, never):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err and never not in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_config_of_a_run_reruns_into_a_new_directory(in_tmp, capsys):
     base = ["--dataset", "iris", "--max-epochs", "1", "--batch-size", "16", "--quiet"]
     assert main(["train", *base, "--out", "first"]) == 0

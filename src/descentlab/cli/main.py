@@ -8,6 +8,7 @@ stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import os
 import sys
@@ -40,38 +41,91 @@ FLAG_SYNONYMS = {
 }
 
 
-def _closest_flag(word: str, flags: list[str]) -> str | None:
-    """The flag ``word`` was meant as, matched against our flags and their known aliases.
+def _closest_flag(word: str, flags: Sequence[str]) -> str | None:
+    """The flag ``word`` was meant as, matched against ``flags`` and their known aliases.
 
     ``--lerning-rate`` is closer to the alias ``--learning-rate`` than to any flag of
-    ours, so it is answered with the alias's flag (``--lr``).
+    ours, so it is answered with the alias's flag (``--lr``).  Compared without the
+    leading dashes, which every flag shares.
     """
-    best = closest(word, [*flags, *FLAG_SYNONYMS])
-    return FLAG_SYNONYMS.get(best, best) if best else None
+    if word in FLAG_SYNONYMS and FLAG_SYNONYMS[word] in flags:
+        return FLAG_SYNONYMS[word]
+    known = {
+        f.lstrip("-"): f for f in [*flags, *(a for a in FLAG_SYNONYMS if FLAG_SYNONYMS[a] in flags)]
+    }
+    best = closest(word.lstrip("-"), known)
+    if best is None:
+        return None
+    flag = known[best]
+    return FLAG_SYNONYMS.get(flag, flag)
 
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line naming the problem and where to look."""
 
+    _argv: list[str] | None = None
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        hint = f"see '{self.prog} --help'"
-        if message.startswith("unrecognized arguments:"):
-            unknown = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
-            flags = [o for a in self._all_actions() for o in a.option_strings]
-            word = unknown[0].split("=")[0] if unknown else ""
-            best = FLAG_SYNONYMS.get(word) or (_closest_flag(word, flags) if word else None)
-            if best:
+        command = self._command()
+        hint = f"see '{command.prog} --help'"
+        unknown = [w for w in message.split(":", 1)[-1].split() if w.startswith("--")]
+        if message.startswith("unrecognized arguments:") and unknown:
+            word = unknown[0].split("=")[0]
+            # Unknown flags are reported by the top parser: match them against the flags
+            # of the command that was run, then say which other commands take them.
+            best = _closest_flag(word, _flags(command))
+            every = _flags(self, deep=True)
+            elsewhere = word if word in every else None
+            if elsewhere is None and best is None:
+                elsewhere = _closest_flag(word, every)
+            if elsewhere:
+                users = [p.prog for p in _commands(self) if elsewhere in _flags(p)]
+                more = ", ..." if len(users) > 3 else ""
+                # a flag of other commands: suggest one of ours only if nearly the same
+                near = best and difflib.SequenceMatcher(None, word, best).ratio() >= 0.8
+                then = f"did you mean {best}?" if near else hint
+                hint = (
+                    f"{elsewhere} is an option of {', '.join(users[:3])}{more}, "
+                    f"not of '{command.prog}'; {then}"
+                )
+            elif best:
                 hint = f"did you mean {best}?"
         self.exit(2, f"{self.prog}: error: {message} ({hint})\n")
 
-    def _all_actions(self) -> list[argparse.Action]:
-        # unknown flags are reported by the top parser: look inside the sub-commands too
-        actions = list(self._actions)
-        for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for parser in action.choices.values():
-                    actions.extend(parser._actions)
-        return actions
+    def _command(self) -> argparse.ArgumentParser:
+        """The (sub-)command the arguments named: follow the sub-command words."""
+        parser: argparse.ArgumentParser = self
+        for word in self._argv or []:
+            subs = _subcommands(parser)
+            if word in subs:
+                parser = subs[word]
+        return parser
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every command below ``parser`` that takes flags of its own (no sub-commands)."""
+    subs = _subcommands(parser)
+    if not subs:
+        return [parser]
+    return [leaf for sub in subs.values() for leaf in _commands(sub)]
+
+
+def _flags(parser: argparse.ArgumentParser, *, deep: bool = False) -> list[str]:
+    parsers = _commands(parser) if deep else [parser]
+    return sorted({o for p in parsers for a in p._actions for o in a.option_strings})
 
 
 def build_parser() -> Parser:
