@@ -359,3 +359,28 @@ def test_fused_fast_path_adam_keeps_the_optimizers_tensor_step(digits):
     steps = {float(s["step"]) for s in fast.optimizer.state.values()}
     assert all(isinstance(s["step"], torch.Tensor) for s in fast.optimizer.state.values())
     assert steps == {float(fast.iteration + 1)}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_skipping_optimizer_step_changes_nothing_and_hooks_still_run(digits, optimizer):
+    # When the fast path applies the whole update inside the closure, the trainer calls
+    # the closure directly (optimizer.step would find no gradient).  A step hook must
+    # still see every step (then step is called), and either way the run is the same.
+    options = dict(model="mlp", hidden=(16,), batch_size=50, max_epochs=2, optimizer=optimizer,
+                   lr=0.01 if optimizer == "adam" else 0.1, schedule="inv:t0=20")  # fmt: skip
+    direct = _trainer(digits, True, **options)
+    direct.fit()
+    hooked = _trainer(digits, True, **options)
+    calls = []
+    handle = hooked.optimizer.register_step_pre_hook(lambda opt, args, kwargs: calls.append(1))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "lr_scheduler.step() before optimizer.step()"
+        hooked.fit()
+    handle.remove()
+    assert len(calls) == 2 * hooked.batches_per_epoch > 0  # every step of the 2 epochs
+    for a, b in zip(direct.model.parameters(), hooked.model.parameters()):
+        assert torch.equal(a, b)
+    assert [r.valid_error for r in direct.history] == [r.valid_error for r in hooked.history]
+    assert [r.lr for r in direct.history] == [r.lr for r in hooked.history]

@@ -56,7 +56,8 @@ clipping, schedules and averaging work as before.  Only for plain SGD
 (:meth:`DenseFastPath.fused_optimizer`), and only when nothing reads ``.grad`` between the
 backward pass and the update (no clipping, no gradient logging, no step callback that
 declares ``reads_gradients``: the trainer's step decides), does the closure apply the
-update itself; the optimizer's step then finds no ``.grad`` and has nothing left to do.
+update itself; the optimizer's step then finds no ``.grad`` and has nothing left to do
+(and the trainer's step skips it when nothing hooks it: :meth:`FastClosure.applies_update`).
 """
 
 from __future__ import annotations
@@ -474,7 +475,7 @@ class FastClosure(Closure):
     reads ``.grad`` between the backward pass and the update.
     """
 
-    __slots__ = ("fast", "fuse_sgd")
+    __slots__ = ("_plan", "fast", "fuse_sgd")
 
     def __init__(
         self,
@@ -494,24 +495,44 @@ class FastClosure(Closure):
         )
         self.fast = fast
         self.fuse_sgd = fuse_sgd
+        self._plan: tuple[str, Any] | None = None  # set by applies_update, used once
+
+    def applies_update(self) -> bool:
+        """Whether the next call applies the optimizer's whole update itself.
+
+        (Then ``optimizer.step(closure)`` would find no gradient left to apply, and the
+        trainer may call the closure directly.)  Decided on the optimizer's groups as
+        they are now: a callback may change momentum or the groups between steps.
+        """
+        self._plan = self._choose()
+        return self._plan[0] != "backward"
+
+    def _choose(self) -> tuple[str, Any]:
+        fast = self.fast
+        rates = fast.sgd_rates(self.optimizer) if self.fuse_sgd else None
+        if rates is not None:
+            return "sgd", rates
+        fused = fast.fused_optimizer(self.optimizer) if self.fuse_sgd else None
+        if fused is not None:
+            return "fused", fused
+        return "backward", None
 
     def __call__(self) -> Tensor:
         assert self.x is not None and self.y is not None, "bind(x, y) first"
         fast = self.fast
+        plan, self._plan = self._plan or self._choose(), None
         # Same cost and gradients, by hand; .grad tensors are overwritten in place.
         cost = fast.forward(self.x, self.y)
         if self.check_finite and not math.isfinite(cost.item()):
             self.optimizer.zero_grad(set_to_none=True)  # as the autograd closure leaves them
             raise NonFiniteCost("loss")
-        rates = fast.sgd_rates(self.optimizer) if self.fuse_sgd else None
-        if rates is not None:
-            fast.backward_sgd_(rates)  # θ ← θ − ε∇ done here; opt.step finds no .grad
-            return cost
-        fused = fast.fused_optimizer(self.optimizer) if self.fuse_sgd else None
-        if fused is not None:
-            fast.backward_fused_(fused)  # one pass per tensor; no .grad left
-            return cost
-        fast.backward()
-        if self.after_backward is not None:
-            self.after_backward()
+        how, arg = plan
+        if how == "sgd":
+            fast.backward_sgd_(arg)  # θ ← θ − ε∇ done here; opt.step finds no .grad
+        elif how == "fused":
+            fast.backward_fused_(arg)  # one pass per tensor; no .grad left
+        else:
+            fast.backward()
+            if self.after_backward is not None:
+                self.after_backward()
         return cost
