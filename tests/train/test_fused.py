@@ -292,3 +292,61 @@ def test_members_with_one_seed_share_each_minibatch(optimizer):
     data = load_data(configs[0])
     for cfg, result in zip(configs, fit_fused(configs, data=data)):
         _check_same(result, fit(config=cfg, data=data))
+
+
+@pytest.mark.parametrize(
+    ("model", "hidden", "shared"),
+    [("logreg", (), True), ("logreg", (), False), ("mlp", (32,), True), ("mlp", (24, 16), False)],
+)
+@pytest.mark.parametrize("penalty", ["none", "l2", "l2 per member", "l1 per member"])
+def test_batched_gradients_are_bitwise_the_fast_paths(model, hidden, shared, penalty):
+    # Each member's gradient is computed by the kernels its separate run's fast path
+    # uses, batched: not close to it, equal to it.
+    from descentlab.losses import nll
+    from descentlab.models import build_model
+    from descentlab.objective import Objective
+    from descentlab.train.fast import fast_path_for
+    from descentlab.train.fused.dense import DenseBatch
+
+    k, batch, n_in = 3, 20, 64
+    l1 = [1e-5 * (m + 1) if penalty == "l1 per member" else 0.0 for m in range(k)]
+    l2 = {"l2": [1e-4] * k, "l2 per member": [1e-4 * (m + 1) for m in range(k)]}.get(
+        penalty, [0.0] * k
+    )
+    torch.manual_seed(0)
+    models = [build_model(model, (n_in,), 10, hidden=hidden, init="normal") for _ in range(k)]
+    xs, ys = torch.rand(k, batch, n_in), torch.randint(0, 10, (k, batch))
+    if shared:
+        xs, ys = xs[:1].expand(k, -1, -1), ys[:1].expand(k, -1)
+    separate = []
+    for m, module in enumerate(models):
+        fast, _ = fast_path_for(module, Objective(nll, l1=l1[m], l2=l2[m]))
+        fast.forward(xs[m], ys[m])
+        fast.backward()
+        separate.append([p.grad.clone() for p in fast.params])
+    per_member = [[t.detach() for t in m.parameters()] for m in models]
+    stacked = [torch.stack([p[i] for p in per_member]) for i in range(len(per_member[0]))]
+    dense = DenseBatch("tanh" if model == "mlp" else None)
+    with torch.no_grad():
+        dense.forward(stacked, xs[0] if shared else xs, ys[0] if shared else ys,
+                      torch.tensor(l1), torch.tensor(l2))  # fmt: skip
+        grads = dense.backward(stacked, torch.tensor(l1), torch.tensor(l2))
+    for i, g in enumerate(grads):
+        for m in range(k):
+            assert torch.equal(g[m], separate[m][i]), (i, m)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "adagrad"])
+def test_members_with_the_fused_kernels_equal_their_separate_runs_bit_for_bit(optimizer):
+    lrs = {"adam": (1e-3, 3e-2), "rmsprop": (1e-3, 3e-2), "adagrad": (0.03, 0.3)}[optimizer]
+    members = [{"optimizer": optimizer, "lr": lr, "seed": 1} for lr in lrs]  # one minibatch
+    members.append({"optimizer": optimizer, "lr": lrs[1], "seed": 2, "l2": 1e-4})
+    configs = _configs("mlp", members, max_epochs=2, early_stopping="none", shuffle=True)
+    data = load_data(configs[0])
+    for cfg, result in zip(configs, fit_fused(configs, data=data)):
+        separate = fit(config=cfg, data=data)
+        for a, b in zip(result.model.parameters(), separate.model.parameters()):
+            assert torch.equal(a, b)
+        assert [r["valid_error"] for r in result.history] == [
+            r["valid_error"] for r in separate.history
+        ]

@@ -3,16 +3,16 @@
 The batched form of :mod:`descentlab.train.fast`'s equations, member k in row k::
 
     forward:   a⁽ˡ⁾ = baddbmm(b⁽ˡ⁾, h⁽ˡ⁻¹⁾, W⁽ˡ⁾ᵀ)   (K, B, out);   h⁽ˡ⁾ = φ(a⁽ˡ⁾)
+               zᵀ = baddbmm(b, W, hᵀ)   (K, classes, B): the logits transposed
                cost_k = mean NLL + λ1_k Σ|W| + λ2_k Σ W²
-    backward:  δz = (softmax(z) − onehot(y)) / B        (δ = ∂cost_k/∂·)
-               ∇W⁽ˡ⁾ = bmm(δa⁽ˡ⁾ᵀ, h⁽ˡ⁻¹⁾) + 2λ2_k W + λ1_k sign W;   ∇b⁽ˡ⁾ = Σ_rows δa⁽ˡ⁾
+    backward:  δzᵀ = (softmax(z) − onehot(y))ᵀ / B        (δ = ∂cost_k/∂·)
+               ∇W⁽ˡ⁾ = baddbmm(2λ2·W, δa⁽ˡ⁾ᵀ, h⁽ˡ⁻¹⁾) + λ1_k sign W;   ∇b⁽ˡ⁾ = Σ_B δa⁽ˡ⁾ᵀ
                δh⁽ˡ⁻¹⁾ = bmm(δa⁽ˡ⁾, W⁽ˡ⁾);   δa = φ'(a) ⊙ δh
 
 When every member trains on the same minibatch (members that differ only in lr,
 optimizer hyperparameters or penalties share a seed and so a minibatch order), the
 first layer's two products are each *one* wide product over the members' stacked
-weights, ``a⁽¹⁾ = x [W₁ᵀ … W_Kᵀ]`` (B × K·out) and ``∇W⁽¹⁾ = [δa₁ … δa_K]ᵀ x``: a
-thin layer (10 classes) then fills the matrix units as a K-times wider one.
+weights, ``a⁽¹⁾ = x [W₁ᵀ … W_Kᵀ]`` (B × K·out) and ``∇W⁽¹⁾ = [δa₁ … δa_K]ᵀ x``.
 
 (φ' from the layer's output, with ATen's own backward kernels: ``1 − h²`` for tanh,
 ``h(1 − h)`` for the sigmoid, ``[h > 0]`` for relu.)  One step is then 3 batched products
@@ -59,12 +59,22 @@ def stacked_linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
 
 
 class DenseBatch:
-    """:meth:`forward` keeps what :meth:`backward` needs; the gradients of the members' costs."""
+    """:meth:`forward` keeps what :meth:`backward` needs; the gradients of the members' costs.
+
+    Every product and kernel is the one the separate run's fast path
+    (:class:`~descentlab.train.fast.DenseFastPath`) applies to the same numbers, batched
+    over the members: the logits transposed, ``zᵀ = W hᵀ + b`` (K, classes, B); the
+    softmax over the classes; δzᵀ by ATen's ``_log_softmax_backward_data``; the L2
+    gradient in the weight-gradient product's epilogue (``β = 2λ2``); bias gradients
+    summed over the transposed δ.  A batched product computes each member's block as
+    its own product does, so a member's gradient is *bitwise* its separate run's (checked
+    in ``tests/train/test_fused.py``), and with the same update kernel so is its step.
+    """
 
     def __init__(self, activation: str | None) -> None:
         self.activation = activation
         self._inputs: list[Tensor] = []  # h⁽⁰⁾ ... h⁽ᴸ⁾ of the last forward
-        self._log_probs: Tensor | None = None
+        self._log_probs_t: Tensor | None = None  # (K, classes, B)
         self._y: Tensor | None = None
 
     def forward(
@@ -82,17 +92,19 @@ class DenseBatch:
             y = y.expand(k, -1)
         self._inputs = [h]
         n_layers = len(params) // 2
-        for i in range(n_layers):
-            a = stacked_linear(h, params[2 * i], params[2 * i + 1])
-            if i < n_layers - 1:
-                assert self.activation is not None
-                h = _FORWARD[self.activation](a)
-                self._inputs.append(h)
-            else:
-                h = a
-        log_probs = torch.log_softmax(h, -1)
-        self._log_probs, self._y = log_probs, y
-        cost = log_probs.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(1).neg_()
+        for i in range(n_layers - 1):
+            assert self.activation is not None
+            h = _FORWARD[self.activation](stacked_linear(h, params[2 * i], params[2 * i + 1]))
+            self._inputs.append(h)
+        w, b = params[-2], params[-1]
+        if h.dim() == 2:  # softmax regression on a shared minibatch: one wide product
+            z_t = torch.addmm(b.reshape(-1, 1), w.reshape(k * w.shape[1], -1), h.t())
+            z_t = z_t.view(k, w.shape[1], -1)
+        else:
+            z_t = torch.baddbmm(b.unsqueeze(2), w, h.transpose(1, 2))
+        log_probs_t = torch.log_softmax(z_t, 1)
+        self._log_probs_t, self._y = log_probs_t, y
+        cost = log_probs_t.gather(1, y.unsqueeze(1)).squeeze(1).mean(1).neg_()
         weights = params[0::2]
         self._penalties = (bool(l1.any()), bool(l2.any()))
         if self._penalties[1]:
@@ -103,30 +115,60 @@ class DenseBatch:
 
     def backward(self, params: Sequence[Tensor], l1: Tensor, l2: Tensor) -> list[Tensor]:
         """∇ of each member's cost of the last :meth:`forward`, stacked like ``params``."""
-        log_probs, y = self._log_probs, self._y
-        assert log_probs is not None and y is not None
+        log_probs_t, y = self._log_probs_t, self._y
+        assert log_probs_t is not None and y is not None
         batch = y.shape[1]
-        delta = log_probs.exp_()  # softmax(z), in the log-probabilities' buffer
-        delta.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(delta[..., :1], -1.0))
-        delta.div_(batch)  # δz = (softmax − onehot) / B
+        # ∂NLL/∂log p: −1/B at each example's class (nll_loss_backward's value), then
+        # δzᵀ = (softmax(z) − onehot(y))ᵀ / B by the kernel autograd uses.
+        seed = torch.zeros_like(log_probs_t).scatter_(1, y.unsqueeze(1), -1.0 / batch)
+        delta_t = torch._log_softmax_backward_data(seed, log_probs_t, 1, log_probs_t.dtype)
+        use_l1, use_l2 = self._penalties
+        l1s = l1.tolist() if use_l1 else []
+        l2s = l2.tolist() if use_l2 else []
         n_layers = len(params) // 2
         grads: list[Tensor] = [torch.empty(0)] * len(params)
-        use_l1, use_l2 = self._penalties
         for i in reversed(range(n_layers)):
             w, h_in = params[2 * i], self._inputs[i]
-            if h_in.dim() == 2:  # shared minibatch: [δa₁ … δa_K]ᵀ x in one product
-                k, _, out = delta.shape
-                gw = torch.mm(delta.permute(0, 2, 1).reshape(k * out, -1), h_in).view_as(w)
-            else:
-                gw = torch.bmm(delta.transpose(1, 2), h_in)
-            if use_l2:
-                gw.add_(w * (2.0 * l2).view(-1, 1, 1))
+            grads[2 * i] = _weight_grad(w, delta_t, h_in, l2s)
             if use_l1:
-                gw.add_(w.sign() * l1.view(-1, 1, 1))
-            grads[2 * i], grads[2 * i + 1] = gw, delta.sum(1)
+                _add_l1(grads[2 * i], w, l1s)
+            grads[2 * i + 1] = delta_t.sum(2)
             if i > 0:
                 assert self.activation is not None
-                dh = torch.bmm(delta, w)
-                delta = BACKWARD[self.activation](dh, self._inputs[i])
-        self._inputs, self._log_probs, self._y = [], None, None
+                dh = torch.bmm(delta_t.transpose(1, 2), w)  # δh = δa W, W before the step
+                delta_t = BACKWARD[self.activation](dh, self._inputs[i]).transpose(1, 2)
+        self._inputs, self._log_probs_t, self._y = [], None, None
         return grads
+
+
+def _weight_grad(w: Tensor, delta_t: Tensor, h_in: Tensor, l2s: list[float]) -> Tensor:
+    """``∇W = δᵀh + 2λ2 W`` per member: δᵀ (K, out, B), h (K, B, in) or one (B, in).
+
+    The L2 term rides in the product's epilogue, as the separate run computes it; members
+    with different λ2 take one product each (β is one number per product).
+    """
+    k, out = w.shape[0], w.shape[1]
+    shared = h_in.dim() == 2
+    if l2s and any(v != l2s[0] for v in l2s):
+        rows = [h_in if shared else h_in[m] for m in range(k)]
+        return torch.stack(
+            [torch.addmm(w[m], delta_t[m], rows[m], beta=2.0 * l2s[m]) for m in range(k)]
+        )
+    if shared:  # [δ₁ … δ_K]ᵀ x: one (K·out × B) by (B × in) product
+        d = delta_t.reshape(k * out, -1)
+        if l2s:
+            return torch.addmm(w.reshape(k * out, -1), d, h_in, beta=2.0 * l2s[0]).view_as(w)
+        return torch.mm(d, h_in).view_as(w)
+    if l2s:
+        return torch.baddbmm(w, delta_t, h_in, beta=2.0 * l2s[0])
+    return torch.bmm(delta_t, h_in)
+
+
+def _add_l1(grad: Tensor, w: Tensor, l1s: list[float]) -> None:
+    """``∇W += λ1 sign W`` per member (``add_`` with α, as the separate run adds it)."""
+    if all(v == l1s[0] for v in l1s):
+        grad.add_(torch.sign(w), alpha=l1s[0])
+        return
+    for m, v in enumerate(l1s):
+        if v:
+            grad[m].add_(torch.sign(w[m]), alpha=v)
