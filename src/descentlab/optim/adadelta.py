@@ -85,7 +85,7 @@ class AdaDelta(BookOptimizer):
             for ps, gs, sq, ad, b0, b1 in foreach_tiles(
                 params, grads, squares, deltas, scratch0, scratch1
             ):
-                _adadelta_foreach(ps, gs, sq, ad, (b0, b1), h)
+                adadelta_foreach_(ps, gs, sq, ad, (b0, b1), **h._asdict())
         else:
             for p, g, sq, ad in zip(params, grads, squares, deltas):
                 _adadelta_single(p, g, sq, ad, h)
@@ -117,16 +117,21 @@ def _adadelta_single(
         p.add_(minus_delta, alpha=-lr)
 
 
-def _adadelta_foreach(
+def adadelta_foreach_(
     params: list[Tensor],
     grads: list[Tensor],
     square_avgs: list[Tensor],
     acc_deltas: list[Tensor],
     scratch: tuple[list[Tensor], list[Tensor]],
-    h: _Hyper,
+    *,
+    lr: Any,
+    rho: float,
+    eps: float,
+    weight_decay: float,
 ) -> None:
-    """Same operations as :func:`_adadelta_single`; the two RMS go into scratch buffers."""
-    lr, rho, eps, weight_decay = h
+    """Same operations as :func:`_adadelta_single` on lists of tensors; the two RMS go into
+    ``scratch`` (two lists shaped like ``params``). The update of :class:`AdaDelta`'s
+    default path, also applied member by member by the fused trainer."""
     decay_foreach_(params, lr, weight_decay)
     torch._foreach_mul_(square_avgs, rho)
     torch._foreach_addcmul_(square_avgs, grads, grads, value=1.0 - rho)

@@ -24,17 +24,20 @@ Flags that change the algorithm (``nesterov``, ``amsgrad``, ``centered``,
 ``eps_inside_sqrt``) are the same for every member of a group.
 
 Adam, AdaGrad and plain RMSProp apply torch's one-pass kernels
-(:func:`~descentlab.optim.fused_adam_`, ``fused_adagrad_``, ``fused_rmsprop_``) to each
-member's rows, one call per member: one pass over memory instead of five to eight (for
-Adam it is also what the trainer's dense fast path applies to a separate run).
+(:func:`~descentlab.optim.fused_adam_`, ``fused_adagrad_``, ``fused_rmsprop_``), SGD with
+momentum :func:`~descentlab.optim.sgd.fused_sgd_` and AdaDelta its multi-tensor update
+(:func:`~descentlab.optim.adadelta.adadelta_foreach_`), each to each member's rows, one
+call per member: the very update each member's separate run applies, on gradients the
+batched pass computes bit for bit as the separate run does (:mod:`.dense`), so those
+members *are* their separate runs, bit for bit (``tests/train/test_fused.py``).
 
-Rounding: the other lines follow the optimizers' default multi-tensor (``foreach``) path, and
-every number derived from the hyperparameters (1 − ρ, 1 − ελ, ε√c2/c1, ...) is computed
-in double precision per member and then rounded once, as the optimizers compute them
-as Python numbers.  A number all members share stays a Python number.  Adam's update
-ŝ/√r̂ nearly normalizes each gradient component, so a rounding difference in a
-near-zero component can flip its step: fused and separate Adam runs agree to rounding
-over a few epochs and drift apart slowly after (as the optimizer's own paths do).
+Rounding of the rest: plain SGD and RMSProp with momentum or centering follow the
+optimizers' multi-tensor (``foreach``) lines, and every number derived from the
+hyperparameters (1 − ρ, 1 − ελ, ε√c2/c1, ...) is computed in double precision per member
+and then rounded once, as the optimizers compute them as Python numbers.  A number all
+members share stays a Python number.  Plain SGD's separate run folds its update into the
+gradient's product (:func:`~descentlab.optim.sgd.sgd_update_`), where the group keeps one
+product for all its members: the two differ by about an ulp per step.
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ from descentlab.optim import (
     fused_adam_,
     fused_rmsprop_,
 )
-from descentlab.optim.sgd import SGD
+from descentlab.optim.adadelta import adadelta_foreach_
+from descentlab.optim.sgd import SGD, fused_sgd_
 
 __all__ = ["BatchedUpdate", "MixedUpdate", "algorithm_key", "batched_update"]
 
@@ -198,6 +202,28 @@ class _Momentum(BatchedUpdate):
 
 
 class _SGD(_Momentum):
+    @torch.no_grad()
+    def apply(self, params: list[Tensor], grads: Sequence[Tensor]) -> None:
+        """With momentum: member by member, the optimizer's own kernel (:func:`fused_sgd_`).
+
+        It is what each member's separate run applies, so the two round alike.
+        """
+        if not self.use_momentum:
+            super().apply(params, grads)
+            return
+        self.t += 1
+        v = self.values
+        velocities = self.state["velocity"]
+        for k in range(params[0].shape[0]):
+            fused_sgd_(
+                [p[k] for p in params],
+                [g[k] for g in grads],
+                [s[k] for s in velocities] if v["momentum"][k] else None,
+                lr=v["lr"][k],
+                momentum=v["momentum"][k],
+                weight_decay=v["weight_decay"][k],
+            )
+
     def update(self, i: int, p: Tensor, g: Tensor) -> None:
         lr = self.get("lr", p)
         if not self.use_momentum:
@@ -370,24 +396,29 @@ class _Adam(BatchedUpdate):
 class _AdaDelta(BatchedUpdate):
     state_names = ("square_avg", "acc_delta")
 
-    def update(self, i: int, p: Tensor, g: Tensor) -> None:
-        rho, eps = self.get("rho", p), self.get("eps", p)
-        square_avg, acc_delta = self.state["square_avg"][i], self.state["acc_delta"][i]
-        square_avg.mul_(rho)  # E[g²] ← ρE[g²] + (1−ρ)g²
-        _add_square(square_avg, g, self.complement("rho", p))
-        # −Δθ = RMS[Δθ]/RMS[g] · g
-        minus_delta = acc_delta.add(eps).sqrt_().div_(square_avg.add(eps).sqrt_()).mul_(g)
-        acc_delta.mul_(rho)  # E[Δθ²] ← ρE[Δθ²] + (1−ρ)Δθ²
-        one_minus = self.complement("rho", p)
-        if isinstance(one_minus, float):
-            acc_delta.addcmul_(minus_delta, minus_delta, value=one_minus)
-        else:
-            acc_delta.add_(one_minus * minus_delta * minus_delta)
-        lr = self.get("lr", p)  # θ ← θ + ε Δθ
-        if isinstance(lr, float):
-            p.add_(minus_delta, alpha=-lr)
-        else:
-            p.sub_(lr * minus_delta)
+    def __init__(self, optimizers: Sequence[torch.optim.Optimizer], params: list[Tensor]) -> None:
+        super().__init__(optimizers, params)
+        self._scratch: list[list[Tensor]] = []  # the two RMS buffers of the update
+
+    @torch.no_grad()
+    def apply(self, params: list[Tensor], grads: Sequence[Tensor]) -> None:
+        """Member by member, the optimizer's own multi-tensor update (as its separate run)."""
+        self.t += 1
+        if len(self._scratch) != 2 or self._scratch[0][0].shape != params[0].shape:
+            self._scratch = [[torch.empty_like(p) for p in params] for _ in range(2)]
+        squares, deltas, v = self.state["square_avg"], self.state["acc_delta"], self.values
+        for k in range(params[0].shape[0]):
+            adadelta_foreach_(
+                [p[k] for p in params],
+                [g[k] for g in grads],
+                [s[k] for s in squares],
+                [a[k] for a in deltas],
+                ([b[k] for b in self._scratch[0]], [b[k] for b in self._scratch[1]]),
+                lr=v["lr"][k],
+                rho=v["rho"][k],
+                eps=v["eps"][k],
+                weight_decay=v["weight_decay"][k],
+            )
 
 
 _UPDATES: dict[type, type[BatchedUpdate]] = {
