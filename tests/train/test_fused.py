@@ -337,6 +337,7 @@ def test_batched_gradients_are_bitwise_the_fast_paths(model, hidden, shared, pen
 
 
 BITWISE_LRS = {
+    "sgd": (0.03, 0.3),
     "adam": (1e-3, 3e-2),
     "rmsprop": (1e-3, 3e-2),
     "adagrad": (0.03, 0.3),
@@ -349,8 +350,8 @@ BITWISE_LRS = {
 
 @pytest.mark.parametrize("optimizer", sorted(BITWISE_LRS))
 def test_members_equal_their_separate_runs_bit_for_bit(optimizer):
-    # Every optimizer but plain SGD (whose separate run folds its update into the
-    # gradient's product: an ulp apart) applies, member by member, its own update kernel.
+    # Every optimizer applies, member by member, its separate run's own update: plain
+    # SGD inside the gradient's product, the others their optimizer's kernel.
     lrs = BITWISE_LRS[optimizer]
     members = [{"optimizer": optimizer, "lr": lr, "seed": 1} for lr in lrs]  # one minibatch
     members.append({"optimizer": optimizer, "lr": lrs[1], "seed": 2, "l2": 1e-4})

@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from descentlab.optim.sgd import sgd_update_
+
 __all__ = ["BACKWARD", "DenseBatch", "stacked_linear"]
 
 _aten = torch.ops.aten
@@ -113,8 +115,23 @@ class DenseBatch:
             cost = cost + l1 * sum(w.abs().sum((1, 2)) for w in weights)
         return cost
 
-    def backward(self, params: Sequence[Tensor], l1: Tensor, l2: Tensor) -> list[Tensor]:
-        """∇ of each member's cost of the last :meth:`forward`, stacked like ``params``."""
+    def backward(
+        self,
+        params: Sequence[Tensor],
+        l1: Tensor,
+        l2: Tensor,
+        *,
+        sgd: dict[int, tuple[float, float]] | None = None,
+        theta: Sequence[Tensor] | None = None,
+    ) -> list[Tensor]:
+        """∇ of each member's cost of the last :meth:`forward`, stacked like ``params``.
+
+        ``sgd``: rows of plain-SGD members and their ``(lr, weight_decay)``; their update
+        is applied here to ``theta`` (the stacked parameters; ``params`` may be a
+        look-ahead copy), inside the gradient's product as their separate run's fast path
+        does (:func:`~descentlab.optim.sgd.sgd_update_`).  When every row is one, no
+        gradient is formed and the list is empty.
+        """
         log_probs_t, y = self._log_probs_t, self._y
         assert log_probs_t is not None and y is not None
         batch = y.shape[1]
@@ -125,20 +142,48 @@ class DenseBatch:
         use_l1, use_l2 = self._penalties
         l1s = l1.tolist() if use_l1 else []
         l2s = l2.tolist() if use_l2 else []
+        sgd = sgd or {}
+        gradients = len(sgd) < params[0].shape[0]
         n_layers = len(params) // 2
         grads: list[Tensor] = [torch.empty(0)] * len(params)
         for i in reversed(range(n_layers)):
             w, h_in = params[2 * i], self._inputs[i]
-            grads[2 * i] = _weight_grad(w, delta_t, h_in, l2s)
-            if use_l1:
-                _add_l1(grads[2 * i], w, l1s)
-            grads[2 * i + 1] = delta_t.sum(2)
-            if i > 0:
+            dh = torch.bmm(delta_t.transpose(1, 2), w) if i > 0 else None  # W before the step
+            if gradients:
+                grads[2 * i] = _weight_grad(w, delta_t, h_in, l2s)
+                if use_l1:
+                    _add_l1(grads[2 * i], w, l1s)
+                grads[2 * i + 1] = delta_t.sum(2)
+            if sgd:
+                assert theta is not None
+                _sgd_in_product(theta[2 * i], theta[2 * i + 1], delta_t, h_in, sgd, l1s, l2s)
+            if dh is not None:
                 assert self.activation is not None
-                dh = torch.bmm(delta_t.transpose(1, 2), w)  # δh = δa W, W before the step
                 delta_t = BACKWARD[self.activation](dh, self._inputs[i]).transpose(1, 2)
         self._inputs, self._log_probs_t, self._y = [], None, None
-        return grads
+        return grads if gradients else []
+
+
+def _sgd_in_product(
+    w: Tensor,
+    b: Tensor,
+    delta_t: Tensor,
+    h_in: Tensor,
+    rows: dict[int, tuple[float, float]],
+    l1s: list[float],
+    l2s: list[float],
+) -> None:
+    """Plain SGD of each member in ``rows``, by its separate run's own update."""
+    for k, (lr, weight_decay) in rows.items():
+        sgd_update_(
+            w[k],
+            (delta_t[k], h_in if h_in.dim() == 2 else h_in[k]),
+            lr=lr,
+            weight_decay=weight_decay,
+            l2=l2s[k] if l2s else 0.0,
+            l1=l1s[k] if l1s else 0.0,
+        )
+        sgd_update_(b[k], delta_t[k].sum(1), lr=lr, weight_decay=weight_decay)
 
 
 def _weight_grad(w: Tensor, delta_t: Tensor, h_in: Tensor, l2s: list[float]) -> Tensor:

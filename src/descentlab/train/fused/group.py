@@ -102,8 +102,16 @@ class FusedGroup:
     def update(self, cost: Tensor) -> None:
         """Backpropagate the :meth:`forward` cost and step every member."""
         if self.dense is not None:
+            # Plain-SGD members are updated inside the backward pass, as their separate
+            # runs are (the update folded into the gradient's product).
+            rows = self.optim.in_product()
             with torch.no_grad():
-                grads = self.dense.backward(self._at, self.l1, self.l2)
+                grads = self.dense.backward(self._at, self.l1, self.l2, sgd=rows, theta=self.params)
+            self.optim.skip(set(rows))
+            if not grads:  # every member's update is done
+                self.optim.skip(set())
+                self._at = self.params
+                return
         else:
             grads = list(torch.autograd.grad(cost.sum(), self._at))
         self.optim.apply(self.params, grads)

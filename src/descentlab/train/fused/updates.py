@@ -27,17 +27,17 @@ Adam, AdaGrad and plain RMSProp apply torch's one-pass kernels
 (:func:`~descentlab.optim.fused_adam_`, ``fused_adagrad_``, ``fused_rmsprop_``), SGD with
 momentum :func:`~descentlab.optim.sgd.fused_sgd_` and AdaDelta its multi-tensor update
 (:func:`~descentlab.optim.adadelta.adadelta_foreach_`), each to each member's rows, one
-call per member: the very update each member's separate run applies, on gradients the
-batched pass computes bit for bit as the separate run does (:mod:`.dense`), so those
-members *are* their separate runs, bit for bit (``tests/train/test_fused.py``).
+call per member; plain SGD's update is applied by the backward pass inside the gradient's
+product (:meth:`_SGD.in_product`, :func:`~descentlab.optim.sgd.sgd_update_`).  That is
+the very update each member's separate run applies, on gradients the batched pass
+computes bit for bit as the separate run does (:mod:`.dense`), so the members *are* their
+separate runs, bit for bit (``tests/train/test_fused.py``).
 
-Rounding of the rest: plain SGD and RMSProp with momentum or centering follow the
-optimizers' multi-tensor (``foreach``) lines, and every number derived from the
-hyperparameters (1 − ρ, 1 − ελ, ε√c2/c1, ...) is computed in double precision per member
-and then rounded once, as the optimizers compute them as Python numbers.  A number all
-members share stays a Python number.  Plain SGD's separate run folds its update into the
-gradient's product (:func:`~descentlab.optim.sgd.sgd_update_`), where the group keeps one
-product for all its members: the two differ by about an ulp per step.
+The batched lines below are what RMSProp with momentum or centering runs (and any
+optimizer on the autograd path): every number derived from the hyperparameters
+(1 − ρ, 1 − ελ, ε√c2/c1, ...) is computed in double precision per member and then
+rounded once, as the optimizers compute them as Python numbers, and a number all members
+share stays a Python number, as in the optimizers' multi-tensor (``foreach``) lines.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ class BatchedUpdate:
             self.values["beta1"] = [float(g["betas"][0]) for g in groups]
             self.values["beta2"] = [float(g["betas"][1]) for g in groups]
         self.t = 0  # steps taken (the members of a group always step together)
+        self.skipped: set[int] = set()  # rows the next apply() leaves alone
         self.use_decay = any(self.values["weight_decay"])
         self.state: dict[str, list[Tensor]] = {
             name: [self.initial(name, p) for p in params] for name in self.state_names
@@ -133,6 +134,15 @@ class BatchedUpdate:
     def lookahead(self, params: list[Tensor]) -> list[Tensor] | None:
         """Where the gradient is taken, when it is not θ (Nesterov: θ + αv)."""
         return None
+
+    def in_product(self) -> dict[int, tuple[float, float]]:
+        """Rows whose whole update the backward pass may apply inside the weight
+        gradient's product, with their ``(lr, weight_decay)``: plain SGD (see :class:`_SGD`)."""
+        return {}
+
+    def skip(self, rows: set[int]) -> None:
+        """The next :meth:`apply` leaves ``rows`` alone (their update was applied)."""
+        self.skipped = rows
 
     # ------------------------------------------------------------- the update
     @torch.no_grad()
@@ -202,23 +212,40 @@ class _Momentum(BatchedUpdate):
 
 
 class _SGD(_Momentum):
+    def in_product(self) -> dict[int, tuple[float, float]]:
+        """Plain SGD members (momentum 0): their separate run's fast path applies
+        ``θ ← (1 − ελ_wd − 2ελ2)θ − ε δᵀh`` inside the gradient's product, and so does
+        the group's backward pass (:meth:`~.dense.DenseBatch.backward`)."""
+        if self.flags["nesterov"]:
+            return {}
+        v = self.values
+        return {
+            k: (lr, wd)
+            for k, (lr, wd, mom) in enumerate(zip(v["lr"], v["weight_decay"], v["momentum"]))
+            if mom == 0.0
+        }
+
     @torch.no_grad()
     def apply(self, params: list[Tensor], grads: Sequence[Tensor]) -> None:
         """With momentum: member by member, the optimizer's own kernel (:func:`fused_sgd_`).
 
-        It is what each member's separate run applies, so the two round alike.
+        It is what each member's separate run applies, so the two round alike.  Rows
+        updated inside the backward pass (:meth:`in_product`) are skipped.
         """
-        if not self.use_momentum:
+        skipped, self.skipped = self.skipped, set()
+        if not self.use_momentum and not skipped:
             super().apply(params, grads)
             return
         self.t += 1
         v = self.values
-        velocities = self.state["velocity"]
+        velocities = self.state.get("velocity")
         for k in range(params[0].shape[0]):
+            if k in skipped:
+                continue
             fused_sgd_(
                 [p[k] for p in params],
                 [g[k] for g in grads],
-                [s[k] for s in velocities] if v["momentum"][k] else None,
+                [s[k] for s in velocities] if velocities and v["momentum"][k] else None,
                 lr=v["lr"][k],
                 momentum=v["momentum"][k],
                 weight_decay=v["weight_decay"][k],
@@ -474,6 +501,13 @@ class MixedUpdate:
     def set_lr(self, values: Sequence[float]) -> None:
         for a, b, update in self._ranges():
             update.set_lr(values[a:b])
+
+    def in_product(self) -> dict[int, tuple[float, float]]:
+        return {a + r: rates for a, _, u in self._ranges() for r, rates in u.in_product().items()}
+
+    def skip(self, rows: set[int]) -> None:
+        for a, b, update in self._ranges():
+            update.skip({r - a for r in rows if a <= r < b})
 
     def keep(self, rows: Tensor) -> None:
         kept = rows.tolist()
