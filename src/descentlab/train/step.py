@@ -184,16 +184,19 @@ def _bare_step(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer.step`` is the class's own, with no hooks around it.
 
     Hooks (global or the optimizer's) and an instance-level ``step`` other than the
-    learning-rate scheduler's tracker (which only sets ``_opt_called``) must run.
+    learning-rate scheduler's tracker (which only sets ``_opt_called``) must run.  Where
+    torch keeps its hooks is private: if it moved, say no (step is then always called).
     """
     patched = vars(optimizer).get("step")
-    return (
-        (patched is None or getattr(patched, "_wrapped_by_lr_sched", False))
-        and not optimizer._optimizer_step_pre_hooks
-        and not optimizer._optimizer_step_post_hooks
-        and not _optim_module._global_optimizer_pre_hooks
-        and not _optim_module._global_optimizer_post_hooks
+    if patched is not None and not getattr(patched, "_wrapped_by_lr_sched", False):
+        return False
+    hooks = (
+        getattr(optimizer, "_optimizer_step_pre_hooks", None),
+        getattr(optimizer, "_optimizer_step_post_hooks", None),
+        getattr(_optim_module, "_global_optimizer_pre_hooks", None),
+        getattr(_optim_module, "_global_optimizer_post_hooks", None),
     )
+    return all(h is not None and not h for h in hooks)
 
 
 @dataclass(eq=False)
