@@ -143,17 +143,21 @@ class DenseBatch:
         l1s = l1.tolist() if use_l1 else []
         l2s = l2.tolist() if use_l2 else []
         sgd = sgd or {}
-        gradients = len(sgd) < params[0].shape[0]
+        todo = _runs([m for m in range(params[0].shape[0]) if m not in sgd])
         n_layers = len(params) // 2
         grads: list[Tensor] = [torch.empty(0)] * len(params)
         for i in reversed(range(n_layers)):
-            w, h_in = params[2 * i], self._inputs[i]
+            w, b, h_in = params[2 * i], params[2 * i + 1], self._inputs[i]
             dh = torch.bmm(delta_t.transpose(1, 2), w) if i > 0 else None  # W before the step
-            if gradients:
-                grads[2 * i] = _weight_grad(w, delta_t, h_in, l2s)
-                if use_l1:
-                    _add_l1(grads[2 * i], w, l1s)
-                grads[2 * i + 1] = delta_t.sum(2)
+            if todo:  # gradients of the members not updated in their product (rows a:z)
+                grads[2 * i], grads[2 * i + 1] = torch.empty_like(w), torch.empty_like(b)
+                for a, z in todo:
+                    rows_in = h_in if h_in.dim() == 2 else h_in[a:z]
+                    gw = grads[2 * i][a:z]
+                    _weight_grad(w[a:z], delta_t[a:z], rows_in, l2s[a:z], out=gw)
+                    if use_l1:
+                        _add_l1(gw, w[a:z], l1s[a:z])
+                    torch.sum(delta_t[a:z], 2, out=grads[2 * i + 1][a:z])
             if sgd:
                 assert theta is not None
                 _sgd_in_product(theta[2 * i], theta[2 * i + 1], delta_t, h_in, sgd, l1s, l2s)
@@ -161,7 +165,18 @@ class DenseBatch:
                 assert self.activation is not None
                 delta_t = BACKWARD[self.activation](dh, self._inputs[i]).transpose(1, 2)
         self._inputs, self._log_probs_t, self._y = [], None, None
-        return grads if gradients else []
+        return grads if todo else []
+
+
+def _runs(rows: list[int]) -> list[tuple[int, int]]:
+    """Sorted ``rows`` as ranges ``[a, z)`` of consecutive rows."""
+    out: list[tuple[int, int]] = []
+    for r in rows:
+        if out and out[-1][1] == r:
+            out[-1] = (out[-1][0], r + 1)
+        else:
+            out.append((r, r + 1))
+    return out
 
 
 def _sgd_in_product(
@@ -186,27 +201,31 @@ def _sgd_in_product(
         sgd_update_(b[k], delta_t[k].sum(1), lr=lr, weight_decay=weight_decay)
 
 
-def _weight_grad(w: Tensor, delta_t: Tensor, h_in: Tensor, l2s: list[float]) -> Tensor:
-    """``∇W = δᵀh + 2λ2 W`` per member: δᵀ (K, out, B), h (K, B, in) or one (B, in).
+def _weight_grad(
+    w: Tensor, delta_t: Tensor, h_in: Tensor, l2s: list[float], *, out: Tensor
+) -> None:
+    """``∇W = δᵀh + 2λ2 W`` per member into ``out``: δᵀ (K, out, B), h (K, B, in) or one
+    (B, in).
 
     The L2 term rides in the product's epilogue, as the separate run computes it; members
     with different λ2 take one product each (β is one number per product).
     """
-    k, out = w.shape[0], w.shape[1]
+    k, n = w.shape[0], w.shape[1]
     shared = h_in.dim() == 2
     if l2s and any(v != l2s[0] for v in l2s):
-        rows = [h_in if shared else h_in[m] for m in range(k)]
-        return torch.stack(
-            [torch.addmm(w[m], delta_t[m], rows[m], beta=2.0 * l2s[m]) for m in range(k)]
-        )
-    if shared:  # [δ₁ … δ_K]ᵀ x: one (K·out × B) by (B × in) product
-        d = delta_t.reshape(k * out, -1)
+        for m in range(k):
+            rows = h_in if shared else h_in[m]
+            torch.addmm(w[m], delta_t[m], rows, beta=2.0 * l2s[m], out=out[m])
+    elif shared:  # [δ₁ … δ_K]ᵀ x: one (K·out × B) by (B × in) product
+        d, flat = delta_t.reshape(k * n, -1), out.view(k * n, -1)
         if l2s:
-            return torch.addmm(w.reshape(k * out, -1), d, h_in, beta=2.0 * l2s[0]).view_as(w)
-        return torch.mm(d, h_in).view_as(w)
-    if l2s:
-        return torch.baddbmm(w, delta_t, h_in, beta=2.0 * l2s[0])
-    return torch.bmm(delta_t, h_in)
+            torch.addmm(w.reshape(k * n, -1), d, h_in, beta=2.0 * l2s[0], out=flat)
+        else:
+            torch.mm(d, h_in, out=flat)
+    elif l2s:
+        torch.baddbmm(w, delta_t, h_in, beta=2.0 * l2s[0], out=out)
+    else:
+        torch.bmm(delta_t, h_in, out=out)
 
 
 def _add_l1(grad: Tensor, w: Tensor, l1s: list[float]) -> None:

@@ -458,13 +458,18 @@ _UPDATES: dict[type, type[BatchedUpdate]] = {
 
 
 def algorithm_key(optimizer: torch.optim.Optimizer) -> tuple[Any, ...]:
-    """What decides an optimizer's update rule: its class and its algorithm flags.
+    """What decides an optimizer's update rule: its class, its algorithm flags and, for
+    SGD, whether it has momentum (Algorithm 8.1 or 8.2).
 
-    Members with equal keys share one :class:`BatchedUpdate` (SGD with and without
-    momentum are one rule; Nesterov's is another).
+    Members with equal keys share one :class:`BatchedUpdate`.  Plain SGD apart keeps its
+    members, updated inside their gradient's product (:meth:`_SGD.in_product`), on
+    adjacent rows: the batched pass then forms no gradient for them.
     """
     group = optimizer.param_groups[0] if optimizer.param_groups else {}
-    return (type(optimizer).__name__, *(bool(group.get(flag, False)) for flag in _FLAGS))
+    key = (type(optimizer).__name__, *(bool(group.get(flag, False)) for flag in _FLAGS))
+    if isinstance(optimizer, SGD):
+        key += (float(group.get("momentum", 0.0)) == 0.0,)
+    return key
 
 
 class MixedUpdate:
