@@ -240,10 +240,28 @@ def test_group_size_follows_the_memory_available(monkeypatch):
     per = rules.member_bytes(cfg, 64, 10)
     assert per > 4 * ((64 + 1) * 32 + (32 + 1) * 10)  # at least the parameters
     monkeypatch.setattr(rules, "available_bytes", lambda device: 100 * per)
+    monkeypatch.setattr(rules, "cache_bytes", lambda: 1 << 30)  # memory decides
     assert rules.max_group_size(cfg, 64, 10) == 50
     assert rules.max_group_size(cfg, 64, 10, workers=2) == 25
     monkeypatch.setattr(rules, "available_bytes", lambda device: per // 10)
     assert rules.max_group_size(cfg, 64, 10) == 1
+
+
+def test_on_a_cpu_a_group_keeps_its_weights_within_two_l2_caches(monkeypatch):
+    from descentlab.train.fused import rules
+
+    monkeypatch.setattr(rules, "available_bytes", lambda device: 1 << 40)
+    monkeypatch.setattr(rules, "cache_bytes", lambda: 1 << 20)
+    mnist = {"dataset": "mnist", "quiet": True}
+    small = from_mapping({**mnist, "model": "mlp", "hidden": [100]})  # 318 kB of weights
+    big = from_mapping({**mnist, "model": "mlp", "hidden": [500]})  # 1.6 MB: alone is faster
+    logreg = from_mapping({**mnist, "model": "logreg"})  # 31 kB
+    assert rules.max_group_size(small, 784, 10) == 6
+    assert rules.max_group_size(big, 784, 10) == 1
+    assert rules.max_group_size(logreg, 784, 10) == 66
+    assert rules.max_group_size(big, 784, 10, device=torch.device("meta")) > 1  # not a CPU
+    monkeypatch.undo()
+    assert rules.cache_bytes() >= 1 << 16  # sysfs's L2 size, or 1 MiB where it says none
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "rmsprop", "adam"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -13,7 +14,9 @@ from descentlab.optim import OPTIMIZER_NAMES
 from descentlab.train.config import TrainConfig
 
 __all__ = [
+    "CPU_CACHE_SHARE",
     "MEMORY_FRACTION",
+    "cache_bytes",
     "fuse_problem",
     "group_key",
     "max_group_size",
@@ -30,6 +33,10 @@ PER_MEMBER = frozenset(
         "betas", "eps", "rho",
     }
 )  # fmt: skip
+
+#: On a CPU, a group's stacked parameters may take this many L2 caches' worth of bytes
+#: (see :func:`max_group_size`).
+CPU_CACHE_SHARE = 2.0
 
 #: The share of the free memory a fused group may plan to use (the rest is headroom
 #: for the allocator, the evaluation batches and whatever else runs on the machine).
@@ -100,6 +107,22 @@ def available_bytes(device: torch.device) -> int:
     return int(psutil.virtual_memory().available)
 
 
+def cache_bytes() -> int:
+    """The size of one core's level-2 cache (Linux's sysfs; 1 MiB where it does not say)."""
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            if (index / "level").read_text().strip() != "2":
+                continue
+            size = (index / "size").read_text().strip().upper()  # e.g. "1024K"
+        except OSError:
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+        digits = size.rstrip("KMG")
+        if digits.isdigit() and int(digits) > 0:
+            return int(digits) * scale
+    return 1 << 20
+
+
 def max_group_size(
     cfg: TrainConfig,
     n_inputs: int,
@@ -111,10 +134,22 @@ def max_group_size(
 ) -> int:
     """How many members of ``cfg``'s shape one group may hold.
 
-    ``K = ⌊fraction · free / (workers · member_bytes)⌋`` (at least 1): ``workers``
+    Memory: ``K = ⌊fraction · free / (workers · member_bytes)⌋`` (at least 1): ``workers``
     groups train at once, each may use its share of ``fraction`` of the free memory
     (:func:`available_bytes`).  The data set is loaded once per group and not counted.
+
+    On a CPU also ``K ≤ ⌊CPU_CACHE_SHARE · L2 / parameter bytes⌋`` (:func:`cache_bytes`):
+    a separate run of a small model keeps its weights in its core's cache through a step,
+    where a group streams all its members' weights through memory; measured on this
+    project's machine (1 MiB L2, one thread, one MNIST epoch of 8 configurations): a
+    784-100-10 MLP (0.3 MB) ran fastest in groups of 4–8, 1.1× the separate runs, slower
+    in groups of 16; a 784-500-10 MLP (1.6 MB) ran 10–25% *slower* in any group; softmax
+    regression (31 kB) 2.4× in groups of 8.  A cap of 1 runs the members separately.
     """
     free = available_bytes(device or torch.device("cpu"))
     per = member_bytes(cfg, n_inputs, n_classes)
-    return max(1, math.floor(fraction * free / (max(1, workers) * per)))
+    k = max(1, math.floor(fraction * free / (max(1, workers) * per)))
+    if (device or torch.device("cpu")).type == "cpu":
+        weights = 4 * parameter_count(cfg, n_inputs, n_classes)
+        k = min(k, max(1, math.floor(CPU_CACHE_SHARE * cache_bytes() / weights)))
+    return k
