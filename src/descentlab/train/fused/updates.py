@@ -26,8 +26,10 @@ Flags that change the algorithm (``nesterov``, ``amsgrad``, ``centered``,
 Adam, AdaGrad and plain RMSProp apply torch's one-pass kernels
 (:func:`~descentlab.optim.fused_adam_`, ``fused_adagrad_``, ``fused_rmsprop_``), SGD with
 momentum :func:`~descentlab.optim.sgd.fused_sgd_` and AdaDelta its multi-tensor update
-(:func:`~descentlab.optim.adadelta.adadelta_foreach_`), each to each member's rows, one
-call per member; plain SGD's update is applied by the backward pass inside the gradient's
+(:func:`~descentlab.optim.adadelta.adadelta_foreach_`), each to each member's rows (one
+multi-tensor call per set of equal hyperparameters: a seed sweep makes one call; the
+kernels treat each tensor of the list alone, so this is bit for bit the per-member call);
+plain SGD's update is applied by the backward pass inside the gradient's
 product (:meth:`_SGD.in_product`, :func:`~descentlab.optim.sgd.sgd_update_`).  That is
 the very update each member's separate run applies, on gradients the batched pass
 computes bit for bit as the separate run does (:mod:`.dense`), so the members *are* their
@@ -170,6 +172,19 @@ class BatchedUpdate:
     def neg_lr(self) -> list[float]:
         return [-lr for lr in self.values["lr"]]
 
+    def alike(self, keys: Sequence[str], skip: set[int] | None = None) -> list[tuple[Any, ...]]:
+        """The members (rows) grouped by their values of ``keys``: ``(values..., rows)``.
+
+        Members with the same numbers take one multi-tensor call over all their tensors
+        (a seed sweep: one call for the group), which treats each tensor as a call of
+        its own would, bit for bit.
+        """
+        out: dict[tuple[float, ...], list[int]] = {}
+        for k in range(len(self.values["lr"])):
+            if not skip or k not in skip:
+                out.setdefault(tuple(self.values[n][k] for n in keys), []).append(k)
+        return [(*numbers, rows) for numbers, rows in out.items()]
+
     # ------------------------------------------------------------- checkpoints
     @torch.no_grad()
     def export(self, row: int, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
@@ -237,18 +252,15 @@ class _SGD(_Momentum):
             super().apply(params, grads)
             return
         self.t += 1
-        v = self.values
         velocities = self.state.get("velocity")
-        for k in range(params[0].shape[0]):
-            if k in skipped:
-                continue
+        for lr, momentum, decay, rows in self.alike(("lr", "momentum", "weight_decay"), skipped):
             fused_sgd_(
-                [p[k] for p in params],
-                [g[k] for g in grads],
-                [s[k] for s in velocities] if velocities and v["momentum"][k] else None,
-                lr=v["lr"][k],
-                momentum=v["momentum"][k],
-                weight_decay=v["weight_decay"][k],
+                _rows(params, rows),
+                _rows(grads, rows),
+                _rows(velocities, rows) if velocities and momentum else None,
+                lr=lr,
+                momentum=momentum,
+                weight_decay=decay,
             )
 
     def update(self, i: int, p: Tensor, g: Tensor) -> None:
@@ -297,15 +309,15 @@ class _AdaGrad(BatchedUpdate):
             super().apply(params, grads)
             return
         self.t += 1
-        sums, v = self.state["sum_sq"], self.values
-        for k in range(params[0].shape[0]):
+        sums = self.state["sum_sq"]
+        for lr, eps, decay, rows in self.alike(("lr", "eps", "weight_decay")):
             fused_adagrad_(
-                [p[k] for p in params],
-                [g[k] for g in grads],
-                [r[k] for r in sums],
-                lr=v["lr"][k],
-                eps=v["eps"][k],
-                weight_decay=v["weight_decay"][k],
+                _rows(params, rows),
+                _rows(grads, rows),
+                _rows(sums, rows),
+                lr=lr,
+                eps=eps,
+                weight_decay=decay,
             )
 
     def update(self, i: int, p: Tensor, g: Tensor) -> None:
@@ -336,17 +348,17 @@ class _RMSProp(_Momentum):
         self.t += 1
         if not self._scratch or self._scratch[0].shape != params[0].shape:
             self._scratch = [torch.zeros_like(p) for p in params]  # (finite: the kernel reads it)
-        squares, v = self.state["square_avg"], self.values
-        for k in range(params[0].shape[0]):
+        squares = self.state["square_avg"]
+        for lr, rho, eps, decay, rows in self.alike(("lr", "rho", "eps", "weight_decay")):
             fused_rmsprop_(
-                [p[k] for p in params],
-                [g[k] for g in grads],
-                [r[k] for r in squares],
-                [s[k] for s in self._scratch],
-                lr=v["lr"][k],
-                rho=v["rho"][k],
-                eps=v["eps"][k],
-                weight_decay=v["weight_decay"][k],
+                _rows(params, rows),
+                _rows(grads, rows),
+                _rows(squares, rows),
+                _rows(self._scratch, rows),
+                lr=lr,
+                rho=rho,
+                eps=eps,
+                weight_decay=decay,
             )
 
     def update(self, i: int, p: Tensor, g: Tensor) -> None:
@@ -388,19 +400,20 @@ class _Adam(BatchedUpdate):
             super().apply(params, grads)
             return
         self.t += 1
-        steps = [torch.tensor(float(self.t), dtype=torch.float32)] * len(params)
-        first, second, v = self.state["first_moment"], self.state["second_moment"], self.values
-        for k in range(params[0].shape[0]):
+        steps = [torch.tensor(float(self.t), dtype=torch.float32)] * len(params)  # per member
+        first, second = self.state["first_moment"], self.state["second_moment"]
+        keys = ("lr", "beta1", "beta2", "eps", "weight_decay")
+        for lr, beta1, beta2, eps, decay, rows in self.alike(keys):
             fused_adam_(
-                [p[k] for p in params],
-                [g[k] for g in grads],
-                [s[k] for s in first],
-                [r[k] for r in second],
-                steps,
-                lr=v["lr"][k],
-                betas=(v["beta1"][k], v["beta2"][k]),
-                eps=v["eps"][k],
-                weight_decay=v["weight_decay"][k],
+                _rows(params, rows),
+                _rows(grads, rows),
+                _rows(first, rows),
+                _rows(second, rows),
+                steps * len(rows),
+                lr=lr,
+                betas=(beta1, beta2),
+                eps=eps,
+                weight_decay=decay,
             )
 
     def update(self, i: int, p: Tensor, g: Tensor) -> None:
@@ -433,19 +446,24 @@ class _AdaDelta(BatchedUpdate):
         self.t += 1
         if len(self._scratch) != 2 or self._scratch[0][0].shape != params[0].shape:
             self._scratch = [[torch.empty_like(p) for p in params] for _ in range(2)]
-        squares, deltas, v = self.state["square_avg"], self.state["acc_delta"], self.values
-        for k in range(params[0].shape[0]):
+        squares, deltas = self.state["square_avg"], self.state["acc_delta"]
+        for lr, rho, eps, decay, rows in self.alike(("lr", "rho", "eps", "weight_decay")):
             adadelta_foreach_(
-                [p[k] for p in params],
-                [g[k] for g in grads],
-                [s[k] for s in squares],
-                [a[k] for a in deltas],
-                ([b[k] for b in self._scratch[0]], [b[k] for b in self._scratch[1]]),
-                lr=v["lr"][k],
-                rho=v["rho"][k],
-                eps=v["eps"][k],
-                weight_decay=v["weight_decay"][k],
+                _rows(params, rows),
+                _rows(grads, rows),
+                _rows(squares, rows),
+                _rows(deltas, rows),
+                (_rows(self._scratch[0], rows), _rows(self._scratch[1], rows)),
+                lr=lr,
+                rho=rho,
+                eps=eps,
+                weight_decay=decay,
             )
+
+
+def _rows(stacks: Sequence[Tensor], rows: Sequence[int]) -> list[Tensor]:
+    """Member by member, each stack's row: the tensor list of one multi-tensor call."""
+    return [t[k] for k in rows for t in stacks]
 
 
 _UPDATES: dict[type, type[BatchedUpdate]] = {
