@@ -20,6 +20,23 @@ from descentlab.cli.main import main
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
+#: A two-stage ``compare`` that finishes in seconds: 2 optimizers × 2 lrs on a tiny MLP,
+#: lr tuned on seed 0, then a second seed (the sweep and fused-sweep tests add their flags).
+TINY_COMPARE = [
+    "compare",
+    "--dataset", "digits",
+    "--model", "mlp",
+    "--hidden", "16",
+    "--optimizer", "sgd,adam",
+    "--lr", "0.03", "0.3",
+    "--batch-size", "64",
+    "--max-epochs", "2",
+    "--early-stopping", "none",
+    "--shuffle",
+    "--seeds", "2",
+    "--select-lr",
+]  # fmt: skip
+
 
 def run_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
     """``descentlab ARGV`` in-process: (exit code, stdout, stderr)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+from clihelpers import TINY_COMPARE
 from descentlab.cli.main import main
 from descentlab.experiments.fused_runs import FusedTask, describe_units, plan_units
 from descentlab.experiments.plan import SweepPlan, train_options
@@ -15,22 +16,7 @@ TIMING = {"wall_seconds", "train_seconds", "seconds_per_epoch", "seconds_to_best
           "seconds_to_target", "valid_target_seconds", "resumed"}  # fmt: skip
 NLL = {"best_valid_nll", "test_nll"}  # float32 rounding of the batched products
 
-ARGV = [
-    "compare",
-    "--dataset", "digits",
-    "--model", "mlp",
-    "--hidden", "16",
-    "--optimizer", "sgd,adam",
-    "--lr", "0.03", "0.3",
-    "--batch-size", "64",
-    "--max-epochs", "2",
-    "--early-stopping", "none",
-    "--shuffle",
-    "--seeds", "2",
-    "--select-lr",
-    "--threads", "1",
-    "--no-report",
-]  # fmt: skip
+ARGV = [*TINY_COMPARE, "--threads", "1", "--no-report"]
 
 
 def _table(path):

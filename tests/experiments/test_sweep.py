@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from clihelpers import TINY_COMPARE
 from descentlab.cli.main import main
 from descentlab.errors import ConfigError
 from descentlab.experiments.executor import threads_per_job
@@ -148,23 +149,7 @@ def test_a_diverging_run_is_recorded_and_the_sweep_goes_on(tmp_path):
 # ============================================================ end to end, 2 jobs
 def test_compare_end_to_end_two_jobs(tmp_path, capsys):
     out = tmp_path / "sweep"
-    argv = [
-        "compare",
-        "--dataset", "digits",
-        "--model", "mlp",
-        "--hidden", "16",
-        "--optimizer", "sgd,adam",
-        "--lr", "0.03", "0.3",
-        "--batch-size", "64",
-        "--max-epochs", "2",
-        "--early-stopping", "none",
-        "--shuffle",
-        "--seeds", "2",
-        "--select-lr",
-        "--jobs", "2",
-        "--target-error", "0.5",
-        "--out", str(out),
-    ]  # fmt: skip
+    argv = [*TINY_COMPARE, "--jobs", "2", "--target-error", "0.5", "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "stage 1" in printed and "stage 2" in printed and "report:" in printed

@@ -107,11 +107,10 @@ class FusedGroup:
             rows = self.optim.in_product()
             with torch.no_grad():
                 grads = self.dense.backward(self._at, self.l1, self.l2, sgd=rows, theta=self.params)
-            self.optim.skip(set(rows))
             if not grads:  # every member's update is done
-                self.optim.skip(set())
                 self._at = self.params
                 return
+            self.optim.skip(set(rows))
         else:
             grads = list(torch.autograd.grad(cost.sum(), self._at))
         self.optim.apply(self.params, grads)
