@@ -265,11 +265,14 @@ def test_a_torch_module_as_the_model_is_copied_not_trained(iris):
     torch.manual_seed(0)
     module = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
     before = copy.deepcopy(module.state_dict())
-    clf = DescentClassifier(model=module, optimizer="adam", lr=0.02, max_epochs=20)
+    # Without early stopping: a 15-example validation set can stop at a weak early epoch.
+    clf = DescentClassifier(
+        model=module, optimizer="adam", lr=0.02, max_epochs=20, early_stopping=False, random_state=0
+    )
     clf.fit(X, y)
     for key, value in module.state_dict().items():
         assert torch.equal(value, before[key])  # the parameter itself is untouched
-    assert clf.model_ is not module and clf.score(X, y) > 0.85
+    assert clf.model_ is not module and clf.score(X, y) > 0.9
     assert clone(clf).get_params()["model"] is not module
 
 
