@@ -78,6 +78,36 @@ def test_runs_the_fused_trainer_cannot_handle_run_separately(tmp_path):
     assert describe_units(units) == "5 runs in 1 fused group + 3 separate"
 
 
+def test_resumed_runs_checkpointed_at_one_point_train_as_a_group_again(tmp_path):
+    import torch
+
+    from descentlab.train.checkpoint import save_checkpoint
+
+    plan = SweepPlan.build(
+        {"lr": [0.01, 0.03, 0.1, 0.3, 1.0]},
+        {"dataset": "digits", "model": "logreg", "max_epochs": 3},
+        seeds=1,
+    )
+    options = [train_options(run) for run in plan.runs()]
+    tasks = [
+        RunTask(f"r{i}", str(tmp_path / f"r{i}"), o, resume=True) for i, o in enumerate(options)
+    ]
+    points = [(40, 1), (40, 1), (40, 1), (17, 0), None]  # r4: its checkpoint is unreadable
+    for task, point in zip(tasks, points):
+        folder = tmp_path / task.name / "checkpoint"
+        if point is None:
+            folder.mkdir(parents=True)
+            continue
+        meta = {"iteration": point[0], "epoch": point[1]}
+        save_checkpoint(folder, {"w": torch.zeros(2)}, meta)
+    fresh = RunTask("fresh", str(tmp_path / "fresh"), options[0])
+    units = plan_units([*tasks, fresh], workers=1)
+    groups = sorted([t.name for t in u.tasks] for u in units if isinstance(u, FusedTask))
+    assert groups == [["r0", "r1", "r2"]]  # one point: one group; the others alone
+    assert sorted(u.name for u in units if isinstance(u, RunTask)) == ["fresh", "r3", "r4"]
+    assert all(u.resume for u in units if isinstance(u, FusedTask))
+
+
 def test_units_are_cut_to_a_workers_share_and_run_largest_first(tmp_path):
     plan = SweepPlan.build(
         {"model": ["logreg", "mlp"], "lr": [0.01, 0.03, 0.1, 0.3]},
@@ -97,7 +127,7 @@ def test_units_are_cut_to_a_workers_share_and_run_largest_first(tmp_path):
     assert sizes[:2] == [("mlp", 2), ("mlp", 2)]
 
 
-def test_a_sweep_interrupted_in_a_fused_group_resumes_to_the_same_results(tmp_path):
+def test_a_sweep_interrupted_in_a_fused_group_resumes_to_the_same_results(tmp_path, capsys):
     import os
     import signal
     import subprocess
@@ -124,7 +154,9 @@ def test_a_sweep_interrupted_in_a_fused_group_resumes_to_the_same_results(tmp_pa
     assert proc.returncode == 130, printed
     assert "2 runs in 1 fused group " in printed
     assert all((d / "checkpoint").is_dir() for d in (out / "runs").iterdir())
+    capsys.readouterr()
     assert main([*argv, "--out", str(out)]) == 0  # resumes both, each from its checkpoint
+    assert "2 runs in 1 fused group " in capsys.readouterr().out  # together again
     assert main([*argv, "--out", str(tmp_path / "alone"), "--no-fuse"]) == 0
     resumed, alone = _table(out), _table(tmp_path / "alone")
     for run in (out / "runs").iterdir():

@@ -301,6 +301,49 @@ def test_an_interrupted_group_resumes_each_member_exactly(tmp_path, optimizer):
             assert torch.equal(a, b)
 
 
+def test_an_interrupted_group_resumes_as_a_group_exactly(tmp_path):
+    import os
+    import signal
+
+    from descentlab.train.callbacks import Callback, MetricsFiles, RunDirectory
+    from descentlab.train.fused import fit_group
+    from descentlab.train.interrupt import TrainingInterrupted
+    from descentlab.train.records import FitResult
+
+    class Interrupt(Callback):  # Ctrl-C at a validation in the middle of epoch 2
+        def on_validation(self, trainer, row):
+            if trainer.progress.counters.iteration == 83:  # validations: (i + 1) % 7 == 0
+                os.kill(os.getpid(), signal.SIGINT)
+
+    def callbacks(run_dir):
+        extra = [Interrupt()] if run_dir.name == "m0" else []
+        return [MetricsFiles(run_dir), RunDirectory(run_dir), *extra]
+
+    # Every kind of state: Adam's step count, a Nesterov look-ahead, AdaGrad's sums,
+    # plain SGD updated inside the product; four algorithms in one group.
+    members = [
+        {"optimizer": "adam", "lr": 0.003, "seed": 1},
+        {"optimizer": "nesterov", "lr": 0.01, "seed": 2, "l2": 1e-4},
+        {"optimizer": "adagrad", "lr": 0.03, "seed": 1},
+        {"optimizer": "sgd", "lr": 0.05, "seed": 3},
+    ]
+    configs = _configs("mlp", members, max_epochs=3, validation_frequency=7, shuffle=True)
+    data = load_data(configs[0])
+    assert data.train.y.shape[0] // 20 < 83  # the interruption is inside epoch 2
+    dirs = [tmp_path / f"m{i}" for i in range(len(members))]
+    outcomes = fit_group(configs, data=data, out=dirs, callbacks=callbacks)
+    assert all(isinstance(o, TrainingInterrupted) for o in outcomes)
+    with pytest.raises(ConfigError, match="different points of training"):
+        fit_group(configs[:2], data=data, out=[dirs[0], tmp_path / "new"], resume=[True, False])
+    resumed = fit_group(configs, data=data, out=dirs, resume=True)
+    for cfg, again in zip(configs, resumed):
+        alone = fit(config=cfg, data=data)
+        assert isinstance(again, FitResult)
+        _check_same(again, alone)
+        for a, b in zip(again.model.parameters(), alone.model.parameters()):
+            assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
 def test_members_with_one_seed_share_each_minibatch(optimizer):
     # an lr grid on one seed (a study's tuning stage): one minibatch order for all

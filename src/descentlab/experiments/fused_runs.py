@@ -5,8 +5,7 @@ into *units*: a :class:`FusedTask` for each group of runs that can train as one 
 model (:mod:`descentlab.train.fused`: same model, data and batch size; members differ
 in seed, optimizer, lr, schedule, optimizer hyperparameters, L1/L2 and stopping), a
 plain ``RunTask`` for every other run.  A run the fused trainer cannot handle (LeNet,
-dropout, clipping, a resume from a checkpoint, ...) runs separately, as with
-``--no-fuse``.
+dropout, clipping, ...) runs separately, as with ``--no-fuse``.
 
 Group size: at most :func:`~descentlab.train.fused.max_group_size` members (half the
 free memory shared by the workers), and no more than a worker's share of the stage's
@@ -19,7 +18,9 @@ largest first (the longest-processing-time rule), so they finish close together.
 would (the same files, ``sweep_run.json`` with the same extras) and returns one outcome
 per member under ``"members"``.  A group the fused trainer refuses after all runs its
 members one by one.  Resuming: a group's members checkpoint into their own run
-directories, so a killed group's runs resume (each as a separate run) from there.
+directories; the runs of a killed group resume from there as a group again (runs
+checkpointed at the same iteration share a group; a resume whose checkpoint cannot be
+read or does not fit runs alone, which starts it over if the checkpoint is damaged).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from descentlab.experiments.runs import (
 from descentlab.experiments.store import RUN_STATUS, write_json
 from descentlab.train.build import load_data
 from descentlab.train.callbacks import Callback, MetricsFiles, RunDirectory
+from descentlab.train.checkpoint import checkpoint_info
 from descentlab.train.config import TrainConfig, from_mapping
 from descentlab.train.fused import (
     fit_group,
@@ -81,7 +83,8 @@ class FusedTask:
 
     @property
     def resume(self) -> bool:
-        return False
+        """Whether the members continue from their checkpoints (all or none do)."""
+        return any(t.resume for t in self.tasks)
 
 
 Unit = RunTask | FusedTask
@@ -91,11 +94,19 @@ Unit = RunTask | FusedTask
 CHECKPOINT_SECONDS = 30.0
 
 
-def _fusable(task: RunTask) -> TrainConfig | None:
-    if task.resume:  # a checkpoint of a separate run continues as one
-        return None
+def _fusable(task: RunTask) -> tuple[TrainConfig, tuple[Any, ...]] | None:
+    """The run's config and the point it starts from, when it can train in a group."""
     cfg = from_mapping(task.options)
-    return cfg if not fuse_problem(cfg) else None
+    if fuse_problem(cfg):
+        return None
+    if not task.resume:
+        return cfg, ()
+    # A resumed run joins the runs checkpointed at the same point (a group interrupted
+    # together); read from the checkpoint's manifest, no tensor loaded.
+    info = checkpoint_info(Path(task.run_dir) / "checkpoint")
+    if info is None or "iteration" not in info.meta or "epoch" not in info.meta:
+        return None
+    return cfg, (info.meta["iteration"], info.meta["epoch"])
 
 
 def _shape(cfg: TrainConfig, cache: dict[tuple[Any, ...], tuple[int, int]]) -> tuple[int, int]:
@@ -123,14 +134,15 @@ def plan_units(tasks: Sequence[RunTask], *, workers: int = 1) -> list[Unit]:
     units: list[tuple[float, Unit]] = []
     total = 0.0
     for task in tasks:
-        cfg = _fusable(task)
-        if cfg is None:
+        fusable = _fusable(task)
+        if fusable is None:
             alone_cfg = from_mapping(task.options)
             cost = work(alone_cfg) if alone_cfg.model in ("logreg", "mlp") else math.inf
             units.append((cost, task))
             total += cost if math.isfinite(cost) else 0.0
         else:
-            groups.setdefault(group_key(cfg), []).append((task, cfg))
+            cfg, point = fusable
+            groups.setdefault((group_key(cfg), point), []).append((task, cfg))
             total += work(cfg)
     share = total / max(1, workers)
     for members in groups.values():
@@ -176,7 +188,7 @@ def _callbacks(run_dir: Path | None) -> list[Callback]:
 def _record(task: RunTask, outcome: Any, cfg: TrainConfig, seconds: float) -> dict[str, Any]:
     """Write member ``task``'s ``sweep_run.json`` as :func:`execute_run` does; its outcome."""
     run_dir = Path(task.run_dir)
-    status: dict[str, Any] = {"status": "ok", "error": None, "resumed": False}
+    status: dict[str, Any] = {"status": "ok", "error": None, "resumed": task.resume}
     if isinstance(outcome, FitResult):
         record_result(status, run_dir, outcome, cfg)
     elif isinstance(outcome, TrainingInterrupted):
@@ -205,6 +217,7 @@ def execute_fused(unit: FusedTask) -> dict[str, Any]:
             out=[t.run_dir for t in unit.tasks],
             callbacks=_callbacks,
             checkpoint_seconds=CHECKPOINT_SECONDS,
+            resume=[t.resume for t in unit.tasks],
         )
     except KeyboardInterrupt:  # a second signal: stopped at once (the checkpoints stay)
         members = [

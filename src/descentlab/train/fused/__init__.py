@@ -30,9 +30,10 @@ members are stacked along a leading dimension and trained together::
 Checkpoints and resume: with ``checkpoint_seconds`` (sweeps: 30 s, as their separate
 runs) and on SIGINT/SIGTERM every member writes its *own* checkpoint into its run
 directory, its row of the stacked state in its optimizer's own schema.  A killed or
-interrupted group's members then resume one by one as separate runs from there
-(``fit(..., resume=True)``, ``descentlab train --resume RUN_DIR``, or the sweep again),
-exactly as if they had been checkpointed by a separate run.
+interrupted group's members then resume from there, exactly: as a group again
+(``fit_group(..., resume=True)``, or the sweep again, which groups runs checkpointed at
+the same iteration), or each as a separate run (``fit(..., resume=True)``,
+``descentlab train --resume RUN_DIR``), as if checkpointed by a separate run.
 """
 
 from descentlab.train.fused.group import FusedGroup

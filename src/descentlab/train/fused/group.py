@@ -56,6 +56,9 @@ class FusedGroup:
         self.optim: BatchedUpdate | MixedUpdate = batched_update(
             [tr.optimizer for tr in trainers], self.params
         )
+        for row, (tr, tensors) in enumerate(zip(trainers, per_member)):
+            if tr.optimizer.state:  # resumed from a checkpoint
+                self.optim.load(row, tr.optimizer, tensors)
         self._at: list[Tensor] = self.params  # where the last cost was taken
 
     @property

@@ -51,7 +51,11 @@ from descentlab.train.loop import (
     validate,
 )
 from descentlab.train.records import FitResult
-from descentlab.train.run_dir import check_run_dir, prepare_run_dir
+from descentlab.train.run_dir import (
+    check_run_dir,
+    prepare_run_dir,
+    unfinished_without_checkpoint,
+)
 from descentlab.train.trainer import Trainer
 
 __all__ = ["Outcome", "fit_fused", "fit_group"]
@@ -131,6 +135,7 @@ def fit_group(
     out: Sequence[str | Path | None] | None = None,
     callbacks: CallbackFactory = _member_callbacks,
     checkpoint_seconds: float | None = None,
+    resume: bool | Sequence[bool] = False,
 ) -> list[Outcome]:
     """Train ``configs`` as one fused group; each member's :class:`FitResult` or error.
 
@@ -145,25 +150,57 @@ def fit_group(
     (SIGINT/SIGTERM), every member in the group writes its own checkpoint into its run
     directory (its parameters and its optimizer state in the optimizer's own schema), so
     ``fit(..., resume=True)`` continues each member as a separate run, exactly.
+
+    ``resume`` (one flag, or one per member): continue each such member from the
+    checkpoint in its run directory, as ``fit(..., resume=True)`` would, but still as one
+    group.  The members must stand at the same point of training (the same iteration
+    and epoch: a group interrupted together does), else :class:`ConfigError`.
     """
     _check_group(configs)
     dirs = list(out) if out is not None else [cfg.out for cfg in configs]
-    if len(dirs) != len(configs):
-        raise ConfigError(f"{len(configs)} configurations but {len(dirs)} run directories")
+    flags = [resume] * len(configs) if isinstance(resume, bool) else list(resume)
+    if len(dirs) != len(configs) or len(flags) != len(configs):
+        raise ConfigError(
+            f"{len(configs)} configurations but {len(dirs)} run directories "
+            f"and {len(flags)} resume flags"
+        )
     datasets = [data] * len(configs) if data is not None else _member_data(configs)
     trainers = []
     # One writer per run directory, as for a separate run (descentlab.fsio.WriterLock).
     with contextlib.ExitStack() as locks:
-        for cfg, folder, shared in zip(configs, dirs, datasets):
-            run_dir = check_run_dir(folder) if folder else None
+        for cfg, folder, shared, again in zip(configs, dirs, datasets, flags):
+            if again and folder and unfinished_without_checkpoint(Path(folder)):
+                again = False  # stopped before its first checkpoint: start it over
+            run_dir = check_run_dir(folder, resume=again) if folder else None
             cbs = callbacks(run_dir)
             cbs.sort(key=lambda cb: not getattr(cb, "fills_rows", False))
             trainer = Trainer(cfg, data=shared, callbacks=cbs, run_dir=run_dir)
             if run_dir is not None:
-                prepare_run_dir(run_dir, resume=False)
+                prepare_run_dir(run_dir, resume=again)
                 locks.enter_context(WriterLock(run_dir, "run"))
+            if again:
+                trainer.restore_checkpoint()
             trainers.append(trainer)
+        _check_same_point(trainers)
         return _FusedLoop(trainers, checkpoint_seconds).run()
+
+
+def _check_same_point(trainers: Sequence[Trainer]) -> None:
+    """The members step together: each must resume where the others do."""
+    points = {
+        (
+            t.progress.counters.iteration,
+            t.progress.counters.epoch,
+            t.progress.counters.batch_in_epoch,
+        )
+        for t in trainers
+    }
+    if len(points) > 1:
+        described = ", ".join(f"iteration {i} (epoch {e}, batch {b})" for i, e, b in sorted(points))
+        raise ConfigError(
+            f"the members of a fused group stand at different points of training: {described}",
+            hint="resume them separately, or group members checkpointed together",
+        )
 
 
 def fit_fused(
@@ -215,8 +252,14 @@ class _FusedLoop:
         # The separate run checks every step's cost on the CPU, at validation on a GPU.
         self.check_each_step = self.device.type == "cpu"
         self.scheduled = any(not isinstance(t.schedule, Constant) for t in trainers)
-        self.loss_sums = torch.zeros(len(trainers), dtype=torch.float64, device=self.device)
-        self.loss_counts = [0] * len(trainers)
+        # The training cost since each member's last validation (a resumed one's from its
+        # checkpoint).
+        self.loss_sums = torch.tensor(
+            [float(t.progress.interval.loss_sum) for t in trainers],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        self.loss_counts = [t.progress.interval.loss_count for t in trainers]
         self.leaving: dict[int, Outcome | str] = {}  # row → error, or why it stopped
 
     def run(self) -> list[Outcome]:
@@ -226,10 +269,12 @@ class _FusedLoop:
             t.optimizer._opt_called = True  # type: ignore[attr-defined]
             t.progress.clock.start()
             t.emit("on_train_start")
-            for message in t.start_warnings:
-                t.warn(message)
+            counters = t.progress.counters
+            if counters.epoch == 0 and counters.batch_in_epoch == 0:  # not again on a resume
+                for message in t.start_warnings:
+                    t.warn(message)
         interrupts = self.trainers[0].interrupts
-        epoch = 0
+        epoch = self.trainers[0].progress.counters.epoch  # all equal (_check_same_point)
         with interrupts.caught():
             while self.active:
                 epoch += 1
@@ -240,10 +285,15 @@ class _FusedLoop:
 
     # ------------------------------------------------------------------ an epoch
     def _epoch(self, epoch: int, interrupts: Any) -> None:
+        """The epoch (its rest, after a resume mid-epoch) for every member still in."""
         orders = []
+        start = self.trainers[self.active[0]].progress.counters.batch_in_epoch
         for m in self.active:
             t = self.trainers[m]
-            t.epoch_rng_state = t.generator.get_state()
+            if start == 0:
+                t.epoch_rng_state = t.generator.get_state()
+            else:  # resuming mid-epoch: replay the same permutation, skip what was done
+                t.generator.set_state(t.epoch_rng_state)
             t.emit("on_epoch_start", epoch)
             order = t.batches.epoch_order()
             orders.append(order if order is not None else torch.arange(self.train.y.shape[0]))
@@ -251,7 +301,7 @@ class _FusedLoop:
         # Members with one seed draw one order: then they share each minibatch.
         self.shared = self.train_x is None and bool((self.order_rows == self.order_rows[:1]).all())
         b, last = self.batch_size, self.n_batches - 1
-        for k in range(self.n_batches):
+        for k in range(start, self.n_batches):
             self._step(self.order_rows[:, k * b : (k + 1) * b], epoch)
             due = []
             for row, m in enumerate(self.active):

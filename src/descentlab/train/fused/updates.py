@@ -202,6 +202,28 @@ class BatchedUpdate:
             if self.counts_steps:
                 state["step"] = torch.tensor(float(self.t), dtype=torch.float32)
 
+    @torch.no_grad()
+    def load(self, row: int, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
+        """Read member ``row``'s state from its own ``optimizer`` (a resumed checkpoint).
+
+        The inverse of :meth:`export`; a member whose optimizer holds no state yet (a
+        fresh run) keeps the initial state.
+        """
+        for i, p in enumerate(params):
+            state = optimizer.state.get(p, {})
+            for name, stacks in self.state.items():
+                if name in state:
+                    stacks[i][row].copy_(state[name])
+            if self.counts_steps and "step" in state:
+                steps = int(state["step"])
+                if self.t and steps != self.t:
+                    raise ConfigError(
+                        f"the members' optimizers have taken different numbers of steps "
+                        f"({self.t} and {steps})",
+                        hint="resume them separately",
+                    )
+                self.t = steps
+
 
 class _Momentum(BatchedUpdate):
     """Shared by SGD and RMSProp: the velocity and the Nesterov look-ahead."""
@@ -542,12 +564,19 @@ class MixedUpdate:
                 update.keep(torch.tensor(mine, device=rows.device))
         self.parts, self.size = parts, len(kept)
 
-    def export(self, row: int, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
+    def _part(self, row: int) -> tuple[int, BatchedUpdate]:
         for a, b, update in self._ranges():
             if a <= row < b:
-                update.export(row - a, optimizer, params)
-                return
+                return row - a, update
         raise IndexError(f"no member at row {row}")
+
+    def export(self, row: int, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
+        at, update = self._part(row)
+        update.export(at, optimizer, params)
+
+    def load(self, row: int, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
+        at, update = self._part(row)
+        update.load(at, optimizer, params)
 
 
 def batched_update(
