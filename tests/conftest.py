@@ -9,8 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 torch.set_num_threads(1)
+
+# Property tests judge results, not speed: a slower or busier machine (CI) must not fail
+# them for taking long (hypothesis's default deadline and its too-slow health check).
+settings.register_profile(
+    "descentlab", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("descentlab")
 
 DATA_DIR = os.environ.get("DESCENTLAB_DATA")
 TEST_SEED = int(os.environ.get("DESCENTLAB_TEST_SEED", "0"))
