@@ -19,8 +19,9 @@ would (the same files, ``sweep_run.json`` with the same extras) and returns one 
 per member under ``"members"``.  A group the fused trainer refuses after all runs its
 members one by one.  Resuming: a group's members checkpoint into their own run
 directories; the runs of a killed group resume from there as a group again (runs
-checkpointed at the same iteration share a group; a resume whose checkpoint cannot be
-read or does not fit runs alone, which starts it over if the checkpoint is damaged).
+checkpointed at the same iteration share a group; a run whose checkpoint manifest cannot
+be read resumes alone; when a member's checkpoint turns out damaged on loading, the
+group's runs resume one by one and that run starts over).
 """
 
 from __future__ import annotations
