@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 from clihelpers import TINY_COMPARE
 from descentlab.cli.main import main
@@ -164,3 +165,44 @@ def test_a_sweep_interrupted_in_a_fused_group_resumes_to_the_same_results(tmp_pa
     for f, a in zip(resumed, alone):
         for key in ("best_valid_error", "test_error", "best_iteration", "iterations"):
             assert f[key] == a[key], key
+
+
+def test_a_damaged_checkpoint_in_a_resumed_group_starts_that_run_over(tmp_path):
+    import os
+    import signal
+
+    from descentlab.experiments.fused_runs import execute_fused
+    from descentlab.train.callbacks import Callback, MetricsFiles, RunDirectory
+    from descentlab.train.config import from_mapping
+    from descentlab.train.fused import fit_group
+
+    class Interrupt(Callback):  # Ctrl-C after epoch 1
+        def on_epoch_end(self, trainer, epoch):
+            if epoch == 1 and trainer.run_dir.name == "r0":
+                os.kill(os.getpid(), signal.SIGINT)
+
+    plan = SweepPlan.build(
+        {"lr": [0.01, 0.03, 0.1]},
+        {"dataset": "digits", "model": "logreg", "max_epochs": 3, "early_stopping": "none"},
+        seeds=1,
+    )
+    tasks = []
+    for i, run in enumerate(plan.runs()):  # as a sweep's tasks: options name the folder
+        folder = str(tmp_path / f"r{i}")
+        options = {**train_options(run), "out": folder, "quiet": True}
+        tasks.append(RunTask(f"r{i}", folder, options, resume=True))
+    fit_group(
+        [from_mapping(t.options) for t in tasks],
+        out=[t.run_dir for t in tasks],
+        callbacks=lambda d: [MetricsFiles(d), RunDirectory(d, plot=False), Interrupt()],
+    )
+    for slot in (tmp_path / "r1" / "checkpoint").glob("*.safetensors"):
+        slot.write_bytes(slot.read_bytes()[:100])  # truncated
+    outcome = execute_fused(FusedTask("g", tasks))
+    members = outcome["members"]
+    assert [m["status"] for m in members] == ["ok"] * 3, members
+    status = [json.loads((Path(t.run_dir) / "sweep_run.json").read_text()) for t in tasks]
+    assert [s["resumed"] for s in status] == [True, False, True]
+    for task in tasks:
+        summary = json.loads((Path(task.run_dir) / "summary.json").read_text())
+        assert summary["epochs_run"] == 3
