@@ -368,7 +368,7 @@ def test_batched_gradients_are_bitwise_the_fast_paths(model, hidden, shared, pen
     from descentlab.models import build_model
     from descentlab.objective import Objective
     from descentlab.train.fast import fast_path_for
-    from descentlab.train.fused.dense import DenseBatch
+    from descentlab.train.fused.dense import DenseBatch, Penalties
 
     k, batch, n_in = 3, 20, 64
     l1 = [1e-5 * (m + 1) if penalty == "l1 per member" else 0.0 for m in range(k)]
@@ -390,9 +390,9 @@ def test_batched_gradients_are_bitwise_the_fast_paths(model, hidden, shared, pen
     stacked = [torch.stack([p[i] for p in per_member]) for i in range(len(per_member[0]))]
     dense = DenseBatch("tanh" if model == "mlp" else None)
     with torch.no_grad():
-        dense.forward(stacked, xs[0] if shared else xs, ys[0] if shared else ys,
-                      torch.tensor(l1), torch.tensor(l2))  # fmt: skip
-        grads = dense.backward(stacked, torch.tensor(l1), torch.tensor(l2))
+        penalties = Penalties.of(l1, l2, stacked[0])
+        dense.forward(stacked, xs[0] if shared else xs, ys[0] if shared else ys, penalties)
+        grads = dense.backward(stacked, penalties)
     for i, g in enumerate(grads):
         for m in range(k):
             assert torch.equal(g[m], separate[m][i]), (i, m)

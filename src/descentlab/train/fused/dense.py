@@ -24,13 +24,14 @@ an allocation per saved tensor.  Other activations take the autograd path
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from descentlab.optim.sgd import sgd_update_
 
-__all__ = ["BACKWARD", "DenseBatch", "stacked_linear"]
+__all__ = ["BACKWARD", "DenseBatch", "Penalties", "stacked_linear"]
 
 _aten = torch.ops.aten
 
@@ -45,6 +46,42 @@ _FORWARD: dict[str, Callable[[Tensor], Tensor]] = {
     "sigmoid": torch.sigmoid_,
     "relu": torch.relu_,
 }
+
+
+@dataclass(frozen=True)
+class Penalties:
+    """The members' λ1 and λ2, row by row: as numbers, for the kernels' scalar arguments,
+    and as ``(K,)`` tensors, to scale each member's penalty value.
+
+    Kept apart from the step so that a step reads no number back from the device (on a
+    GPU each read would wait for every kernel queued before it).
+    """
+
+    l1s: tuple[float, ...]
+    l2s: tuple[float, ...]
+    l1: Tensor
+    l2: Tensor
+
+    @classmethod
+    def of(cls, l1s: Sequence[float], l2s: Sequence[float], like: Tensor) -> Penalties:
+        """From the members' numbers; the tensors take ``like``'s dtype and device."""
+
+        def column(values: Sequence[float]) -> Tensor:
+            return torch.tensor(list(values), dtype=like.dtype, device=like.device)
+
+        return cls(tuple(l1s), tuple(l2s), column(l1s), column(l2s))
+
+    @property
+    def use_l1(self) -> bool:
+        return any(self.l1s)
+
+    @property
+    def use_l2(self) -> bool:
+        return any(self.l2s)
+
+    def keep(self, rows: Sequence[int]) -> Penalties:
+        """The penalties of the members at ``rows`` only."""
+        return Penalties.of([self.l1s[r] for r in rows], [self.l2s[r] for r in rows], self.l1)
 
 
 def stacked_linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
@@ -80,7 +117,7 @@ class DenseBatch:
         self._y: Tensor | None = None
 
     def forward(
-        self, params: Sequence[Tensor], x: Tensor, y: Tensor, l1: Tensor, l2: Tensor
+        self, params: Sequence[Tensor], x: Tensor, y: Tensor, penalties: Penalties
     ) -> Tensor:
         """The members' costs (K,) at ``params`` (stacked weight, bias, weight, bias, ...).
 
@@ -108,18 +145,16 @@ class DenseBatch:
         self._log_probs_t, self._y = log_probs_t, y
         cost = log_probs_t.gather(1, y.unsqueeze(1)).squeeze(1).mean(1).neg_()
         weights = params[0::2]
-        self._penalties = (bool(l1.any()), bool(l2.any()))
-        if self._penalties[1]:
-            cost = cost + l2 * sum(w.square().sum((1, 2)) for w in weights)
-        if self._penalties[0]:
-            cost = cost + l1 * sum(w.abs().sum((1, 2)) for w in weights)
+        if penalties.use_l2:
+            cost = cost + penalties.l2 * sum(w.square().sum((1, 2)) for w in weights)
+        if penalties.use_l1:
+            cost = cost + penalties.l1 * sum(w.abs().sum((1, 2)) for w in weights)
         return cost
 
     def backward(
         self,
         params: Sequence[Tensor],
-        l1: Tensor,
-        l2: Tensor,
+        penalties: Penalties,
         *,
         sgd: dict[int, tuple[float, float]] | None = None,
         theta: Sequence[Tensor] | None = None,
@@ -139,9 +174,9 @@ class DenseBatch:
         # δzᵀ = (softmax(z) − onehot(y))ᵀ / B by the kernel autograd uses.
         seed = torch.zeros_like(log_probs_t).scatter_(1, y.unsqueeze(1), -1.0 / batch)
         delta_t = torch._log_softmax_backward_data(seed, log_probs_t, 1, log_probs_t.dtype)
-        use_l1, use_l2 = self._penalties
-        l1s = l1.tolist() if use_l1 else []
-        l2s = l2.tolist() if use_l2 else []
+        use_l1 = penalties.use_l1
+        l1s = list(penalties.l1s) if use_l1 else []
+        l2s = list(penalties.l2s) if penalties.use_l2 else []
         sgd = sgd or {}
         todo = _runs([m for m in range(params[0].shape[0]) if m not in sgd])
         n_layers = len(params) // 2

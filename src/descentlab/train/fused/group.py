@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from descentlab.models import ACTIVATIONS, MLP, LogisticRegression
-from descentlab.train.fused.dense import BACKWARD, DenseBatch
+from descentlab.train.fused.dense import BACKWARD, DenseBatch, Penalties
 from descentlab.train.fused.updates import BatchedUpdate, MixedUpdate, batched_update
 from descentlab.train.trainer import Trainer
 
@@ -50,9 +50,11 @@ class FusedGroup:
                 torch.stack([m[i].detach() for m in per_member]).requires_grad_(True)
                 for i in range(len(per_member[0]))
             ]
-        device, dtype = self.params[0].device, self.params[0].dtype
-        self.l1 = torch.tensor([tr.objective.l1 for tr in trainers], dtype=dtype, device=device)
-        self.l2 = torch.tensor([tr.objective.l2 for tr in trainers], dtype=dtype, device=device)
+        self.penalties = Penalties.of(
+            [tr.objective.l1 for tr in trainers],
+            [tr.objective.l2 for tr in trainers],
+            self.params[0],
+        )
         self.optim: BatchedUpdate | MixedUpdate = batched_update(
             [tr.optimizer for tr in trainers], self.params
         )
@@ -81,11 +83,11 @@ class FusedGroup:
         k, batch = y.shape
         nll = F.cross_entropy(h.reshape(k * batch, -1), y.reshape(-1), reduction="none")
         cost = nll.view(k, batch).mean(1)
-        weights = params[0::2]
-        if bool(self.l2.any()):
-            cost = cost + self.l2 * sum(w.square().sum((1, 2)) for w in weights)
-        if bool(self.l1.any()):
-            cost = cost + self.l1 * sum(w.abs().sum((1, 2)) for w in weights)
+        weights, pen = params[0::2], self.penalties
+        if pen.use_l2:
+            cost = cost + pen.l2 * sum(w.square().sum((1, 2)) for w in weights)
+        if pen.use_l1:
+            cost = cost + pen.l1 * sum(w.abs().sum((1, 2)) for w in weights)
         return cost
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
@@ -97,7 +99,7 @@ class FusedGroup:
         self._at = at if at is not None else self.params
         if self.dense is not None:
             with torch.no_grad():
-                return self.dense.forward(self._at, x, y, self.l1, self.l2)
+                return self.dense.forward(self._at, x, y, self.penalties)
         if y.dim() == 1:  # one minibatch for every member
             x, y = x.expand(self.size, *x.shape), y.expand(self.size, -1)
         return self.cost(self._at, x, y)
@@ -109,7 +111,7 @@ class FusedGroup:
             # runs are (the update folded into the gradient's product).
             rows = self.optim.in_product()
             with torch.no_grad():
-                grads = self.dense.backward(self._at, self.l1, self.l2, sgd=rows, theta=self.params)
+                grads = self.dense.backward(self._at, self.penalties, sgd=rows, theta=self.params)
             if not grads:  # every member's update is done
                 self._at = self.params
                 return
@@ -124,7 +126,7 @@ class FusedGroup:
         with torch.no_grad():
             self.params = [p.index_select(0, rows).requires_grad_(True) for p in self.params]
         self._at = self.params
-        self.l1, self.l2 = self.l1.index_select(0, rows), self.l2.index_select(0, rows)
+        self.penalties = self.penalties.keep(rows.tolist())
         self.optim.keep(rows)
 
     def export_member(self, row: int, trainer: Trainer) -> None:
