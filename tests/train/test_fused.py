@@ -188,7 +188,7 @@ def test_members_with_different_optimizers_share_one_group(model):
 
 
 def test_a_mixed_group_needs_each_algorithm_on_adjacent_rows():
-    from descentlab.train.fused.updates import MixedUpdate, batched_update
+    from descentlab.train.fused.mixed import MixedUpdate, batched_update
 
     configs = _configs("logreg", MIXED[:3])
     models = [torch.nn.Linear(4, 3) for _ in configs]

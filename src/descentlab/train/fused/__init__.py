@@ -21,7 +21,8 @@ members are stacked along a leading dimension and trained together::
   not depend on the optimizer: each optimizer algorithm updates its own block of rows.
   How many members fit (:func:`max_group_size`):
   ``⌊0.5 · free memory / (workers · bytes per member)⌋``.
-* :mod:`.updates` — the optimizers' updates with per-member hyperparameter vectors.
+* :mod:`.updates` — the optimizers' updates with per-member hyperparameter vectors;
+  :mod:`.mixed` — members of several optimizers in one group (each on its own rows).
 * :mod:`.group` — the stacked parameters, the batched cost and step.
 * :mod:`.loop` — the training loop (:func:`fit_group`, :func:`fit_fused`): each member
   is a :class:`~descentlab.train.Trainer` with its own validation, early stopping,

@@ -11,7 +11,8 @@ from torch import Tensor
 
 from descentlab.models import ACTIVATIONS, MLP, LogisticRegression
 from descentlab.train.fused.dense import BACKWARD, DenseBatch, Penalties
-from descentlab.train.fused.updates import BatchedUpdate, MixedUpdate, batched_update
+from descentlab.train.fused.mixed import MixedUpdate, batched_update
+from descentlab.train.fused.updates import BatchedUpdate
 from descentlab.train.trainer import Trainer
 
 __all__ = ["FusedGroup", "dense_layers"]

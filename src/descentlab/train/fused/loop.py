@@ -260,6 +260,7 @@ class _FusedLoop:
             device=self.device,
         )
         self.loss_counts = [t.progress.interval.loss_count for t in trainers]
+        self._member_index: Tensor | None = None  # self.active as a tensor (_account)
         self.leaving: dict[int, Outcome | str] = {}  # row → error, or why it stopped
 
     def run(self) -> list[Outcome]:
@@ -387,8 +388,11 @@ class _FusedLoop:
         return xs, y.index_select(0, flat).view(k, b)
 
     def _account(self, cost: Tensor) -> None:
-        rows = torch.tensor(self.active, device=cost.device)
-        self.loss_sums.index_add_(0, rows, cost.double())
+        # The member index of each row, as a tensor made once per set of members (a new
+        # one each step would be a host-to-device copy, and a wait, per step on a GPU).
+        if self._member_index is None:
+            self._member_index = torch.tensor(self.active, device=cost.device)
+        self.loss_sums.index_add_(0, self._member_index, cost.double())
         for m in self.active:
             self.loss_counts[m] += 1
 
@@ -527,6 +531,7 @@ class _FusedLoop:
             self.outcomes[m] = result
         keep = [r for r in range(len(self.active)) if r not in self.leaving]
         self.active = [self.active[r] for r in keep]
+        self._member_index = None
         self.order_rows = self.order_rows[keep]
         self.leaving = {}
         if keep:

@@ -69,7 +69,7 @@ def group_key(cfg: TrainConfig) -> tuple[Any, ...]:
 
     Equal: everything but :data:`PER_MEMBER` and the optimizer.  Members with different
     optimizers share the forward and backward passes; each optimizer algorithm updates
-    its own rows (:class:`~descentlab.train.fused.updates.MixedUpdate`).
+    its own rows (:class:`~descentlab.train.fused.mixed.MixedUpdate`).
     """
     return tuple(
         (name, repr(value)) for name, value in sorted(cfg.to_dict().items())

@@ -64,7 +64,7 @@ from descentlab.optim import (
 from descentlab.optim.adadelta import adadelta_foreach_
 from descentlab.optim.sgd import SGD, fused_sgd_
 
-__all__ = ["BatchedUpdate", "MixedUpdate", "algorithm_key", "batched_update"]
+__all__ = ["UPDATES", "BatchedUpdate", "algorithm_key"]
 
 # Options that change the algorithm: one value per group.
 _FLAGS = ("nesterov", "amsgrad", "centered", "eps_inside_sqrt", "maximize", "differentiable")
@@ -100,6 +100,7 @@ class BatchedUpdate:
             self.values["beta1"] = [float(g["betas"][0]) for g in groups]
             self.values["beta2"] = [float(g["betas"][1]) for g in groups]
         self.t = 0  # steps taken (the members of a group always step together)
+        self._columns: dict[tuple[Any, ...], Tensor] = {}  # number()'s columns
         self.skipped: set[int] = set()  # rows the next apply() leaves alone
         self.use_decay = any(self.values["weight_decay"])
         self.state: dict[str, list[Tensor]] = {
@@ -108,11 +109,21 @@ class BatchedUpdate:
 
     # ------------------------------------------------------------- the numbers
     def number(self, values: Sequence[float], like: Tensor) -> Number:
-        """``values`` (one per member) as a Python number when all are equal, else a column."""
+        """``values`` (one per member) as a Python number when all are equal, else a column.
+
+        A column is made once for each set of values and kept: a new one every step would
+        be a host-to-device copy, and a wait for the device, per step on a GPU.
+        """
         if all(v == values[0] for v in values):
             return values[0]
-        column = torch.tensor(list(values), dtype=self.dtype, device=self.device)
-        return column.view((-1,) + (1,) * (like.dim() - 1))
+        key = (tuple(values), like.dim())
+        column = self._columns.get(key)
+        if column is None:
+            if len(self._columns) >= 64:  # a schedule changes the values every step
+                self._columns.clear()
+            column = torch.tensor(list(values), dtype=self.dtype, device=self.device)
+            column = self._columns[key] = column.view((-1,) + (1,) * (like.dim() - 1))
+        return column
 
     def get(self, key: str, like: Tensor) -> Number:
         return self.number(self.values[key], like)
@@ -488,7 +499,8 @@ def _rows(stacks: Sequence[Tensor], rows: Sequence[int]) -> list[Tensor]:
     return [t[k] for k in rows for t in stacks]
 
 
-_UPDATES: dict[type, type[BatchedUpdate]] = {
+#: The batched update of each optimizer class.
+UPDATES: dict[type, type[BatchedUpdate]] = {
     SGD: _SGD,
     AdaGrad: _AdaGrad,
     RMSProp: _RMSProp,
@@ -510,101 +522,3 @@ def algorithm_key(optimizer: torch.optim.Optimizer) -> tuple[Any, ...]:
     if isinstance(optimizer, SGD):
         key += (float(group.get("momentum", 0.0)) == 0.0,)
     return key
-
-
-class MixedUpdate:
-    """Members with different optimizers in one group: one :class:`BatchedUpdate` per
-    algorithm, each on its own contiguous rows of the stacked tensors.
-
-    The forward and backward passes do not depend on the optimizer, so members with
-    different algorithms still share them; only the update is split.  Rows ``[a, b)``
-    of a stack ``(K, ...)`` are a view of it, so each part updates its rows in place.
-    """
-
-    def __init__(self, parts: list[tuple[int, BatchedUpdate]], size: int) -> None:
-        self.parts = parts  # (first row, update); a part ends where the next begins
-        self.size = size
-
-    def _ranges(self) -> list[tuple[int, int, BatchedUpdate]]:
-        starts = [start for start, _ in self.parts] + [self.size]
-        return [(a, b, u) for (a, u), b in zip(self.parts, starts[1:])]
-
-    def lookahead(self, params: list[Tensor]) -> list[Tensor] | None:
-        pieces = [(a, b, u.lookahead([p[a:b] for p in params])) for a, b, u in self._ranges()]
-        if all(at is None for _, _, at in pieces):
-            return None
-        out = []
-        for i, p in enumerate(params):
-            rows = [at[i].detach() if at is not None else p[a:b].detach() for a, b, at in pieces]
-            out.append(torch.cat(rows).requires_grad_(True))
-        return out
-
-    def apply(self, params: list[Tensor], grads: Sequence[Tensor]) -> None:
-        for a, b, update in self._ranges():
-            update.apply([p[a:b] for p in params], [g[a:b] for g in grads])
-
-    def set_lr(self, values: Sequence[float]) -> None:
-        for a, b, update in self._ranges():
-            update.set_lr(values[a:b])
-
-    def in_product(self) -> dict[int, tuple[float, float]]:
-        return {a + r: rates for a, _, u in self._ranges() for r, rates in u.in_product().items()}
-
-    def skip(self, rows: set[int]) -> None:
-        for a, b, update in self._ranges():
-            update.skip({r - a for r in rows if a <= r < b})
-
-    def keep(self, rows: Tensor) -> None:
-        kept = rows.tolist()
-        parts = []
-        for a, b, update in self._ranges():
-            mine = [r - a for r in kept if a <= r < b]
-            if mine:
-                parts.append((len([r for r in kept if r < a]), update))
-                update.keep(torch.tensor(mine, device=rows.device))
-        self.parts, self.size = parts, len(kept)
-
-    def _part(self, row: int) -> tuple[int, BatchedUpdate]:
-        for a, b, update in self._ranges():
-            if a <= row < b:
-                return row - a, update
-        raise IndexError(f"no member at row {row}")
-
-    def export(self, row: int, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
-        at, update = self._part(row)
-        update.export(at, optimizer, params)
-
-    def load(self, row: int, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
-        at, update = self._part(row)
-        update.load(at, optimizer, params)
-
-
-def batched_update(
-    optimizers: Sequence[torch.optim.Optimizer], params: list[Tensor]
-) -> BatchedUpdate | MixedUpdate:
-    """The batched form of the members' optimizers over ``params``.
-
-    One :class:`BatchedUpdate` when they share an algorithm (:func:`algorithm_key`);
-    else a :class:`MixedUpdate`, which needs each algorithm's members on adjacent rows.
-    """
-    unknown = sorted({type(o).__name__ for o in optimizers if type(o) not in _UPDATES})
-    if unknown:
-        raise ConfigError(
-            f"no fused update for the optimizers {', '.join(unknown)}",
-            hint="train them separately",
-        )
-    keys = [algorithm_key(o) for o in optimizers]
-    starts = [i for i in range(len(keys)) if i == 0 or keys[i] != keys[i - 1]]
-    if len(starts) != len(set(keys)):
-        raise ConfigError(
-            "the members of one optimizer algorithm must be on adjacent rows",
-            hint="order the members by descentlab.train.fused.updates.algorithm_key",
-        )
-    ends = [*starts[1:], len(keys)]
-    parts = [
-        (a, _UPDATES[type(optimizers[a])](optimizers[a:b], [p[a:b] for p in params]))
-        for a, b in zip(starts, ends)
-    ]
-    if len(parts) == 1:
-        return parts[0][1]
-    return MixedUpdate(parts, len(keys))
