@@ -96,3 +96,18 @@ def test_a_failed_rank_ends_the_job_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("descentlab: error: the data-parallel job failed: rank")
+
+
+def test_more_ranks_than_gpus_is_refused_before_joining(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `--nproc 2 --device cuda` on a one-GPU machine: rank 1 has no cuda:1 (nccl would
+    # fail later with "duplicate GPU" or an invalid ordinal); checked without a GPU.
+    from descentlab.train.distributed import DistributedError, setup
+
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "1")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(
+        DistributedError,
+        match=r"cuda:1, but this machine has 1 CUDA device \(start at most one process per GPU",
+    ):
+        setup(torch.device("cuda"))

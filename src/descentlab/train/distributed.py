@@ -145,6 +145,14 @@ def setup(device: torch.device, *, backend: str = "auto", timeout: float = 300.0
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     name = choose_backend(backend, device)
     if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if local_rank >= count:  # two ranks on one GPU: nccl refuses, later and obscurely
+            raise DistributedError(
+                f"rank {rank} would use cuda:{local_rank}, but this machine has "
+                f"{count} CUDA device{'s' if count != 1 else ''}",
+                hint=f"start at most one process per GPU (--nproc or --nproc-per-node "
+                f"{max(count, 1)}), or train on the CPU with --device cpu",
+            )
         torch.cuda.set_device(local_rank)
     try:
         dist.init_process_group(
