@@ -63,6 +63,7 @@ class FusedGroup:
             if tr.optimizer.state:  # resumed from a checkpoint
                 self.optim.load(row, tr.optimizer, tensors)
         self._at: list[Tensor] = self.params  # where the last cost was taken
+        self._ahead: list[Tensor] | None = None  # the look-ahead point's buffer (Nesterov)
 
     @property
     def size(self) -> int:
@@ -96,8 +97,13 @@ class FusedGroup:
 
         ``x``, ``y``: (K, B, ...), (K, B), or (B, ...), (B,) when all share a minibatch.
         """
-        at = self.optim.lookahead(self.params)
-        self._at = at if at is not None else self.params
+        if self.optim.looks_ahead:
+            if self._ahead is None:  # one buffer for the look-ahead point, reused every step
+                self._ahead = [torch.empty_like(p).requires_grad_(True) for p in self.params]
+            self.optim.lookahead(self.params, self._ahead)
+            self._at = self._ahead
+        else:
+            self._at = self.params
         if self.dense is not None:
             with torch.no_grad():
                 return self.dense.forward(self._at, x, y, self.penalties)
@@ -126,7 +132,7 @@ class FusedGroup:
         """Keep only the members at ``rows`` (the others stopped)."""
         with torch.no_grad():
             self.params = [p.index_select(0, rows).requires_grad_(True) for p in self.params]
-        self._at = self.params
+        self._at, self._ahead = self.params, None
         self.penalties = self.penalties.keep(rows.tolist())
         self.optim.keep(rows)
 

@@ -35,15 +35,20 @@ class MixedUpdate:
         starts = [start for start, _ in self.parts] + [self.size]
         return [(a, b, u) for (a, u), b in zip(self.parts, starts[1:])]
 
-    def lookahead(self, params: list[Tensor]) -> list[Tensor] | None:
-        pieces = [(a, b, u.lookahead([p[a:b] for p in params])) for a, b, u in self._ranges()]
-        if all(at is None for _, _, at in pieces):
-            return None
-        out = []
-        for i, p in enumerate(params):
-            rows = [at[i].detach() if at is not None else p[a:b].detach() for a, b, at in pieces]
-            out.append(torch.cat(rows).requires_grad_(True))
-        return out
+    @property
+    def looks_ahead(self) -> bool:
+        return any(update.looks_ahead for _, update in self.parts)
+
+    @torch.no_grad()
+    def lookahead(self, params: Sequence[Tensor], out: Sequence[Tensor]) -> None:
+        """Each part's look-ahead rows; θ itself in the rows of a part without one."""
+        for a, b, update in self._ranges():
+            rows, at = [p[a:b] for p in params], [o[a:b] for o in out]
+            if update.looks_ahead:
+                update.lookahead(rows, at)
+            else:
+                for target, source in zip(at, rows):
+                    target.copy_(source)
 
     def apply(self, params: list[Tensor], grads: Sequence[Tensor]) -> None:
         for a, b, update in self._ranges():

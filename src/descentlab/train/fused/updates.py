@@ -18,8 +18,9 @@ AdaDelta        E[g²] ← ρE[g²] + (1 − ρ)g²;  Δ = −RMS[Δ]/RMS[g]·g;
 ==============  ===============================================================  =========
 
 Nesterov momentum (SGD, RMSProp) evaluates the gradient at θ + α_k v:
-:meth:`BatchedUpdate.lookahead` gives the stacked look-ahead point, the cost is taken
-there, and the update is applied to θ (as the optimizers do with a closure).
+:meth:`BatchedUpdate.lookahead` writes the stacked look-ahead point (into a buffer the
+group keeps), the cost is taken there, and the update is applied to θ (as the
+optimizers do with a closure).
 Flags that change the algorithm (``nesterov``, ``amsgrad``, ``centered``,
 ``eps_inside_sqrt``) are the same for every member of a group.
 
@@ -144,9 +145,14 @@ class BatchedUpdate:
         self.values = {k: [v[r] for r in kept] for k, v in self.values.items()}
         self.state = {k: [s.index_select(0, rows) for s in v] for k, v in self.state.items()}
 
-    def lookahead(self, params: list[Tensor]) -> list[Tensor] | None:
-        """Where the gradient is taken, when it is not θ (Nesterov: θ + αv)."""
-        return None
+    @property
+    def looks_ahead(self) -> bool:
+        """Whether the gradient is taken elsewhere than at θ (:meth:`lookahead`)."""
+        return False
+
+    def lookahead(self, params: Sequence[Tensor], out: Sequence[Tensor]) -> None:
+        """Write where the gradient is taken (Nesterov: θ + αv) into ``out``."""
+        raise NotImplementedError(f"{type(self).__name__} takes the gradient at θ")
 
     def in_product(self) -> dict[int, tuple[float, float]]:
         """Rows whose whole update the backward pass may apply inside the weight
@@ -248,15 +254,18 @@ class _Momentum(BatchedUpdate):
     def use_momentum(self) -> bool:
         return "velocity" in self.state
 
-    def lookahead(self, params: list[Tensor]) -> list[Tensor] | None:
-        if not (self.flags["nesterov"] and self.use_momentum):
-            return None
-        out = []
-        for p, v in zip(params, self.state["velocity"]):
+    @property
+    def looks_ahead(self) -> bool:
+        return self.flags["nesterov"] and self.use_momentum
+
+    @torch.no_grad()
+    def lookahead(self, params: Sequence[Tensor], out: Sequence[Tensor]) -> None:
+        for p, v, at in zip(params, self.state["velocity"], out):
             alpha = self.get("momentum", p)
-            at = p.detach().add(v, alpha=alpha) if isinstance(alpha, float) else p + alpha * v
-            out.append(at.detach().requires_grad_(True))
-        return out
+            if isinstance(alpha, float):
+                torch.add(p, v, alpha=alpha, out=at)
+            else:
+                torch.add(p, alpha * v, out=at)
 
 
 class _SGD(_Momentum):
