@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -342,6 +343,25 @@ def test_an_interrupted_group_resumes_as_a_group_exactly(tmp_path):
         _check_same(again, alone)
         for a, b in zip(again.model.parameters(), alone.model.parameters()):
             assert torch.equal(a, b)
+
+
+def test_members_checkpointed_after_their_last_epoch_end_without_another_step(tmp_path):
+    from descentlab.train.fused import fit_group
+
+    members = [{"lr": 0.05, "seed": 1}, {"lr": 0.13, "seed": 2, "l2": 1e-4}]
+    configs = _configs("logreg", members, max_epochs=2, early_stopping="none", shuffle=True)
+    data = load_data(configs[0])
+    dirs = [tmp_path / "m0", tmp_path / "m1"]
+    finished = [fit(config=cfg, data=data, out=str(d)) for cfg, d in zip(configs, dirs)]
+    for folder in dirs:  # killed after the last epoch's checkpoint, before the summary
+        (folder / "summary.json").unlink()
+    resumed = fit_group(configs, data=data, out=dirs, resume=True)
+    for again, first in zip(resumed, finished):
+        assert again.summary.epochs_run == 2  # not a third epoch
+        _check_same(again, first)
+        for a, b in zip(again.model.parameters(), first.model.parameters()):
+            assert torch.equal(a, b)
+        assert (Path(again.run_dir) / "summary.json").is_file()
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])

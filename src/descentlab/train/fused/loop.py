@@ -274,6 +274,13 @@ class _FusedLoop:
             if counters.epoch == 0 and counters.batch_in_epoch == 0:  # not again on a resume
                 for message in t.start_warnings:
                     t.warn(message)
+        # Resumed from a checkpoint written after a member's last epoch (its process was
+        # killed before the summary): it ends now, as its separate run would, no step more.
+        for row, m in enumerate(self.active):
+            progress, cfg = self.trainers[m].progress, self.trainers[m].config
+            if progress.stopped_because is not None or progress.counters.epoch >= cfg.max_epochs:
+                self.leaving[row] = progress.stopped_because or "max_epochs"
+        self._leave(None)
         interrupts = self.trainers[0].interrupts
         epoch = self.trainers[0].progress.counters.epoch  # all equal (_check_same_point)
         with interrupts.caught():
@@ -509,8 +516,11 @@ class _FusedLoop:
                 [float(self.trainers[m].optimizer.param_groups[0]["lr"]) for m in self.active]
             )
 
-    def _leave(self, epoch: int) -> None:
-        """Finish (or fail) the members in :attr:`leaving` and drop their rows."""
+    def _leave(self, epoch: int | None) -> None:
+        """Finish (or fail) the members in :attr:`leaving` and drop their rows.
+
+        ``epoch``: the epoch they leave in (None: before any step of this process).
+        """
         if not self.leaving:
             return
         for row, why in sorted(self.leaving.items()):
@@ -522,9 +532,10 @@ class _FusedLoop:
             self.group.write_member(row, t)
             assert isinstance(why, str)
             t.progress.stopped_because = why
-            counters = t.progress.counters
-            counters.epoch, counters.batch_in_epoch = epoch, 0
-            t.emit("on_epoch_end", epoch)
+            if epoch is not None:
+                counters = t.progress.counters
+                counters.epoch, counters.batch_in_epoch = epoch, 0
+                t.emit("on_epoch_end", epoch)
             self._take_interval(m)
             result = finish(t)
             t.emit("on_train_end", result)
@@ -532,7 +543,8 @@ class _FusedLoop:
         keep = [r for r in range(len(self.active)) if r not in self.leaving]
         self.active = [self.active[r] for r in keep]
         self._member_index = None
-        self.order_rows = self.order_rows[keep]
+        if self.order_rows.numel():  # (none drawn yet before the first epoch)
+            self.order_rows = self.order_rows[keep]
         self.leaving = {}
         if keep:
             self.group.keep(torch.tensor(keep, device=self.device))
