@@ -325,8 +325,8 @@ def test_an_interrupted_group_resumes_as_a_group_exactly(tmp_path):
     members = [
         {"optimizer": "adam", "lr": 0.003, "seed": 1},
         {"optimizer": "nesterov", "lr": 0.01, "seed": 2, "l2": 1e-4},
-        {"optimizer": "adagrad", "lr": 0.03, "seed": 1},
-        {"optimizer": "sgd", "lr": 0.05, "seed": 3},
+        {"optimizer": "adagrad", "lr": 0.03, "seed": 1, "schedule": "exp:gamma=0.5"},
+        {"optimizer": "sgd", "lr": 0.05, "seed": 3, "schedule": "linear:tau=120,final_ratio=0.1"},
     ]
     configs = _configs("mlp", members, max_epochs=3, validation_frequency=7, shuffle=True)
     data = load_data(configs[0])
