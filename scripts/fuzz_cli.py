@@ -350,6 +350,8 @@ def main() -> int:
                 if base.exists() and not (case_root / "_base_run").exists():
                     (case_root / "_base_run").symlink_to(base)
             argv = CASES[family](root if family == "run" else case_root, rng)
+            # exec cannot pass a NUL inside an argument (no shell can type one either)
+            argv = [arg.replace("\0", "") for arg in argv]
             code, err, seconds, peak = run_case(argv, args.cap, args.timeout)
             tried += 1
             slowest = max(slowest, seconds)
