@@ -77,6 +77,24 @@ def one_line_error(code: int, err: str, *words: str, exit_code: int = 2) -> str:
     return line
 
 
+#: Runs ``argv[2:]`` and writes its peak RSS (KiB) to ``argv[1]``; exits as it did.  The
+#: measured command is a grandchild of the test process: a child's ``ru_maxrss`` counts
+#: the memory of the process it was forked from (Linux carries the high-water mark
+#: across exec), so a child of a large pytest worker would report the worker's size.
+_PEAK_OF_CHILD = """
+import os, signal, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+if code < 0:  # end as the child ended: by the same signal
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+
+
 def run_measured(
     argv: list[str],
     *,
@@ -86,30 +104,39 @@ def run_measured(
 ) -> tuple[int | None, str, float, int]:
     """``python -m descentlab ARGV`` in a child, with this checkout's sources first.
 
-    Returns (exit code, stderr, seconds, peak RSS in bytes); the exit code is None when
-    the child ran past ``timeout`` and was killed.
+    Returns (exit code, stderr, seconds, peak RSS in bytes of that process alone); the
+    exit code is None when the child ran past ``timeout`` and was killed (the peak is
+    then not known: the figure returned is the wrapper's).
     """
+    import tempfile
+
     full_env = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "descentlab", *argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=full_env,
-        preexec_fn=preexec_fn,
-    )
-    deadline = time.monotonic() + timeout
-    code: int | None = None
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            code = os.waitstatus_to_exitcode(status)
-            break
-        if time.monotonic() > deadline:
-            proc.kill()
-            _pid, status, usage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.02)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    return code, err, time.perf_counter() - t0, usage.ru_maxrss * 1024
+    with tempfile.TemporaryDirectory(prefix="descentlab-peak-") as folder:
+        report = Path(folder) / "peak"
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _PEAK_OF_CHILD, str(report),
+             sys.executable, "-m", "descentlab", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            preexec_fn=preexec_fn,  # a limit set here holds for the measured process too
+            start_new_session=True,  # a timeout kills both
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        code: int | None = None
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                code = os.waitstatus_to_exitcode(status)
+                break
+            if time.monotonic() > deadline:
+                os.killpg(proc.pid, 9)
+                _pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.02)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        seconds = time.perf_counter() - t0
+        peak_kib = int(report.read_text()) if report.is_file() else usage.ru_maxrss
+    return code, err, seconds, peak_kib * 1024

@@ -338,6 +338,7 @@ def test_csv_missing_label_column(tmp_path: Path) -> None:
         ("f1,label\n1,0\n2,-1\n", "negative"),
         ("f1,label\n1,0\nnan,1\n3,1\n", "NaN or infinite"),
         ("f1,label\n1,0\ninf,1\n3,1\n", "NaN or infinite"),
+        ("f1,label\n1,0\n-5e38,1\n4e38,1\n", "input values are too large for float32"),
         ("label\n1\n0\n", "no feature columns"),
         ("f1,label,label\n1,0,0\n", "more than one"),
     ],

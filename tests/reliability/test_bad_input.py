@@ -138,6 +138,14 @@ DATA_CASES: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
         lambda r: csv_file(r, "a,b,label\n" + "1,2,0\n3,4,1\n" * 10 + "inf,1,0\n"),
         ("NaN or infinite",),
     ),
+    "features beyond float32 in a CSV": (
+        lambda r: csv_file(r, "a,b,label\n" + "1,2,0\n3,4,1\n" * 10 + "1e300,1,0\n"),
+        ("too large for float32", "1e+300"),
+    ),
+    "features beyond float32 in an npz": (
+        lambda r: npz(r, x=np.where(_x() > 1.5, -1e39, _x()), y=_y()),
+        ("too large for float32",),
+    ),
     "empty npz": (lambda r: npz(r, x=np.zeros((0, 4)), y=np.zeros(0)), ("empty",)),
     "CSV with a header only": (lambda r: csv_file(r, "a,b,label\n"), ("no data rows",)),
     "CSV without the label column": (

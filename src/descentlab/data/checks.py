@@ -90,7 +90,26 @@ def check_features(x: Any, where: str) -> np.ndarray:
                 f"(in {n_rows} of {arr.shape[0]} examples)",
                 hint="fix: impute or drop those examples before loading",
             )
+        _check_float32_range(arr, where)
     return arr
+
+
+def _check_float32_range(arr: np.ndarray, where: str) -> None:
+    """Refuse finite values that float32, in which training computes, turns into ±inf."""
+    if arr.dtype.itemsize <= 4:
+        return
+    top = float(np.finfo(np.float32).max)
+    # max and min first: no array-sized temporary unless something is out of range
+    if float(arr.max()) <= top and float(arr.min()) >= -top:
+        return
+    big = np.abs(arr) > top
+    n_rows = int(big.reshape(big.shape[0], -1).any(axis=1).sum())
+    raise DataError(
+        f"{where}: {int(big.sum())} input values are too large for float32, in which "
+        f"training computes (|x| up to {float(np.abs(arr).max()):.3g}, float32's limit is "
+        f"{top:.3g}; in {n_rows} of {arr.shape[0]} examples)",
+        hint="fix: rescale those features (divide them by a power of ten) before loading",
+    )
 
 
 def check_splits(raw: RawSplits, source: str, n_classes: int | None) -> tuple[RawSplits, int]:
