@@ -49,7 +49,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from descentlab.data import Dataset, Split, stratified_split
+from descentlab.data import Dataset, Split, check_float32_range, stratified_split
 from descentlab.errors import ConfigError, DivergenceError, did_you_mean
 from descentlab.losses import get_loss
 from descentlab.models import MODEL_NAMES, build_model
@@ -476,6 +476,7 @@ class DescentClassifier(ClassifierMixin, BaseEstimator):
     def _as_input(self, X: np.ndarray) -> torch.Tensor:
         """Rows of ``X`` as a float32 tensor of shape ``(N, *input_shape)`` (a copy)."""
         shape = self._reshaped(X.shape[1])
+        check_float32_range(np.asarray(X), "X")  # a ValueError, as scikit-learn's checks
         return torch.tensor(np.asarray(X), dtype=torch.float32).reshape(len(X), *shape)
 
     def _reshaped(self, n_features: int) -> tuple[int, ...]:

@@ -304,3 +304,14 @@ def test_pickled_estimator_keeps_predicting_and_training(iris):
     clf.partial_fit(X, y)
     copy_.partial_fit(X, y)  # shuffle order, optimizer state and RNG streams travel along
     np.testing.assert_array_equal(copy_.predict_proba(X), clf.predict_proba(X))
+
+
+def test_values_beyond_float32_are_refused_not_trained_on_as_inf(iris):
+    X, y = iris
+    big = X.copy()
+    big[3, 1] = 1e300  # finite in float64, inf in the float32 the model computes in
+    with pytest.raises(ValueError, match="too large for float32"):
+        DescentClassifier(**TINY).fit(big, y)
+    clf = DescentClassifier(**TINY).fit(X, y)
+    with pytest.raises(ValueError, match="too large for float32"):
+        clf.predict(big)

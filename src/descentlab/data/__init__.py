@@ -6,6 +6,7 @@ See ``docs/data.md`` for the datasets, where files are looked for, and the forma
 """
 
 from descentlab.data.batching import Batches
+from descentlab.data.checks import check_float32_range
 from descentlab.data.datasets import (
     DATASETS,
     Dataset,
@@ -28,6 +29,7 @@ __all__ = [
     "DatasetInfo",
     "Split",
     "cache_dir",
+    "check_float32_range",
     "describe_datasets",
     "download",
     "feature_stats",

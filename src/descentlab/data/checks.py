@@ -90,11 +90,11 @@ def check_features(x: Any, where: str) -> np.ndarray:
                 f"(in {n_rows} of {arr.shape[0]} examples)",
                 hint="fix: impute or drop those examples before loading",
             )
-        _check_float32_range(arr, where)
+        check_float32_range(arr, where)
     return arr
 
 
-def _check_float32_range(arr: np.ndarray, where: str) -> None:
+def check_float32_range(arr: np.ndarray, where: str) -> None:
     """Refuse finite values that float32, in which training computes, turns into ±inf."""
     if arr.dtype.itemsize <= 4:
         return
