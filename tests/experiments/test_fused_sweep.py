@@ -93,7 +93,9 @@ def test_resumed_runs_checkpointed_at_one_point_train_as_a_group_again(tmp_path)
     tasks = [
         RunTask(f"r{i}", str(tmp_path / f"r{i}"), o, resume=True) for i, o in enumerate(options)
     ]
-    points = [(40, 1), (40, 1), (40, 1), (17, 0), None]  # r4: its checkpoint is unreadable
+    # r4: no readable checkpoint; r5: a manifest whose point is not numbers (crafted)
+    points = [(40, 1), (40, 1), (40, 1), (17, 0), None, ([40], "1")]
+    tasks.append(RunTask("r5", str(tmp_path / "r5"), options[0], resume=True))
     for task, point in zip(tasks, points):
         folder = tmp_path / task.name / "checkpoint"
         if point is None:
@@ -105,7 +107,7 @@ def test_resumed_runs_checkpointed_at_one_point_train_as_a_group_again(tmp_path)
     units = plan_units([*tasks, fresh], workers=1)
     groups = sorted([t.name for t in u.tasks] for u in units if isinstance(u, FusedTask))
     assert groups == [["r0", "r1", "r2"]]  # one point: one group; the others alone
-    assert sorted(u.name for u in units if isinstance(u, RunTask)) == ["fresh", "r3", "r4"]
+    assert sorted(u.name for u in units if isinstance(u, RunTask)) == ["fresh", "r3", "r4", "r5"]
     assert all(u.resume for u in units if isinstance(u, FusedTask))
 
 

@@ -105,9 +105,10 @@ def _fusable(task: RunTask) -> tuple[TrainConfig, tuple[Any, ...]] | None:
     # A resumed run joins the runs checkpointed at the same point (a group interrupted
     # together); read from the checkpoint's manifest, no tensor loaded.
     info = checkpoint_info(Path(task.run_dir) / "checkpoint")
-    if info is None or "iteration" not in info.meta or "epoch" not in info.meta:
-        return None
-    return cfg, (info.meta["iteration"], info.meta["epoch"])
+    point = (info.meta.get("iteration"), info.meta.get("epoch")) if info is not None else ()
+    if not all(type(n) is int for n in point) or not point:
+        return None  # unreadable or crafted: the run resumes alone, where the load says why
+    return cfg, point
 
 
 def _shape(cfg: TrainConfig, cache: dict[tuple[Any, ...], tuple[int, int]]) -> tuple[int, int]:
