@@ -334,6 +334,8 @@ def test_an_interrupted_group_resumes_as_a_group_exactly(tmp_path):
     dirs = [tmp_path / f"m{i}" for i in range(len(members))]
     outcomes = fit_group(configs, data=data, out=dirs, callbacks=callbacks)
     assert all(isinstance(o, TrainingInterrupted) for o in outcomes)
+    with pytest.raises(ConfigError, match="resume must be True, False"):
+        fit_group(configs, data=data, out=dirs, resume="yes")
     with pytest.raises(ConfigError, match="different points of training"):
         fit_group(configs[:2], data=data, out=[dirs[0], tmp_path / "new"], resume=[True, False])
     resumed = fit_group(configs, data=data, out=dirs, resume=True)

@@ -159,6 +159,8 @@ def fit_group(
     _check_group(configs)
     dirs = list(out) if out is not None else [cfg.out for cfg in configs]
     flags = [resume] * len(configs) if isinstance(resume, bool) else list(resume)
+    if isinstance(resume, str) or not all(isinstance(f, bool) for f in flags):
+        raise ConfigError(f"resume must be True, False or one of them per member, not {resume!r}")
     if len(dirs) != len(configs) or len(flags) != len(configs):
         raise ConfigError(
             f"{len(configs)} configurations but {len(dirs)} run directories "
