@@ -106,6 +106,25 @@ def test_poison_batch_stop_names_iteration_lr_and_loss(digits):
     assert info.value.exit_code == 3
 
 
+def test_inputs_far_from_unit_scale_are_named_first(digits):
+    # The usual cause of a diverged first step on tabular data: raw features in the
+    # millions; a lower lr is the wrong first fix.
+    raw = replace(digits, train=Split(digits.train.x * 1e30, digits.train.y))
+    with pytest.raises(DivergenceError) as info:
+        quiet_fit(raw, model="logreg", optimizer="sgd", lr=0.1)
+    assert info.value.hint is not None
+    assert info.value.hint.startswith("the training inputs reach |x| = ")
+    assert "--standardize" in info.value.hint and "lower --lr" in info.value.hint
+    with pytest.raises(DivergenceError) as info:
+        quiet_fit(poisoned(digits), optimizer="sgd", lr=0.1)
+    assert re.match(
+        r"64 training input values, in 1 of \d+ examples, are NaN", info.value.hint or ""
+    )
+    with pytest.raises(DivergenceError) as info:  # unit-scale inputs: the lr's fault
+        quiet_fit(digits, hidden=(32,), activation="relu", batch_size=20, optimizer="sgd", lr=1e10)
+    assert (info.value.hint or "").startswith("lower --lr")
+
+
 def test_no_checkpoint_yet_is_said_so(digits, tmp_path):
     with pytest.raises(DivergenceError, match="no checkpoint had been written yet"):
         quick_fit(tmp_path / "run", data=poisoned(digits), optimizer="sgd", lr=0.1)

@@ -126,11 +126,14 @@ class NanPolicy:
         *,
         warn: Callable[[str], None],
         last_checkpoint: Callable[[], str],
+        input_scale: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.mode = mode
         self.faults = faults
         self.warn = warn
         self.last_checkpoint = last_checkpoint
+        # A first cause to name before the learning rate: inputs far from unit scale.
+        self.input_scale = input_scale
 
     def handle(
         self,
@@ -156,6 +159,9 @@ class NanPolicy:
                     f"--on-nan {self.mode} cannot undo a step already applied; "
                     "lower --lr or add --clip-norm"
                 )
+            scale = self.input_scale()
+            if scale:
+                hint = f"{scale}; else {hint}"
             raise DivergenceError(
                 f"training diverged at {where}: {what}; {self.last_checkpoint()}", hint=hint
             )

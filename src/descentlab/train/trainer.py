@@ -57,6 +57,10 @@ __all__ = [
 _SAME_RUN_KEYS = ("model", "optimizer", "parameter_shapes", "dataset", "batches_per_epoch")
 
 
+#: Inputs beyond this size make a divergence more likely the data's fault than the lr's.
+LARGE_INPUT = 1e3
+
+
 class Trainer:
     """One training run: set up from a config, then :meth:`fit`.
 
@@ -134,6 +138,7 @@ class Trainer:
             self.progress.faults,
             warn=self.warn,
             last_checkpoint=self.describe_last_checkpoint,
+            input_scale=self.describe_input_scale,
         )
         gradient_hook = GradientHook(
             self.model,
@@ -369,6 +374,23 @@ class Trainer:
                     f"{key.replace('_', ' ')} ({theirs} in the checkpoint, {ours} in this run)",
                     hint="resume with the run's own config.toml, or start a new run",
                 )
+
+    def describe_input_scale(self) -> str | None:
+        """For divergence messages: the training inputs, when far from unit scale."""
+        x = self.data.train.x
+        if not x.numel():
+            return None
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):  # (the loaders refuse these; a Dataset built in Python may not)
+            rows = int(bad.reshape(len(x), -1).any(1).sum())
+            return (
+                f"{int(bad.sum())} training input values, in {rows} of {len(x)} examples, "
+                "are NaN or infinite: fix the data"
+            )
+        top = float(x.abs().max())
+        if top <= LARGE_INPUT:
+            return None
+        return f"the training inputs reach |x| = {top:.3g}: scale them (--standardize)"
 
     def describe_last_checkpoint(self) -> str:
         """Where the last good checkpoint is, for divergence messages."""
