@@ -49,6 +49,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_writer",
+    "check_folder",
     "check_name",
     "check_out",
     "die_with_parent",
@@ -111,14 +112,23 @@ def check_out(path: str | os.PathLike[str], what: str = "--out") -> Path:
     return Path(text)
 
 
-def make_folder(path: str | os.PathLike[str], what: str = "--out") -> Path:
-    """Create the output folder ``path`` (and its parents), or one line saying why not."""
+def check_folder(path: str | os.PathLike[str], what: str = "--out") -> Path:
+    """:func:`check_out`, and no file (or other non-folder) where the folder goes."""
     folder = check_out(path, what)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(
             f"{what} {folder} exists and is not a folder",
-            hint=f"choose another {what} (a new or existing folder)",
+            # ``what`` is a flag (--out) or a description (the sweep folder)
+            hint=f"choose another {what} (a new or existing folder)"
+            if what.startswith("--")
+            else "choose a new or existing folder",
         )
+    return folder
+
+
+def make_folder(path: str | os.PathLike[str], what: str = "--out") -> Path:
+    """Create the output folder ``path`` (and its parents), or one line saying why not."""
+    folder = check_folder(path, what)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -43,6 +43,17 @@ def test_empty_out_is_refused(capsys, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_sweep_folder_that_is_a_file_is_refused_in_plain_words(capsys, tmp_path):
+    (tmp_path / "taken").write_text("mine")
+    code, _, err = run_cli(
+        capsys, "compare", "--dataset", "digits", "--model", "logreg", "--lr", "0.1", "0.2",
+        "--max-epochs", "1", "--no-report", "--out", str(tmp_path / "taken"),
+    )  # fmt: skip
+    line = one_line_error(code, err, "exists and is not a folder", "choose a new or existing")
+    assert "another the" not in line
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
 @pytest.mark.parametrize(
     "out",
     ["x" * 300, "a/" * 2100 + "b", os.fsdecode(b"bad-\xff-name")],

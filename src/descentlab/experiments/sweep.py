@@ -55,7 +55,7 @@ from descentlab.experiments.store import (
     write_results,
 )
 from descentlab.experiments.tuning import chosen_runs, describe_selection, select_best
-from descentlab.fsio import WriterLock, check_out, make_folder
+from descentlab.fsio import WriterLock, check_folder, make_folder
 from descentlab.train.build import check_names, data_use_warnings, load_data, seeds_can_differ
 from descentlab.train.config import from_mapping
 
@@ -342,7 +342,7 @@ def execute_sweep(
     model do (:mod:`descentlab.experiments.fused_runs`); ``fuse=False``: one run at a time
     per worker.  Either way each run's directory and results are the same.
     """
-    out = check_out(out, "the sweep folder")
+    out = check_folder(out, "the sweep folder")
     # Everything is checked before anything is created or started (bad plans raise here).
     for message in preflight(plan):
         print(f"descentlab: warning: {message}", file=sys.stderr, flush=True)
