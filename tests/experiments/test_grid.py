@@ -81,8 +81,9 @@ def test_bad_grids_fail_before_anything_runs(grid, fixed, match):
 
 
 def test_bad_seeds():
-    with pytest.raises(ConfigError, match=">= 1"):
+    with pytest.raises(ConfigError, match=">= 1") as info:
         seed_list(0)
+    assert "--seed 0" in (info.value.hint or "")  # a user who meant the seed, not the count
     with pytest.raises(ConfigError, match="distinct"):
         seed_list([1, 1])
 

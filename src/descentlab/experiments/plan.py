@@ -178,7 +178,10 @@ def seed_list(seeds: int | Sequence[int] | None, *, base: int = 0) -> list[int]:
         raise ConfigError(f"seeds must be a count or a list of integers, got {seeds!r}")
     if isinstance(seeds, int):
         if seeds < 1:
-            raise ConfigError(f"the number of seeds must be >= 1, got {seeds}", hint="--seeds 3")
+            raise ConfigError(
+                f"the number of seeds must be >= 1, got {seeds}",
+                hint="--seeds 3 runs seeds 0, 1, 2; to run seed 0 alone, --seed 0",
+            )
         check_count(seeds, "DESCENTLAB_MAX_RUNS", "number of seeds")
         return [base + i for i in range(seeds)]
     values = list(seeds)
