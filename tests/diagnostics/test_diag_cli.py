@@ -109,6 +109,37 @@ def test_diagnose_refuses_small_samples_and_useless_repeats(
     assert code == 2 and "repeats" in err
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--repeats", "0", "must be >= 1"),  # was accepted: exit 0, nothing measured
+        ("--repeats", "-3", "must be >= 1"),
+        ("--noise-repeats", "0", "must be >= 1"),
+        ("--top-k", "x", "expected a whole number"),
+        ("--trace-probes", "1", "must be 0 (no trace) or >= 2"),
+        ("--trace-probes", "-1", "must be 0 (no trace) or >= 2"),
+    ],
+)
+def test_diagnose_counts_are_refused_by_their_flag(
+    logreg_run: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, says: str
+) -> None:
+    from clihelpers import one_line_error, run_cli
+
+    code, _, err = run_cli(capsys, "diagnose", str(logreg_run), flag, value)
+    one_line_error(code, err, f"argument {flag}: {says}")
+
+
+def test_diagnose_options_refuse_counts_by_their_name() -> None:
+    from descentlab.diagnostics.report import DiagnoseOptions
+
+    for name, value in (("repeats", 0), ("top_k", True), ("noise_repeats", 2.5)):
+        with pytest.raises(ConfigError, match=f"^{name} must be a whole number >= 1"):
+            DiagnoseOptions(**{name: value})
+    with pytest.raises(ConfigError, match="trace_probes must be 0"):
+        DiagnoseOptions(trace_probes=1)
+    assert DiagnoseOptions(trace_probes=0).trace_probes == 0
+
+
 def test_diagnose_last_without_checkpoint_is_one_line(
     logreg_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

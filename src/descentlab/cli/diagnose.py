@@ -185,6 +185,17 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probes(text: str) -> int:
+    """``--trace-probes``: 0 (no trace) or at least 2 (a standard error needs two)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value != 0 and value < 2:
+        raise argparse.ArgumentTypeError(f"must be 0 (no trace) or >= 2, got {value}")
+    return value
+
+
 def _sample_arg(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
         "--sample",
@@ -214,17 +225,22 @@ def register(sub: Any) -> None:
     )
     _sample_arg(p, "the curvature, gradient and noise are computed on")
     p.add_argument(
-        "--repeats", type=int, default=1, help="λmax on K independent samples: its spread"
+        "--repeats", type=positive_int, default=1, help="λmax on K independent samples: its spread"
     )
-    p.add_argument("--top-k", type=int, default=1, help="how many top eigenvalues (default 1)")
+    p.add_argument(
+        "--top-k", type=positive_int, default=1, help="how many top eigenvalues (default 1)"
+    )
     p.add_argument(
         "--trace-probes",
-        type=int,
+        type=_probes,
         default=8,
         help="Hutchinson probes for tr H (0: no trace; default 8)",
     )
     p.add_argument(
-        "--noise-repeats", type=int, default=10, help="repeats of the noise-scale estimate"
+        "--noise-repeats",
+        type=positive_int,
+        default=10,
+        help="repeats of the noise-scale estimate",
     )
     add_flags(p, "--threads", threads="torch threads (default 1)")
 

@@ -100,6 +100,20 @@ class DiagnoseOptions:
     repeats: int = 1  # λmax on this many independent samples (needs sample)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        # Every count named as the option it is, before any work starts.
+        for name in ("top_k", "noise_repeats", "repeats", "chunk_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        if self.trace_probes != 0 and not (
+            isinstance(self.trace_probes, int) and self.trace_probes >= 2
+        ):
+            raise ConfigError(
+                f"trace_probes must be 0 (no trace) or >= 2 (a standard error needs two), "
+                f"got {self.trace_probes!r}"
+            )
+
 
 def _curvature(
     out: Diagnostics, op: HessianOperator, rule: StepRule | None, opts: DiagnoseOptions
