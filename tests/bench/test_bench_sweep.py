@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from descentlab.bench.sweep import format_sweep_bench, sweep_grid
 from descentlab.cli.main import main
 
@@ -39,3 +41,15 @@ def test_a_grid_of_optimizers_fuses_one_group_per_algorithm(capsys):
     row = json.loads(capsys.readouterr().out)
     assert row["runs"] == 4 and row["best_iteration_mismatches"] == 0
     assert row["max_error_diff"] == 0.0
+
+
+def test_zero_repeats_is_refused_by_flag_and_by_the_api(capsys):
+    # `bench sweep --repeats 0` ended in an internal error (min() of no timings)
+    from clihelpers import one_line_error, run_cli
+    from descentlab.bench.sweep import run_sweep_bench
+    from descentlab.errors import ConfigError
+
+    code, _, err = run_cli(capsys, "bench", "sweep", "--repeats", "0")
+    one_line_error(code, err, "argument --repeats: must be >= 1")
+    with pytest.raises(ConfigError, match="repeats must be an integer >= 1"):
+        run_sweep_bench([], repeats=0)

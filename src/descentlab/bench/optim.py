@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from descentlab.bench.timing import check_counts
 from descentlab.errors import ConfigError, did_you_mean
 from descentlab.optim import SGD, AdaDelta, AdaGrad, Adam, RMSProp
 
@@ -189,13 +190,7 @@ def _run(
             raise ConfigError(
                 f"unknown benchmark optimizer {name!r}", hint=did_you_mean(name, list(CASES))
             )
-    for label, value, low in (
-        ("n_tensors", n_tensors, 1),
-        ("repeats", repeats, 1),
-        ("warmup", warmup, 0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"benchmark {label} must be an integer >= {low}, got {value!r}")
+    check_counts(("n_tensors", n_tensors, 1), ("repeats", repeats, 1), ("warmup", warmup, 0))
     rows = []
     for size in sizes:
         if isinstance(size, bool) or not isinstance(size, int) or size < n_tensors:

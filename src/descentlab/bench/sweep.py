@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from descentlab.bench.timing import thread_limit
+from descentlab.bench.timing import check_counts, thread_limit
 from descentlab.train import fit
 from descentlab.train.build import load_data
 from descentlab.train.config import TrainConfig, from_mapping
@@ -104,6 +104,7 @@ def run_sweep_bench(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Time ``configs`` fused and separately, ``repeats`` times each, interleaved."""
+    check_counts(("repeats", repeats, 1))
     data = load_data(configs[0])
     times: dict[str, list[float]] = {"fused": [], "separate": []}
     fused: list[FitResult] = []

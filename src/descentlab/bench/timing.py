@@ -20,7 +20,22 @@ import torch
 
 from descentlab.errors import ConfigError
 
-__all__ = ["interleaved", "machine_info", "summarize", "thread_limit", "timed", "timed_wall_cpu"]
+__all__ = [
+    "check_counts",
+    "interleaved",
+    "machine_info",
+    "summarize",
+    "thread_limit",
+    "timed",
+    "timed_wall_cpu",
+]
+
+
+def check_counts(*counts: tuple[str, Any, int]) -> None:
+    """Each ``(label, value, least)``: a whole number of at least ``least``, or ConfigError."""
+    for label, value, low in counts:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"benchmark {label} must be an integer >= {low}, got {value!r}")
 
 
 def _sync(device: torch.device | str | None) -> None:
@@ -64,9 +79,7 @@ def interleaved(
     (allocator pools, caches, lazy initialization).  Returns the wall-clock seconds of
     each call; pass a dict as ``cpu`` to also get their CPU seconds.
     """
-    for label, value, low in (("repeats", repeats, 1), ("warmup", warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"benchmark {label} must be an integer >= {low}, got {value!r}")
+    check_counts(("repeats", repeats, 1), ("warmup", warmup, 0))
     names = list(fns)
     for _ in range(warmup):
         for name in names:

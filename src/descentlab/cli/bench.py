@@ -20,7 +20,7 @@ from descentlab.bench.train import (
     run_time_to_target,
     run_train_bench,
 )
-from descentlab.cli.common import add_command, add_flags, arguments_for
+from descentlab.cli.common import add_command, add_flags, arguments_for, positive_int
 
 
 def _names(text: str) -> list[str]:
@@ -253,7 +253,7 @@ def _register_sweep(bench: Any) -> None:
     add_flags(q, "--data-dir", "--subset")
     q.add_argument("--batch-size", type=int, default=20, help="default %(default)s")
     q.add_argument("--max-epochs", type=int, default=2, help="default %(default)s")
-    q.add_argument("--repeats", type=int, default=1, help="timed rounds (default 1)")
+    q.add_argument("--repeats", type=positive_int, default=1, help="timed rounds (default 1)")
     add_flags(
         q,
         "--threads",
