@@ -33,7 +33,7 @@ from torch import nn
 
 from descentlab.data import Dataset
 from descentlab.errors import CheckpointError, DataError, DescentlabError
-from descentlab.fsio import LOCK_FILE, check_name, check_out, probe_writable
+from descentlab.fsio import LOCK_FILE, check_folder, check_name, probe_writable
 from descentlab.limits import check_bytes
 from descentlab.models import build_model
 from descentlab.train.callbacks import RunDirectory
@@ -89,9 +89,7 @@ def default_run_dir(cfg: TrainConfig, root: str | Path = "runs") -> Path:
 
 def check_run_dir(path: str | Path, *, resume: bool = False) -> Path:
     """Refuse to mix a new run into an old one (checked before any work starts)."""
-    path = check_out(path)
-    if path.exists() and not path.is_dir():
-        raise CheckpointError(f"{path} exists and is not a directory", hint="choose another --out")
+    path = check_folder(path)
     if resume or not path.is_dir():
         return path
     if unfinished_without_checkpoint(path):
