@@ -10,8 +10,9 @@
 #
 # It uses the machine's own python3 and torch (the sources from src/, nothing installed)
 # and writes each step's output into $OUT (the device tool brings that folder back).
-# Each step has its own time limit, so one slow step cannot take the others' time; the
-# whole run is sized to finish in about eight minutes on one H200.
+# Each step has its own time limit (150 s), so one slow step cannot take all the others'
+# time, and no step starts past the whole run's budget (540 s), so the run fits one
+# 10-minute device call (it has not yet run on a GPU).
 #
 # SMOKE=1 runs every step at toy size on the CPU (digits, one epoch): CI runs it that
 # way (tests/bench/test_device_check.py), so the script cannot rot between GPU sessions.
@@ -23,17 +24,25 @@ OUT=${OUT:-/tmp/device-check}
 mkdir -p "$OUT"
 if [ "${SMOKE:-0}" = 1 ]; then
     DEVICE=cpu DATASET=digits SUBSET="" EPOCHS=1 SIZES=64k REPEATS=2 HIDDEN=16 LIMIT=300
+    BUDGET=600
 else
     DEVICE=cuda DATASET=mnist SUBSET="--subset 10000" EPOCHS=3 SIZES=1M,25M REPEATS=10
     HIDDEN=100 LIMIT=150
+    BUDGET=540  # one device call may run 600 s: leave room for start-up and the copy back
 fi
 failed=0
 
 step() {  # step NAME COMMAND...: run with a time limit, keep its output, say how it went
     local name=$1
     shift
-    local start=$SECONDS
-    timeout "$LIMIT" "$@" >"$OUT/$name.txt" 2>&1
+    local start=$SECONDS left=$((BUDGET - SECONDS))
+    [ "$left" -gt "$LIMIT" ] && left=$LIMIT
+    if [ "$left" -le 5 ]; then
+        echo "== $name: not run (the whole run's $BUDGET s are spent)"
+        failed=1
+        return
+    fi
+    timeout "$left" "$@" >"$OUT/$name.txt" 2>&1
     local rc=$?
     echo "== $name: exit $rc after $((SECONDS - start)) s ($*)"
     tail -n 25 "$OUT/$name.txt"
